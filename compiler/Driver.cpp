@@ -1,0 +1,116 @@
+//===- Driver.cpp - what megatron-compile does, as a library --------------===//
+
+#include "compiler/Driver.h"
+
+#include "compiler/Registration.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Support/FileUtilities.h"
+
+#include "llvm/ADT/StringSwitch.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+#include <nlohmann/json.hpp>
+
+using namespace megatron;
+using llvm::createStringError;
+using llvm::formatv;
+
+std::optional<Phase> megatron::parsePhase(llvm::StringRef text) {
+  return llvm::StringSwitch<std::optional<Phase>>(text)
+      .Case("import", Phase::Import)
+      .Default(std::nullopt);
+}
+
+static llvm::Expected<nlohmann::json> readJsonFile(const std::string &file) {
+  auto buffer = llvm::MemoryBuffer::getFile(file);
+  if (!buffer)
+    return createStringError(formatv("cannot read --config '{0}': {1}", file,
+                                     buffer.getError().message()));
+  nlohmann::json json =
+      nlohmann::json::parse((*buffer)->getBuffer().begin(),
+                            (*buffer)->getBuffer().end(), nullptr,
+                            /*allow_exceptions=*/false);
+  if (json.is_discarded())
+    return createStringError(
+        formatv("--config '{0}' is not valid JSON", file));
+  return json;
+}
+
+/// The --set and --config layers, highest precedence first. Their keys are
+/// the Hugging Face names of the model type, so that is settled first:
+/// --model-type, a `model_type` key, or what the checkpoint looks like.
+static llvm::Expected<std::vector<ConfigLayer>>
+overrideLayers(const CompileOptions &options, const Checkpoint &checkpoint) {
+  auto sets = parseOverrides(options.sets);
+  if (!sets)
+    return sets.takeError();
+  nlohmann::json config = nlohmann::json::object();
+  if (!options.configFile.empty()) {
+    auto json = readJsonFile(options.configFile);
+    if (!json)
+      return json.takeError();
+    config = std::move(*json);
+  }
+  std::optional<ModelType> type = options.modelType;
+  for (const nlohmann::json *json : {&*sets, &config})
+    if (auto it = json->find("model_type");
+        !type && it != json->end() && it->is_string())
+      type = parseModelType(it->get<std::string>());
+  if (!type)
+    type = detectModelType(checkpoint);
+
+  std::vector<ConfigLayer> layers;
+  if (!sets->empty()) {
+    auto layer = parseHuggingFaceConfig(*sets, "--set", type, /*strict=*/true);
+    if (!layer)
+      return layer.takeError();
+    layers.push_back(std::move(*layer));
+  }
+  if (!options.configFile.empty()) {
+    auto layer = parseHuggingFaceConfig(config, options.configFile, type,
+                                        /*strict=*/false);
+    if (!layer)
+      return layer.takeError();
+    layers.push_back(std::move(*layer));
+  }
+  return layers;
+}
+
+llvm::Error megatron::runCompile(const CompileOptions &options) {
+  if (!options.compileTo)
+    return createStringError(
+        "writing a .mtc artifact needs the lowering and serialization phases, "
+        "which this build does not have yet; use --compile-to=import");
+
+  auto checkpoint = Checkpoint::open(options.input);
+  if (!checkpoint)
+    return checkpoint.takeError();
+
+  ImportOptions importOptions;
+  importOptions.modelType = options.modelType;
+  importOptions.task = options.task;
+  auto layers = overrideLayers(options, **checkpoint);
+  if (!layers)
+    return layers.takeError();
+  importOptions.overrides = std::move(*layers);
+
+  mlir::DialectRegistry registry;
+  registerAllDialects(registry);
+  mlir::MLIRContext context(registry);
+  auto module = importCheckpoint(context, **checkpoint, importOptions);
+  if (!module)
+    return module.takeError();
+
+  std::string error;
+  auto output = mlir::openOutputFile(options.output, &error);
+  if (!output)
+    return createStringError(error);
+  (*module)->print(output->os());
+  output->os() << "\n";
+  output->keep();
+  return llvm::Error::success();
+}

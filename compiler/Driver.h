@@ -1,0 +1,37 @@
+//===- Driver.h - what megatron-compile does, as a library -----*- C++ -*-===//
+
+#ifndef MEGATRON_COMPILER_DRIVER_H
+#define MEGATRON_COMPILER_DRIVER_H
+
+#include "frontends/Importer.h"
+
+#include "llvm/Support/Error.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace megatron {
+
+/// The phases of DESIGN.md section 2 that this build can stop after.
+enum class Phase { Import };
+
+std::optional<Phase> parsePhase(llvm::StringRef text);
+
+struct CompileOptions {
+  std::string input;
+  std::string output = "-";
+  std::optional<ModelType> modelType;
+  std::optional<Task> task;
+  std::string configFile;          ///< --config: Hugging Face config keys
+  std::vector<std::string> sets;   ///< --set KEY=VALUE overrides
+  std::optional<Phase> compileTo;  ///< print this phase's IR
+};
+
+/// Runs the compiler as the command line asked. Every failure is an Error
+/// with a message fit for `error: ...`.
+llvm::Error runCompile(const CompileOptions &options);
+
+} // namespace megatron
+
+#endif // MEGATRON_COMPILER_DRIVER_H

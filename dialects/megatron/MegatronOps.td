@@ -1,0 +1,324 @@
+//===- MegatronOps.td - the model-level graph dialect ------*- tablegen -*-===//
+//
+// The import target: a Megatron-BERT or Megatron-GPT2 forward pass written in
+// primitive tensor ops. Weights are symbolic (`megatron.weight`); transforms on
+// them (transpose, reshape, slice, concat) are ordinary ops on weight values
+// that the artifact writer evaluates while streaming the checkpoint.
+//
+// Batch and sequence dimensions are dynamic (`?`); model dimensions are
+// static. Every verifier checks exactly what can be checked statically.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MEGATRON_OPS_TD
+#define MEGATRON_OPS_TD
+
+include "mlir/IR/OpBase.td"
+include "mlir/IR/CommonTypeConstraints.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+//===----------------------------------------------------------------------===//
+// Dialect
+//===----------------------------------------------------------------------===//
+
+def Megatron_Dialect : Dialect {
+  let name = "megatron";
+  let cppNamespace = "::mlir::megatron";
+  let summary = "Model-level graph of Megatron-BERT / Megatron-GPT2";
+  let description = [{
+    Primitive tensor ops for transformer encoders and decoders, the target of
+    the checkpoint importer. Function arguments and results carry their
+    Hugging Face names in `megatron.input` / `megatron.output` attributes; the
+    module carries the model configuration in `megatron.config`.
+  }];
+  let useDefaultAttributePrinterParser = 1;
+  let hasOperationAttrVerify = 1;
+  let hasRegionArgAttrVerify = 1;
+  let hasRegionResultAttrVerify = 1;
+  let dependentDialects = ["::mlir::tensor::TensorDialect",
+                           "::mlir::arith::ArithDialect"];
+  let extraClassDeclaration = [{
+    static constexpr llvm::StringLiteral kConfigAttrName = "megatron.config";
+    static constexpr llvm::StringLiteral kInputAttrName = "megatron.input";
+    static constexpr llvm::StringLiteral kOutputAttrName = "megatron.output";
+  }];
+}
+
+class Megatron_Op<string mnemonic, list<Trait> traits = []>
+    : Op<Megatron_Dialect, mnemonic, !listconcat(traits, [Pure])>;
+
+//===----------------------------------------------------------------------===//
+// Types and attributes
+//===----------------------------------------------------------------------===//
+
+def Megatron_Float : AnyTypeOf<[F32, F16, BF16]>;
+def Megatron_FloatTensor : RankedTensorOf<[F32, F16, BF16]>;
+def Megatron_IdTensor : RankedTensorOf<[I32, I64]>;
+
+def Megatron_GeluApproximation : I32EnumAttr<"GeluApproximation",
+    "how GELU is computed", [
+      I32EnumAttrCase<"Erf", 0, "erf">,
+      I32EnumAttrCase<"Tanh", 1, "tanh">
+    ]> {
+  let cppNamespace = "::mlir::megatron";
+  let genSpecializedAttr = 0;
+}
+
+def Megatron_GeluApproximationAttr
+    : EnumAttr<Megatron_Dialect, Megatron_GeluApproximation, "gelu"> {
+  let assemblyFormat = "$value";
+}
+
+//===----------------------------------------------------------------------===//
+// Weights and embeddings
+//===----------------------------------------------------------------------===//
+
+def Megatron_WeightOp : Megatron_Op<"weight"> {
+  let summary = "a named tensor of the checkpoint";
+  let description = [{
+    Refers to the checkpoint tensor `name` (its name after nested state dicts
+    are flattened with '.' and tensor-parallel shards are merged). The result
+    type is the type the graph computes in; the artifact writer converts the
+    stored dtype. Never holds data.
+
+    ```mlir
+    %w = megatron.weight "language_model.encoder.final_norm.weight" : tensor<1024xf32>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = "$name attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def Megatron_EmbeddingOp : Megatron_Op<"embedding"> {
+  let summary = "row lookup: result[..., :] = table[ids[...], :]";
+  let description = [{
+    `table` is [rows, width]; the result has the shape of `ids` with `width`
+    appended. Ids outside [0, rows) are an error at run time.
+  }];
+  let arguments = (ins Megatron_FloatTensor:$table, Megatron_IdTensor:$ids);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = [{
+    $table `[` $ids `]` attr-dict `:` type($table) `,` type($ids) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Megatron_PositionsOp : Megatron_Op<"positions", [SameOperandsAndResultType]> {
+  let summary = "position ids: result[..., j] = j";
+  let description = [{
+    The learned-position index of each token of `ids` (which only gives the
+    shape): counting from 0 along the last (sequence) dimension.
+  }];
+  let arguments = (ins Megatron_IdTensor:$ids);
+  let results = (outs Megatron_IdTensor:$result);
+  let assemblyFormat = "$ids attr-dict `:` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise
+//===----------------------------------------------------------------------===//
+
+def Megatron_AddOp : Megatron_Op<"add"> {
+  let summary = "elementwise sum with trailing-dimension broadcasting";
+  let description = [{
+    NumPy broadcasting: shapes are aligned at the last dimension and a
+    dimension of size 1 (or a missing leading one) stretches.
+  }];
+  let arguments = (ins Megatron_FloatTensor:$lhs, Megatron_FloatTensor:$rhs);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Megatron_GeluOp : Megatron_Op<"gelu", [SameOperandsAndResultType]> {
+  let summary = "Gaussian error linear unit";
+  let description = [{
+    `erf`: x * 0.5 * (1 + erf(x / sqrt(2))). `tanh`: the approximation
+    0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) that Megatron's
+    fused bias-GELU and OpenAI's GPT-2 use.
+  }];
+  let arguments = (ins Megatron_FloatTensor:$input,
+                       Megatron_GeluApproximationAttr:$approximation);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = "$approximation $input attr-dict `:` type($result)";
+}
+
+def Megatron_TanhOp : Megatron_Op<"tanh", [SameOperandsAndResultType]> {
+  let summary = "elementwise hyperbolic tangent";
+  let arguments = (ins Megatron_FloatTensor:$input);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
+def Megatron_ScaleOp : Megatron_Op<"scale", [SameOperandsAndResultType]> {
+  let summary = "multiply by a constant";
+  let arguments = (ins Megatron_FloatTensor:$input, F64Attr:$factor);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = "$input `,` $factor attr-dict `:` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Contractions
+//===----------------------------------------------------------------------===//
+
+def Megatron_LinearOp : Megatron_Op<"linear"> {
+  let summary = "x W^T + b, as torch.nn.Linear";
+  let description = [{
+    `input` is [..., in], `weight` is [out, in], optional `bias` is [out];
+    the result is [..., out].
+  }];
+  let arguments = (ins Megatron_FloatTensor:$input,
+                       Megatron_FloatTensor:$weight,
+                       Optional<Megatron_FloatTensor>:$bias);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? attr-dict `:` type(operands) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Megatron_MatmulOp : Megatron_Op<"matmul"> {
+  let summary = "batched matrix product over the last two dimensions";
+  let description = [{
+    `lhs` is [batch..., M, K]; `rhs` is [batch..., K, N], or [batch..., N, K]
+    with `transpose_rhs`. Batch dimensions must be equal. Attention uses it
+    for Q K^T and for P V.
+  }];
+  let arguments = (ins Megatron_FloatTensor:$lhs, Megatron_FloatTensor:$rhs,
+                       UnitAttr:$transpose_rhs);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Normalisation and attention pieces
+//===----------------------------------------------------------------------===//
+
+def Megatron_LayerNormOp : Megatron_Op<"layer_norm"> {
+  let summary = "layer normalisation over the last dimension";
+  let description = [{
+    (x - mean) / sqrt(var + epsilon) * gamma + beta, with the biased
+    variance, over the last dimension of `input`; `gamma` and `beta` have
+    that dimension's size.
+  }];
+  let arguments = (ins Megatron_FloatTensor:$input,
+                       Megatron_FloatTensor:$gamma,
+                       Megatron_FloatTensor:$beta,
+                       F64Attr:$epsilon);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $gamma `,` $beta attr-dict `:` type(operands) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Megatron_SoftmaxOp : Megatron_Op<"softmax", [SameOperandsAndResultType]> {
+  let summary = "softmax over the last dimension";
+  let arguments = (ins Megatron_FloatTensor:$input);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
+def Megatron_AttentionMaskOp : Megatron_Op<"attention_mask"> {
+  let summary = "mask attention scores: padding, causal, or both";
+  let description = [{
+    `scores` is [batch, heads, query, key]. A score is masked when
+    `padding_mask[b, key]` is 0 (the Hugging Face `attention_mask`), or, with
+    `causal`, when key > query + (keys - queries) (so a query sees itself and
+    everything before it). Masked scores become the most negative finite
+    value of the element type, so a softmax gives them no weight.
+  }];
+  let arguments = (ins Megatron_FloatTensor:$scores,
+                       Optional<Megatron_IdTensor>:$padding_mask,
+                       UnitAttr:$causal);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = [{
+    $scores (`,` $padding_mask^)? attr-dict `:` type(operands) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Shape manipulation
+//===----------------------------------------------------------------------===//
+
+def Megatron_SplitHeadsOp : Megatron_Op<"split_heads"> {
+  let summary = "[batch, seq, heads*dim] -> [batch, heads, seq, dim]";
+  let arguments = (ins Megatron_FloatTensor:$input,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_heads);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = "$input `,` $num_heads attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Megatron_MergeHeadsOp : Megatron_Op<"merge_heads"> {
+  let summary = "[batch, heads, seq, dim] -> [batch, seq, heads*dim]";
+  let arguments = (ins Megatron_FloatTensor:$input);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Megatron_TransposeOp : Megatron_Op<"transpose"> {
+  let summary = "permute dimensions: result dim i = input dim permutation[i]";
+  let arguments = (ins Megatron_FloatTensor:$input,
+                       DenseI64ArrayAttr:$permutation);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = "$input $permutation attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Megatron_ReshapeOp : Megatron_Op<"reshape"> {
+  let summary = "same elements in row-major order, new shape";
+  let description = [{
+    Each dynamic dimension of the result takes its size from one of
+    `dynamic_sizes`, in order (as `tensor.empty` does). When both shapes are
+    static their element counts must agree.
+
+    ```mlir
+    %r = megatron.reshape %x [%n] : tensor<?x1xf32> -> tensor<?xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input, Variadic<Index>:$dynamic_sizes);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = [{
+    $input (`[` $dynamic_sizes^ `]`)? attr-dict `:` type($input) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Megatron_SliceOp : Megatron_Op<"slice"> {
+  let summary = "the elements [start, start + size) along one dimension";
+  let arguments = (ins Megatron_FloatTensor:$input,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$dim,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$start,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$size);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `dim` $dim `start` $start `size` $size attr-dict `:` type($input) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Megatron_ConcatOp : Megatron_Op<"concat"> {
+  let summary = "join tensors along one dimension";
+  let arguments = (ins Variadic<Megatron_FloatTensor>:$inputs,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$dim);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = [{
+    $inputs `dim` $dim attr-dict `:` `(` type($inputs) `)` `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // MEGATRON_OPS_TD

@@ -1,0 +1,66 @@
+//===- megatron-compile.cpp - checkpoint to artifact ----------------------===//
+//
+// Parses the command line of DESIGN.md section 8 and hands it to the driver.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/Driver.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/WithColor.h"
+
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> input(cl::Positional, cl::Required,
+                                  cl::desc("<checkpoint file, directory or zip>"));
+static cl::opt<std::string> output("o", cl::desc("output file ('-' for stdout)"),
+                                   cl::value_desc("file"), cl::init("-"));
+static cl::opt<std::string> modelType("model-type",
+                                      cl::desc("bert | gpt2 (autodetected)"));
+static cl::opt<std::string>
+    task("task", cl::desc("bert: base | masked-lm (default) | pretraining | "
+                          "next-sentence | sequence-classification | "
+                          "multiple-choice | token-classification | "
+                          "question-answering | causal-lm; gpt2: causal-lm"));
+static cl::opt<std::string>
+    configFile("config", cl::desc("Hugging Face config.json with overrides"),
+               cl::value_desc("file"));
+static cl::list<std::string>
+    sets("set", cl::desc("override a Hugging Face config key"),
+         cl::value_desc("KEY=VALUE"));
+static cl::opt<std::string>
+    compileTo("compile-to", cl::desc("print the IR after this phase: import"),
+              cl::value_desc("phase"));
+
+static int fail(llvm::Error error) {
+  llvm::handleAllErrors(std::move(error), [](const llvm::ErrorInfoBase &e) {
+    llvm::WithColor::error(llvm::errs(), "") << e.message() << "\n";
+  });
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv,
+                              "megatron-compile: Megatron checkpoint -> "
+                              "megatron IR / artifact\n");
+  megatron::CompileOptions options;
+  options.input = input;
+  options.output = output;
+  options.configFile = configFile;
+  options.sets = sets;
+  if (!modelType.empty() &&
+      !(options.modelType = megatron::parseModelType(modelType)))
+    return fail(llvm::createStringError("unknown --model-type '" + modelType +
+                                        "' (expected bert or gpt2)"));
+  if (!task.empty() && !(options.task = megatron::parseTask(task)))
+    return fail(llvm::createStringError("unknown --task '" + task + "'"));
+  if (!compileTo.empty() &&
+      !(options.compileTo = megatron::parsePhase(compileTo)))
+    return fail(llvm::createStringError("unknown --compile-to phase '" +
+                                        compileTo + "' (available: import)"));
+  if (llvm::Error error = megatron::runCompile(options))
+    return fail(std::move(error));
+  return 0;
+}
