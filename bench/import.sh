@@ -10,10 +10,12 @@ compile=build/bin/megatron-compile
 py=/usr/bin/python3
 [ -x "$compile" ] || { echo "error: build first (scripts/build.sh)" >&2; exit 1; }
 
-measure() { # prints "seconds peak_MiB" of a command
-  local out
-  out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -n 1)
-  awk '{printf "%.2f %.0f", $1, $2 / 1024}' <<<"$out"
+measure() { # prints "seconds peak_MiB" of a command, which must succeed
+  local log
+  log=$(mktemp)
+  /usr/bin/time -f '%e %M' -o "$log" "$@" >/dev/null
+  awk '{printf "%.2f %.0f\n", $1, $2 / 1024}' "$log"
+  rm -f "$log"
 }
 
 printf '%-6s %-22s %10s %10s\n' model step seconds peak_MiB
