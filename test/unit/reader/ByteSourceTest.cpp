@@ -40,7 +40,8 @@ TEST(ByteSource, Slices) {
 }
 
 TEST(ByteSource, MappedFiles) {
-  std::string dir = reader_test::makeTempDir();
+  reader_test::TempDir temp;
+  const std::string &dir = temp.path();
   reader_test::writeFile(dir + "/data", "hello");
   reader_test::writeFile(dir + "/empty", "");
   ASSERT_OK_AND_ASSIGN(file, MappedFile::open(dir + "/data"));
@@ -129,7 +130,8 @@ TEST(ZipArchive, NestedArchives) {
 }
 
 TEST(ZipArchive, CorruptArchives) {
-  std::string dir = reader_test::makeTempDir();
+  reader_test::TempDir temp;
+  const std::string &dir = temp.path();
   std::string zip = reader_test::readFile(fixture("zoo_zip.pt"));
   reader_test::writeFile(dir + "/truncated.zip", zip.substr(0, zip.size() / 2));
   EXPECT_ERROR(ZipArchive::open(dir + "/truncated.zip"),

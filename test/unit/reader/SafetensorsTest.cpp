@@ -102,7 +102,8 @@ TEST(SafetensorsHostile, Entries) {
 }
 
 TEST(ShardedCheckpoint, SafetensorsShards) {
-  std::string dir = reader_test::makeTempDir();
+  reader_test::TempDir temp;
+  const std::string &dir = temp.path();
   reader_test::writeFile(
       dir + "/model-1.safetensors",
       safetensors(
@@ -144,7 +145,8 @@ TEST(ShardedCheckpoint, SafetensorsShards) {
 }
 
 TEST(ShardedCheckpoint, TorchShards) {
-  std::string dir = reader_test::makeTempDir();
+  reader_test::TempDir temp;
+  const std::string &dir = temp.path();
   reader_test::writeFile(
       dir + "/pytorch_model-1.bin",
       reader_test::readFile(reader_test::fixture("zoo_zip.pt")));

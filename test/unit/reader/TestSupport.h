@@ -79,13 +79,22 @@ inline llvm::Expected<megatron::reader::ValuePtr> loads(llvm::StringRef bytes) {
   return result->value;
 }
 
-/// A fresh directory for files a test writes.
-inline std::string makeTempDir() {
-  llvm::SmallString<128> dir;
-  std::error_code ec = llvm::sys::fs::createUniqueDirectory("reader-test", dir);
-  EXPECT_FALSE(ec) << ec.message();
-  return std::string(dir);
-}
+/// A fresh directory for the files a test writes, removed afterwards.
+class TempDir {
+public:
+  TempDir() {
+    llvm::SmallString<128> dir;
+    std::error_code ec =
+        llvm::sys::fs::createUniqueDirectory("reader-test", dir);
+    EXPECT_FALSE(ec) << ec.message();
+    path_ = std::string(dir);
+  }
+  ~TempDir() { llvm::sys::fs::remove_directories(path_); }
+  const std::string &path() const { return path_; }
+
+private:
+  std::string path_;
+};
 
 /// The bytes `tensor` reads back as.
 inline std::string readTensor(const megatron::reader::TensorRef &tensor) {

@@ -1,0 +1,223 @@
+//===- WeightEvaluator.cpp - compute weight values from a checkpoint ------===//
+
+#include "compiler/WeightEvaluator.h"
+
+#include "dialects/megatron/MegatronOps.h"
+
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+#include <cstring>
+
+using namespace megatron;
+using llvm::createStringError;
+using llvm::formatv;
+namespace mm = mlir::megatron;
+
+namespace {
+
+float halfToFloat(uint16_t h) {
+  uint32_t sign = (h >> 15) & 1, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  float magnitude;
+  if (exponent == 0)
+    magnitude = std::ldexp(static_cast<float>(mantissa), -24); // subnormal
+  else if (exponent == 31)
+    magnitude = mantissa ? NAN : INFINITY;
+  else
+    magnitude = std::ldexp(static_cast<float>(mantissa | 0x400), exponent - 25);
+  return sign ? -magnitude : magnitude;
+}
+
+float bfloat16ToFloat(uint16_t b) {
+  uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+template <typename T, typename Convert>
+void convertEach(const void *src, float *dst, size_t count, Convert convert) {
+  const auto *in = static_cast<const uint8_t *>(src);
+  for (size_t i = 0; i < count; ++i) {
+    T v;
+    std::memcpy(&v, in + i * sizeof(T), sizeof(T));
+    dst[i] = convert(v);
+  }
+}
+
+int64_t product(llvm::ArrayRef<int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+
+/// Row-major strides of `shape`, in elements.
+llvm::SmallVector<int64_t> stridesOf(llvm::ArrayRef<int64_t> shape) {
+  llvm::SmallVector<int64_t> strides(shape.size(), 1);
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i)
+    strides[i] = strides[i + 1] * shape[i + 1];
+  return strides;
+}
+
+DenseTensor transpose(const DenseTensor &in, llvm::ArrayRef<int64_t> perm) {
+  DenseTensor out;
+  for (int64_t p : perm)
+    out.shape.push_back(in.shape[p]);
+  out.data.resize(in.data.size());
+  llvm::SmallVector<int64_t> inStrides = stridesOf(in.shape);
+  // Walk the output in order, advancing the input position by the permuted
+  // strides, like an odometer.
+  llvm::SmallVector<int64_t> index(perm.size(), 0);
+  int64_t src = 0;
+  for (float &value : out.data) {
+    value = in.data[src];
+    for (int64_t d = static_cast<int64_t>(perm.size()) - 1; d >= 0; --d) {
+      src += inStrides[perm[d]];
+      if (++index[d] < out.shape[d])
+        break;
+      src -= inStrides[perm[d]] * out.shape[d];
+      index[d] = 0;
+    }
+  }
+  return out;
+}
+
+/// Copies the [start, start + size) block of `dim` of `in` into `out` at
+/// `outStart` of the same dimension; shapes agree elsewhere.
+void copyBlock(const DenseTensor &in, int64_t dim, int64_t start, int64_t size,
+               DenseTensor &out, int64_t outStart) {
+  int64_t outer = product(llvm::ArrayRef<int64_t>(in.shape).take_front(dim));
+  int64_t inner = product(llvm::ArrayRef<int64_t>(in.shape).drop_front(dim + 1));
+  for (int64_t o = 0; o < outer; ++o)
+    std::memcpy(&out.data[(o * out.shape[dim] + outStart) * inner],
+                &in.data[(o * in.shape[dim] + start) * inner],
+                size * inner * sizeof(float));
+}
+
+class Evaluator {
+public:
+  explicit Evaluator(const Checkpoint &ckpt) : ckpt(ckpt) {}
+
+  llvm::Expected<DenseTensor> eval(mlir::Value value) {
+    mlir::Operation *op = value.getDefiningOp();
+    if (!op)
+      return createStringError("a weight value depends on a function argument");
+    return llvm::TypeSwitch<mlir::Operation *, llvm::Expected<DenseTensor>>(op)
+        .Case([&](mm::WeightOp w) { return read(w); })
+        .Case([&](mm::TransposeOp t) -> llvm::Expected<DenseTensor> {
+          auto in = eval(t.getInput());
+          if (!in)
+            return in.takeError();
+          return transpose(*in, t.getPermutation());
+        })
+        .Case([&](mm::ReshapeOp r) -> llvm::Expected<DenseTensor> {
+          auto in = eval(r.getInput());
+          if (!in)
+            return in.takeError();
+          in->shape.assign(r.getType().getShape().begin(),
+                           r.getType().getShape().end());
+          return std::move(*in);
+        })
+        .Case([&](mm::SliceOp s) -> llvm::Expected<DenseTensor> {
+          auto in = eval(s.getInput());
+          if (!in)
+            return in.takeError();
+          DenseTensor out;
+          out.shape = in->shape;
+          out.shape[s.getDim()] = s.getSize();
+          out.data.resize(product(out.shape));
+          copyBlock(*in, s.getDim(), s.getStart(), s.getSize(), out, 0);
+          return out;
+        })
+        .Case([&](mm::ConcatOp c) -> llvm::Expected<DenseTensor> {
+          DenseTensor out;
+          out.shape.assign(c.getType().getShape().begin(),
+                           c.getType().getShape().end());
+          out.data.resize(product(out.shape));
+          int64_t offset = 0;
+          for (mlir::Value input : c.getInputs()) {
+            auto in = eval(input);
+            if (!in)
+              return in.takeError();
+            int64_t size = in->shape[c.getDim()];
+            copyBlock(*in, c.getDim(), 0, size, out, offset);
+            offset += size;
+          }
+          return out;
+        })
+        .Default([&](mlir::Operation *other) -> llvm::Expected<DenseTensor> {
+          return createStringError(formatv(
+              "'{0}' is not a weight transform", other->getName()));
+        });
+  }
+
+private:
+  llvm::Expected<DenseTensor> read(mm::WeightOp op) {
+    const TensorInfo *info = ckpt.find(op.getName());
+    if (!info)
+      return createStringError(formatv("checkpoint '{0}' has no tensor '{1}'",
+                                       ckpt.path(), op.getName()));
+    if (llvm::ArrayRef<int64_t>(info->shape) != op.getType().getShape())
+      return createStringError(formatv(
+          "checkpoint tensor '{0}' does not have the shape the IR expects",
+          op.getName()));
+    size_t count = product(info->shape);
+    std::vector<uint8_t> raw(count * reader::dtypeSize(info->dtype));
+    if (auto err = ckpt.read(op.getName(), raw.data()))
+      return std::move(err);
+    DenseTensor out;
+    out.shape = info->shape;
+    out.data.resize(count);
+    if (auto err = convertToF32(info->dtype, raw.data(), out.data.data(), count))
+      return createStringError(formatv("checkpoint tensor '{0}': {1}",
+                                       op.getName(),
+                                       llvm::toString(std::move(err))));
+    return out;
+  }
+
+  const Checkpoint &ckpt;
+};
+} // namespace
+
+llvm::Error megatron::convertToF32(reader::DType dtype, const void *src,
+                                   float *dst, size_t count) {
+  switch (dtype) {
+  case reader::DType::F32:
+    std::memcpy(dst, src, count * sizeof(float));
+    return llvm::Error::success();
+  case reader::DType::F64:
+    convertEach<double>(src, dst, count,
+                        [](double v) { return static_cast<float>(v); });
+    return llvm::Error::success();
+  case reader::DType::F16:
+    convertEach<uint16_t>(src, dst, count, halfToFloat);
+    return llvm::Error::success();
+  case reader::DType::BF16:
+    convertEach<uint16_t>(src, dst, count, bfloat16ToFloat);
+    return llvm::Error::success();
+  default:
+    return createStringError(formatv("{0} is not a floating-point weight type",
+                                     reader::dtypeName(dtype)));
+  }
+}
+
+bool megatron::isWeightValue(mlir::Value value) {
+  mlir::Operation *op = value.getDefiningOp();
+  if (!op)
+    return false;
+  if (mlir::isa<mm::WeightOp>(op))
+    return true;
+  if (!mlir::isa<mm::TransposeOp, mm::ReshapeOp, mm::SliceOp, mm::ConcatOp>(op))
+    return false;
+  // Weight reshapes are static: they carry no dynamic sizes.
+  return llvm::all_of(op->getOperands(), isWeightValue);
+}
+
+llvm::Expected<DenseTensor> megatron::evaluateWeight(mlir::Value value,
+                                                     const Checkpoint &ckpt) {
+  if (!isWeightValue(value))
+    return createStringError("the value is not computed from weights alone");
+  return Evaluator(ckpt).eval(value);
+}

@@ -1,0 +1,188 @@
+//===- WeightEvaluatorTest.cpp - weight transforms on real checkpoints ----===//
+//
+// The importer expresses checkpoint-specific layouts (QKV row orders of each
+// checkpoint_version, tensor-parallel shards, GPT-2's Conv1D) as transforms on
+// weights. Evaluated, they must all give the canonical weights: the fused QKV
+// of a Megatron-LM checkpoint equals the Hugging Face query, key and value
+// weights of the same model stacked, whatever version or TP degree saved it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/WeightEvaluator.h"
+
+#include "compiler/Registration.h"
+#include "dialects/megatron/MegatronOps.h"
+#include "frontends/Importer.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
+
+#include "gtest/gtest.h"
+
+#include <cmath>
+
+using namespace megatron;
+namespace mm = mlir::megatron;
+
+namespace {
+
+std::string fixture(const std::string &relative) {
+  return std::string(MEGATRON_FIXTURES_DIR) + "/" + relative;
+}
+
+class WeightEvaluatorTest : public ::testing::Test {
+protected:
+  WeightEvaluatorTest() {
+    mlir::DialectRegistry registry;
+    registerAllDialects(registry);
+    context.appendDialectRegistry(registry);
+  }
+
+  std::unique_ptr<Checkpoint> open(const std::string &relative) {
+    auto ckpt = Checkpoint::open(fixture(relative));
+    if (!ckpt) {
+      ADD_FAILURE() << llvm::toString(ckpt.takeError());
+      return nullptr;
+    }
+    return std::move(*ckpt);
+  }
+
+  /// The evaluated weight and bias of the `index`-th linear of the imported
+  /// forward function.
+  std::pair<DenseTensor, DenseTensor> linear(const Checkpoint &ckpt,
+                                             unsigned index) {
+    auto module = importCheckpoint(context, ckpt, ImportOptions{});
+    if (!module) {
+      ADD_FAILURE() << llvm::toString(module.takeError());
+      return {};
+    }
+    llvm::SmallVector<mm::LinearOp> linears;
+    (*module)->walk([&](mm::LinearOp op) { linears.push_back(op); });
+    if (index >= linears.size()) {
+      ADD_FAILURE() << "no linear #" << index;
+      return {};
+    }
+    auto weight = evaluateWeight(linears[index].getWeight(), ckpt);
+    auto bias = evaluateWeight(linears[index].getBias(), ckpt);
+    if (!weight || !bias) {
+      ADD_FAILURE() << (weight ? llvm::toString(bias.takeError())
+                               : llvm::toString(weight.takeError()));
+      if (weight)
+        llvm::consumeError(bias.takeError());
+      else if (bias)
+        llvm::consumeError(weight.takeError());
+      return {};
+    }
+    return {std::move(*weight), std::move(*bias)};
+  }
+
+  DenseTensor tensor(const Checkpoint &ckpt, const std::string &name) {
+    const TensorInfo *info = ckpt.find(name);
+    EXPECT_NE(info, nullptr) << name;
+    DenseTensor out;
+    if (!info)
+      return out;
+    out.shape = info->shape;
+    size_t count = 1;
+    for (int64_t d : info->shape)
+      count *= d;
+    std::vector<uint8_t> raw(count * reader::dtypeSize(info->dtype));
+    out.data.resize(count);
+    if (auto err = ckpt.read(name, raw.data()))
+      ADD_FAILURE() << llvm::toString(std::move(err));
+    if (auto err = convertToF32(info->dtype, raw.data(), out.data.data(), count))
+      ADD_FAILURE() << llvm::toString(std::move(err));
+    return out;
+  }
+
+  /// Hugging Face BERT's layer-0 query, key and value, stacked as the
+  /// canonical fused projection.
+  std::pair<DenseTensor, DenseTensor> hfQkv() {
+    auto hf = open("hf/megatron_bert_mlm");
+    std::pair<DenseTensor, DenseTensor> qkv;
+    for (const char *part : {"query", "key", "value"}) {
+      std::string base =
+          std::string("bert.encoder.layer.0.attention.self.") + part;
+      DenseTensor w = tensor(*hf, base + ".weight");
+      DenseTensor b = tensor(*hf, base + ".bias");
+      qkv.first.data.insert(qkv.first.data.end(), w.data.begin(), w.data.end());
+      qkv.second.data.insert(qkv.second.data.end(), b.data.begin(),
+                             b.data.end());
+    }
+    qkv.first.shape = {96, 32};
+    qkv.second.shape = {96};
+    return qkv;
+  }
+
+  mlir::MLIRContext context;
+};
+
+void expectNear(const DenseTensor &actual, const DenseTensor &expected,
+                float relative, const std::string &what,
+                float absolute = 0) {
+  ASSERT_EQ(actual.shape, expected.shape) << what;
+  ASSERT_EQ(actual.data.size(), expected.data.size()) << what;
+  for (size_t i = 0; i < actual.data.size(); ++i)
+    ASSERT_LE(std::fabs(actual.data[i] - expected.data[i]),
+              relative * std::fabs(expected.data[i]) + absolute)
+        << what << " element " << i;
+}
+
+TEST_F(WeightEvaluatorTest, MegatronQkvOfEveryVersionAndTpIsCanonical) {
+  auto [w, b] = hfQkv();
+  for (const char *path :
+       {"megatron/bert_v0_tp1", "megatron/bert_v1_tp1", "megatron/bert_v2_tp1",
+        "megatron/bert_v3_tp1", "megatron/bert_v0_tp2", "megatron/bert_v1_tp2",
+        "megatron/bert_v3_tp2", "megatron/bert_v1_legacy.pt",
+        "megatron/bert_view.pt"}) {
+    auto ckpt = open(path);
+    ASSERT_TRUE(ckpt);
+    auto [qkvWeight, qkvBias] = linear(*ckpt, 0);
+    expectNear(qkvWeight, w, 0, std::string(path) + " QKV weight");
+    expectNear(qkvBias, b, 0, std::string(path) + " QKV bias");
+  }
+}
+
+TEST_F(WeightEvaluatorTest, Gpt2Conv1DAndMegatronAgree) {
+  auto megatron = open("megatron/gpt2_v3_tp2");
+  auto hf = open("hf/gpt2");
+  ASSERT_TRUE(megatron && hf);
+  // Linears in order: QKV, attention output, MLP in, MLP out.
+  for (unsigned i = 0; i < 4; ++i) {
+    auto [mw, mb] = linear(*megatron, i);
+    auto [hw, hb] = linear(*hf, i);
+    expectNear(mw, hw, 0, "GPT-2 linear " + std::to_string(i) + " weight");
+    expectNear(mb, hb, 0, "GPT-2 linear " + std::to_string(i) + " bias");
+  }
+}
+
+TEST_F(WeightEvaluatorTest, HalfPrecisionWeightsConvert) {
+  auto full = open("megatron/gpt2_v3_tp1");
+  auto half = open("megatron/gpt2_fp16");
+  ASSERT_TRUE(full && half);
+  auto [fw, fb] = linear(*full, 0);
+  auto [hw, hb] = linear(*half, 0);
+  // 10 mantissa bits; below 2^-14 fp16 is subnormal with steps of 2^-24.
+  expectNear(hw, fw, 1.0f / 1024, "fp16 QKV weight", std::ldexp(1.0f, -24));
+}
+
+TEST(ConvertToF32, SpecialValues) {
+  // fp16: 1.0, -2.0, smallest subnormal, infinity.
+  uint16_t half[] = {0x3c00, 0xc000, 0x0001, 0x7c00};
+  float out[4];
+  ASSERT_FALSE(bool(convertToF32(reader::DType::F16, half, out, 4)));
+  EXPECT_EQ(out[0], 1.0f);
+  EXPECT_EQ(out[1], -2.0f);
+  EXPECT_EQ(out[2], std::ldexp(1.0f, -24));
+  EXPECT_TRUE(std::isinf(out[3]));
+  // bf16: 1.0 and -0.5.
+  uint16_t bf[] = {0x3f80, 0xbf00};
+  ASSERT_FALSE(bool(convertToF32(reader::DType::BF16, bf, out, 2)));
+  EXPECT_EQ(out[0], 1.0f);
+  EXPECT_EQ(out[1], -0.5f);
+  llvm::Error err = convertToF32(reader::DType::I64, bf, out, 1);
+  ASSERT_TRUE(bool(err));
+  llvm::consumeError(std::move(err));
+}
+
+} // namespace
