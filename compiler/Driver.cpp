@@ -10,7 +10,6 @@
 
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/ToolOutputFile.h"
 
 #include <nlohmann/json.hpp>
@@ -25,21 +24,6 @@ std::optional<Phase> megatron::parsePhase(llvm::StringRef text) {
       .Default(std::nullopt);
 }
 
-static llvm::Expected<nlohmann::json> readJsonFile(const std::string &file) {
-  auto buffer = llvm::MemoryBuffer::getFile(file);
-  if (!buffer)
-    return createStringError(formatv("cannot read --config '{0}': {1}", file,
-                                     buffer.getError().message()));
-  nlohmann::json json =
-      nlohmann::json::parse((*buffer)->getBuffer().begin(),
-                            (*buffer)->getBuffer().end(), nullptr,
-                            /*allow_exceptions=*/false);
-  if (json.is_discarded())
-    return createStringError(
-        formatv("--config '{0}' is not valid JSON", file));
-  return json;
-}
-
 /// The --set and --config layers, highest precedence first. Their keys are
 /// the Hugging Face names of the model type, so that is settled first:
 /// --model-type, a `model_type` key, or what the checkpoint looks like.
@@ -52,7 +36,8 @@ overrideLayers(const CompileOptions &options, const Checkpoint &checkpoint) {
   if (!options.configFile.empty()) {
     auto json = readJsonFile(options.configFile);
     if (!json)
-      return json.takeError();
+      return createStringError(formatv("--config: {0}",
+                                       llvm::toString(json.takeError())));
     config = std::move(*json);
   }
   std::optional<ModelType> type = options.modelType;

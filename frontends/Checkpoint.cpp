@@ -152,15 +152,10 @@ llvm::Error CheckpointLoader::loadHuggingFace(llvm::StringRef dir,
   ckpt.format_ = Checkpoint::Format::HuggingFace;
   std::string configPath = join(dir, "config.json");
   if (isFile(configPath)) {
-    auto buffer = llvm::MemoryBuffer::getFile(configPath);
-    if (!buffer)
-      return createStringError(formatv("cannot read '{0}': {1}", configPath,
-                                       buffer.getError().message()));
-    nlohmann::json json = nlohmann::json::parse(
-        (*buffer)->getBuffer().begin(), (*buffer)->getBuffer().end(), nullptr,
-        /*allow_exceptions=*/false);
-    if (json.is_discarded())
-      return createStringError(formatv("'{0}' is not valid JSON", configPath));
+    auto parsed = readJsonFile(configPath);
+    if (!parsed)
+      return parsed.takeError();
+    const nlohmann::json &json = *parsed;
     auto layer = parseHuggingFaceConfig(json, configPath, std::nullopt,
                                         /*strict=*/false);
     if (!layer)

@@ -4,6 +4,7 @@
 
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MemoryBuffer.h"
 
 #include <nlohmann/json.hpp>
 
@@ -222,5 +223,19 @@ megatron::parseOverrides(llvm::ArrayRef<std::string> assignments) {
       value = text.str();
     json[key.str()] = std::move(value);
   }
+  return json;
+}
+
+llvm::Expected<nlohmann::json> megatron::readJsonFile(llvm::StringRef path) {
+  auto buffer = llvm::MemoryBuffer::getFile(path);
+  if (!buffer)
+    return createStringError(formatv("cannot read '{0}': {1}", path,
+                                     buffer.getError().message()));
+  nlohmann::json json =
+      nlohmann::json::parse((*buffer)->getBuffer().begin(),
+                            (*buffer)->getBuffer().end(), nullptr,
+                            /*allow_exceptions=*/false);
+  if (json.is_discarded())
+    return createStringError(formatv("'{0}' is not valid JSON", path));
   return json;
 }

@@ -68,6 +68,9 @@ llvm::Expected<ConfigLayer>
 parseHuggingFaceConfig(const nlohmann::json &json, llvm::StringRef source,
                        std::optional<ModelType> type, bool strict);
 
+/// Reads and parses a JSON file; errors name the file.
+llvm::Expected<nlohmann::json> readJsonFile(llvm::StringRef path);
+
 /// Parses `KEY=VALUE` overrides (Hugging Face key names) into a JSON object.
 llvm::Expected<nlohmann::json>
 parseOverrides(llvm::ArrayRef<std::string> assignments);
