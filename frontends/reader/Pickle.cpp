@@ -296,7 +296,7 @@ static llvm::Expected<std::string> decodeQuoted(llvm::StringRef text) {
     char e = text.front();
     auto simple = llvm::find_if(
         kSimpleEscapes, [&](const char(&pair)[2]) { return pair[0] == e; });
-    unsigned code;
+    unsigned code = 0;
     if (simple != std::end(kSimpleEscapes)) {
       out.push_back((*simple)[1]);
       text = text.drop_front();
