@@ -150,6 +150,10 @@ public:
           if (llvm::Error err = source_.read(position_, length, out))
             return err;
           position_ += length;
+          // The buffer now lies behind the position: empty it, so the next
+          // read refills instead of copying from outside it.
+          bufferStart_ = position_;
+          buffer_.clear();
           return llvm::Error::success();
         }
         if (llvm::Error err = refill())

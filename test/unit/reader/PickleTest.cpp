@@ -330,6 +330,29 @@ TEST(Pickle, PersistentIdsGoToTheLoader) {
   EXPECT_ERROR(std::move(failing), "no such storage");
 }
 
+TEST(Pickle, ReadsAfterAStringLargerThanTheBuffer) {
+  // A filler string ends exactly at the 64 KiB input buffer's end, so the
+  // next, 100000-byte string is read around the buffer; the opcodes after it
+  // must then come from the input, not from the stale buffer (a regression:
+  // a bit-flipped legacy file crashed here).
+  auto binunicode = [](const std::string &text) {
+    std::string op = "X";
+    for (int i = 0; i < 4; ++i)
+      op.push_back(static_cast<char>((text.size() >> (8 * i)) & 0xff));
+    return op + text;
+  };
+  std::string filler(65536 - 13, 'f'), big(100000, 'x');
+  std::string pickle = "\x80\x02("_b + binunicode(filler) + binunicode(big) +
+                       "K\x07K\x08t."_b;
+  ASSERT_EQ(pickle.find(big), 65536u);
+  ASSERT_OK_AND_ASSIGN(value, loads(pickle));
+  llvm::ArrayRef<ValuePtr> items = value->elements();
+  ASSERT_EQ(items.size(), 4u);
+  EXPECT_EQ(items[1]->asString()->size(), big.size());
+  EXPECT_EQ(items[2]->asInt(), 7);
+  EXPECT_EQ(items[3]->asInt(), 8);
+}
+
 TEST(Pickle, SequentialPicklesReportTheirEnd) {
   auto source = memorySource("K\x01.K\x02."_b, "two.pkl");
   auto first = unpickle(*source);
