@@ -1,0 +1,57 @@
+//===- Kernels.h - CPU kernels for the plan's steps -----------*- C++ -*-===//
+//
+// Float32, row-major, caller-owned buffers. Each kernel is one step of an
+// executable plan; shapes arrive as plain integers because the plan has
+// already checked them.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MEGATRON_RUNTIME_CPU_KERNELS_H
+#define MEGATRON_RUNTIME_CPU_KERNELS_H
+
+#include "megatron/runtime/Status.h"
+
+#include <cstdint>
+
+namespace megatron::runtime::cpu {
+
+enum class GeluKind { Erf, Tanh };
+
+/// y[rows, out] = x[rows, in] * w[out, in]^T (+ bias[out]): torch.nn.Linear.
+void linear(const float *x, int64_t rows, int64_t in, const float *w,
+            const float *bias, int64_t out, float *y);
+
+/// c[b] = a[b] * (transposeB ? b[b]^T : b[b]) for each of `batch` matrices:
+/// a is [M, K], b is [K, N] (or [N, K] transposed), c is [M, N].
+void batchedMatmul(const float *a, const float *b, int64_t batch, int64_t m,
+                   int64_t k, int64_t n, bool transposeB, float *c);
+
+/// LayerNorm over the last dimension with the biased variance.
+void layerNorm(const float *x, int64_t rows, int64_t width, const float *gamma,
+               const float *beta, float eps, float *y);
+
+void gelu(const float *x, int64_t count, GeluKind kind, float *y);
+
+/// Softmax over the last dimension, in place.
+void softmax(float *x, int64_t rows, int64_t width);
+
+/// Masks scores [batch, heads, queries, keys] in place: where
+/// paddingMask[b, key] == 0 (when given) or, with `causal`, where
+/// key > query + (keys - queries). Masked scores become the lowest float.
+void attentionMask(float *scores, int64_t batch, int64_t heads,
+                   int64_t queries, int64_t keys, const int64_t *paddingMask,
+                   bool causal);
+
+/// out[i, :] = table[ids[i], :]; an id outside [0, rows) is an error.
+Status embedding(const float *table, int64_t rows, int64_t width,
+                 const int64_t *ids, int64_t count, float *out);
+
+/// [batch, seq, heads * dim] -> [batch, heads, seq, dim], and back.
+void splitHeads(const float *x, int64_t batch, int64_t seq, int64_t heads,
+                int64_t dim, float *y);
+void mergeHeads(const float *x, int64_t batch, int64_t heads, int64_t seq,
+                int64_t dim, float *y);
+
+} // namespace megatron::runtime::cpu
+
+#endif // MEGATRON_RUNTIME_CPU_KERNELS_H

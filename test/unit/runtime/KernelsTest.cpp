@@ -1,0 +1,172 @@
+//===- KernelsTest.cpp - CPU kernels against naive double loops -----------===//
+//
+// Each kernel is compared with the textbook formula evaluated in double on
+// random inputs, at shapes that are not multiples of any vector width.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cpu/Kernels.h"
+
+#include "gtest/gtest.h"
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+using namespace megatron::runtime;
+using namespace megatron::runtime::cpu;
+
+namespace {
+
+std::vector<float> randomVector(size_t n, float scale = 1.0f,
+                                unsigned seed = 7) {
+  std::mt19937 rng(seed + n);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = dist(rng);
+  return v;
+}
+
+void expectClose(const std::vector<float> &actual,
+                 const std::vector<double> &expected, double tolerance) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i)
+    ASSERT_NEAR(actual[i], expected[i],
+                tolerance * (1.0 + std::fabs(expected[i])))
+        << "element " << i;
+}
+
+TEST(Kernels, LinearWithAndWithoutBias) {
+  const int64_t rows = 5, in = 37, out = 19;
+  auto x = randomVector(rows * in), w = randomVector(out * in, 0.2f),
+       b = randomVector(out);
+  for (bool withBias : {true, false}) {
+    std::vector<float> y(rows * out);
+    linear(x.data(), rows, in, w.data(), withBias ? b.data() : nullptr, out,
+           y.data());
+    std::vector<double> expected(rows * out);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < out; ++o) {
+        double sum = withBias ? b[o] : 0.0;
+        for (int64_t i = 0; i < in; ++i)
+          sum += double(x[r * in + i]) * w[o * in + i];
+        expected[r * out + o] = sum;
+      }
+    expectClose(y, expected, 1e-5);
+  }
+}
+
+TEST(Kernels, BatchedMatmulBothLayouts) {
+  const int64_t batch = 3, m = 4, k = 9, n = 6;
+  auto a = randomVector(batch * m * k), b = randomVector(batch * k * n);
+  for (bool transposeB : {false, true}) {
+    std::vector<float> c(batch * m * n);
+    batchedMatmul(a.data(), b.data(), batch, m, k, n, transposeB, c.data());
+    std::vector<double> expected(batch * m * n);
+    for (int64_t p = 0; p < batch; ++p)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double sum = 0;
+          for (int64_t q = 0; q < k; ++q)
+            sum += double(a[(p * m + i) * k + q]) *
+                   (transposeB ? b[(p * n + j) * k + q] : b[(p * k + q) * n + j]);
+          expected[(p * m + i) * n + j] = sum;
+        }
+    expectClose(c, expected, 1e-5);
+  }
+}
+
+TEST(Kernels, LayerNormWithALargeMean) {
+  const int64_t rows = 3, width = 33;
+  auto x = randomVector(rows * width), g = randomVector(width),
+       b = randomVector(width);
+  for (float &v : x)
+    v += 100.0f; // the mean dwarfs the spread
+  std::vector<float> y(rows * width);
+  layerNorm(x.data(), rows, width, g.data(), b.data(), 1e-5f, y.data());
+  std::vector<double> expected(rows * width);
+  for (int64_t r = 0; r < rows; ++r) {
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < width; ++i)
+      mean += x[r * width + i];
+    mean /= width;
+    for (int64_t i = 0; i < width; ++i)
+      var += std::pow(x[r * width + i] - mean, 2);
+    var /= width;
+    for (int64_t i = 0; i < width; ++i)
+      expected[r * width + i] =
+          (x[r * width + i] - mean) / std::sqrt(var + 1e-5) * g[i] + b[i];
+  }
+  expectClose(y, expected, 1e-4);
+}
+
+TEST(Kernels, GeluBothForms) {
+  auto x = randomVector(101, 3.0f);
+  std::vector<float> y(x.size());
+  gelu(x.data(), x.size(), GeluKind::Erf, y.data());
+  std::vector<double> expected(x.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    expected[i] = 0.5 * x[i] * (1 + std::erf(x[i] / std::sqrt(2.0)));
+  expectClose(y, expected, 1e-6);
+  gelu(x.data(), x.size(), GeluKind::Tanh, y.data());
+  for (size_t i = 0; i < x.size(); ++i) {
+    double v = x[i];
+    expected[i] =
+        0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+  }
+  expectClose(y, expected, 1e-6);
+}
+
+TEST(Kernels, SoftmaxIsStableForLargeScores) {
+  std::vector<float> x = {1000.0f, 1001.0f, 1002.0f, -5.0f, 0.0f, 5.0f};
+  softmax(x.data(), 2, 3);
+  std::vector<double> expected;
+  for (int r = 0; r < 2; ++r) {
+    double row[3] = {r ? -5.0 : 0.0, r ? 0.0 : 1.0, r ? 5.0 : 2.0};
+    double sum = std::exp(row[0]) + std::exp(row[1]) + std::exp(row[2]);
+    for (double v : row)
+      expected.push_back(std::exp(v) / sum);
+  }
+  expectClose(x, expected, 1e-6);
+}
+
+TEST(Kernels, AttentionMaskPaddingAndCausalWithCachedKeys) {
+  // One batch, one head, 2 queries after 1 cached key: 3 keys in all.
+  std::vector<float> scores(6, 1.0f);
+  int64_t padding[] = {1, 1, 0};
+  attentionMask(scores.data(), 1, 1, 2, 3, padding, /*causal=*/true);
+  const float low = std::numeric_limits<float>::lowest();
+  // Query 0 sees keys 0..1; query 1 sees keys 0..2 but key 2 is padding.
+  EXPECT_EQ(scores, (std::vector<float>{1, 1, low, 1, 1, low}));
+}
+
+TEST(Kernels, EmbeddingRejectsOutOfRangeIds) {
+  std::vector<float> table = {0, 1, 10, 11, 20, 21};
+  std::vector<float> out(4);
+  int64_t ids[] = {2, 0};
+  ASSERT_TRUE(embedding(table.data(), 3, 2, ids, 2, out.data()).ok());
+  EXPECT_EQ(out, (std::vector<float>{20, 21, 0, 1}));
+  int64_t bad[] = {1, 3};
+  Status status = embedding(table.data(), 3, 2, bad, 2, out.data());
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.message(),
+            "token id 3 at position 1 is outside the vocabulary [0, 3)");
+  int64_t negative[] = {-1};
+  EXPECT_FALSE(embedding(table.data(), 3, 2, negative, 1, out.data()).ok());
+}
+
+TEST(Kernels, SplitAndMergeHeadsAreInverse) {
+  const int64_t batch = 2, seq = 3, heads = 4, dim = 5;
+  auto x = randomVector(batch * seq * heads * dim);
+  std::vector<float> split(x.size()), merged(x.size());
+  splitHeads(x.data(), batch, seq, heads, dim, split.data());
+  // Element (b, h, s, d) of the split comes from (b, s, h * dim + d).
+  EXPECT_EQ(split[((1 * heads + 2) * seq + 1) * dim + 3],
+            x[((1 * seq + 1) * heads + 2) * dim + 3]);
+  mergeHeads(split.data(), batch, heads, seq, dim, merged.data());
+  EXPECT_EQ(merged, x);
+}
+
+} // namespace
