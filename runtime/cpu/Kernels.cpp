@@ -115,20 +115,11 @@ Status cpu::embedding(const float *table, int64_t rows, int64_t width,
   return Status::success();
 }
 
-void cpu::splitHeads(const float *x, int64_t batch, int64_t seq, int64_t heads,
-                     int64_t dim, float *y) {
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t s = 0; s < seq; ++s)
-      for (int64_t h = 0; h < heads; ++h)
-        std::memcpy(y + ((b * heads + h) * seq + s) * dim,
-                    x + ((b * seq + s) * heads + h) * dim, dim * sizeof(float));
-}
-
-void cpu::mergeHeads(const float *x, int64_t batch, int64_t heads, int64_t seq,
-                     int64_t dim, float *y) {
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t s = 0; s < seq; ++s)
-      for (int64_t h = 0; h < heads; ++h)
-        std::memcpy(y + ((b * seq + s) * heads + h) * dim,
-                    x + ((b * heads + h) * seq + s) * dim, dim * sizeof(float));
+void cpu::swapMiddleAxes(const float *x, int64_t a, int64_t b, int64_t c,
+                         int64_t d, float *y) {
+  for (int64_t i = 0; i < a; ++i)
+    for (int64_t j = 0; j < b; ++j)
+      for (int64_t k = 0; k < c; ++k)
+        std::memcpy(y + ((i * c + k) * b + j) * d, x + ((i * b + j) * c + k) * d,
+                    d * sizeof(float));
 }

@@ -46,11 +46,11 @@ void attentionMask(float *scores, int64_t batch, int64_t heads,
 Status embedding(const float *table, int64_t rows, int64_t width,
                  const int64_t *ids, int64_t count, float *out);
 
-/// [batch, seq, heads * dim] -> [batch, heads, seq, dim], and back.
-void splitHeads(const float *x, int64_t batch, int64_t seq, int64_t heads,
-                int64_t dim, float *y);
-void mergeHeads(const float *x, int64_t batch, int64_t heads, int64_t seq,
-                int64_t dim, float *y);
+/// y[a, c, b, d] = x[a, b, c, d]. Splitting heads is
+/// [batch, seq, heads, dim] -> [batch, heads, seq, dim]; merging them back is
+/// the same swap of the middle axes.
+void swapMiddleAxes(const float *x, int64_t a, int64_t b, int64_t c,
+                    int64_t d, float *y);
 
 } // namespace megatron::runtime::cpu
 

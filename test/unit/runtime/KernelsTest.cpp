@@ -161,11 +161,15 @@ TEST(Kernels, SplitAndMergeHeadsAreInverse) {
   const int64_t batch = 2, seq = 3, heads = 4, dim = 5;
   auto x = randomVector(batch * seq * heads * dim);
   std::vector<float> split(x.size()), merged(x.size());
-  splitHeads(x.data(), batch, seq, heads, dim, split.data());
+  swapMiddleAxes(x.data(), batch, seq, heads, dim, split.data());
   // Element (b, h, s, d) of the split comes from (b, s, h * dim + d).
-  EXPECT_EQ(split[((1 * heads + 2) * seq + 1) * dim + 3],
-            x[((1 * seq + 1) * heads + 2) * dim + 3]);
-  mergeHeads(split.data(), batch, heads, seq, dim, merged.data());
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t s = 0; s < seq; ++s)
+        for (int64_t d = 0; d < dim; ++d)
+          ASSERT_EQ(split[((b * heads + h) * seq + s) * dim + d],
+                    x[((b * seq + s) * heads + h) * dim + d]);
+  swapMiddleAxes(split.data(), batch, heads, seq, dim, merged.data());
   EXPECT_EQ(merged, x);
 }
 
