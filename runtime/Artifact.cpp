@@ -1,0 +1,174 @@
+//===- Artifact.cpp - a verified, memory-mapped .mtc file -----------------===//
+
+#include "megatron/runtime/Artifact.h"
+
+#include "megatron/runtime/ArtifactFormat.h"
+#include "runtime/schema/artifact_generated.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace megatron::runtime;
+namespace fb = megatron::artifact;
+
+namespace {
+
+std::string str(uint64_t v) { return std::to_string(v); }
+
+/// [offset, offset + size) lies within [0, limit), without overflow.
+bool fits(uint64_t offset, uint64_t size, uint64_t limit) {
+  return offset <= limit && size <= limit - offset;
+}
+
+/// Bytes per element of a buffer's dtype.
+uint64_t elementSize(fb::DType dtype) {
+  switch (dtype) {
+  case fb::DType::F32:
+  case fb::DType::I32:
+    return 4;
+  case fb::DType::F16:
+  case fb::DType::BF16:
+    return 2;
+  case fb::DType::I64:
+    return 8;
+  case fb::DType::I8:
+    return 1;
+  }
+  return 0;
+}
+
+/// Every buffer of `rank` within its region, and weights of their exact size.
+Status checkRank(const fb::Rank &rank, uint32_t index, uint64_t weightsSize,
+                 const std::string &where) {
+  std::string name = where + ": rank " + str(index);
+  if (!fits(rank.weights_offset(), rank.weights_size(), weightsSize))
+    return Status::error(name + ": weight region [" +
+                         str(rank.weights_offset()) + ", +" +
+                         str(rank.weights_size()) +
+                         ") lies outside the weight segment of " +
+                         str(weightsSize) + " bytes");
+  if (!rank.buffers())
+    return Status::error(name + ": no buffers");
+  for (const fb::Buffer *buffer : *rank.buffers()) {
+    std::string what =
+        name + " buffer '" +
+        (buffer->name() ? buffer->name()->str() : std::string("?")) + "'";
+    if (elementSize(buffer->dtype()) == 0)
+      return Status::error(what + ": unknown dtype");
+    bool weight = buffer->kind() == fb::BufferKind::Weight;
+    uint64_t limit = weight ? rank.weights_size() : rank.arena_size();
+    if (!fits(buffer->offset(), buffer->size(), limit))
+      return Status::error(what + ": bytes [" + str(buffer->offset()) +
+                           ", +" + str(buffer->size()) + ") lie outside its " +
+                           (weight ? "weight region" : "arena") + " of " +
+                           str(limit) + " bytes");
+    if (!weight)
+      continue;
+    // A weight's shape is static: its bytes must be exactly its size.
+    if (!buffer->shape())
+      return Status::error(what + ": a weight needs a shape");
+    uint64_t elements = 1;
+    for (const fb::Dim *dim : *buffer->shape()) {
+      if ((dim->symbols() && dim->symbols()->size()) || dim->constant() < 0 ||
+          (dim->constant() > 0 &&
+           elements > UINT64_MAX / static_cast<uint64_t>(dim->constant())))
+        return Status::error(what + ": a weight needs a static shape");
+      elements *= static_cast<uint64_t>(dim->constant());
+    }
+    if (elements > UINT64_MAX / elementSize(buffer->dtype()) ||
+        elements * elementSize(buffer->dtype()) != buffer->size())
+      return Status::error(what + ": shape and dtype need " +
+                           str(elements * elementSize(buffer->dtype())) +
+                           " bytes, the buffer has " + str(buffer->size()));
+  }
+  uint32_t buffers = rank.buffers()->size();
+  if (rank.entries())
+    for (const fb::Entry *entry : *rank.entries())
+      if (entry->steps())
+        for (const fb::Step *step : *entry->steps())
+          for (const auto *list : {step->inputs(), step->outputs()})
+            if (list)
+              for (uint32_t id : *list)
+                if (id >= buffers)
+                  return Status::error(name + " entry '" +
+                                       (entry->name() ? entry->name()->str()
+                                                      : std::string("?")) +
+                                       "': a step uses buffer " + str(id) +
+                                       " of " + str(buffers));
+  return Status::success();
+}
+} // namespace
+
+Artifact::~Artifact() {
+  if (data_)
+    munmap(const_cast<uint8_t *>(data_), size_);
+}
+
+const uint8_t *Artifact::weights(uint32_t rank) const {
+  return data_ + weightsOffset_ + root_->ranks()->Get(rank)->weights_offset();
+}
+
+Status Artifact::open(const std::string &path, std::unique_ptr<Artifact> &out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return Status::error("cannot open artifact '" + path +
+                         "': " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::error("'" + path + "' is not a regular file");
+  }
+  std::unique_ptr<Artifact> artifact(new Artifact());
+  artifact->path_ = path;
+  artifact->size_ = static_cast<uint64_t>(st.st_size);
+  if (artifact->size_ < sizeof(ArtifactHeader)) {
+    ::close(fd);
+    return Status::error("'" + path + "' is too short to be an artifact (" +
+                         str(artifact->size_) + " bytes)");
+  }
+  void *mapped = mmap(nullptr, artifact->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (mapped == MAP_FAILED)
+    return Status::error("cannot map '" + path + "': " + std::strerror(errno));
+  artifact->data_ = static_cast<const uint8_t *>(mapped);
+
+  ArtifactHeader header;
+  std::memcpy(&header, artifact->data_, sizeof(header));
+  if (std::memcmp(header.magic, kArtifactMagic, sizeof(kArtifactMagic)) != 0)
+    return Status::error("'" + path + "' is not a megatron-compiler artifact");
+  if (header.formatVersion != kArtifactFormatVersion)
+    return Status::error("'" + path + "' has artifact format version " +
+                         str(header.formatVersion) + "; this runtime reads " +
+                         str(kArtifactFormatVersion) +
+                         " (recompile it, or use a matching runtime)");
+  if (header.headerSize != sizeof(ArtifactHeader) ||
+      !fits(header.flatbufferOffset, header.flatbufferSize, artifact->size_) ||
+      !fits(header.weightsOffset, header.weightsSize, artifact->size_) ||
+      header.weightsOffset % kWeightAlignment != 0)
+    return Status::error("'" + path +
+                         "' is truncated or corrupt: its header describes "
+                         "sections beyond the file's " +
+                         str(artifact->size_) + " bytes");
+
+  const uint8_t *fbData = artifact->data_ + header.flatbufferOffset;
+  flatbuffers::Verifier verifier(fbData, header.flatbufferSize);
+  if (!fb::VerifyArtifactBuffer(verifier))
+    return Status::error("'" + path +
+                         "' is corrupt: its FlatBuffer does not verify");
+  artifact->root_ = fb::GetArtifact(fbData);
+  artifact->weightsOffset_ = header.weightsOffset;
+  const fb::Artifact &root = *artifact->root_;
+  if (!root.model() || !root.ranks() || root.ranks()->size() == 0)
+    return Status::error("'" + path + "' has no model description or ranks");
+  for (uint32_t i = 0; i < root.ranks()->size(); ++i)
+    if (Status status =
+            checkRank(*root.ranks()->Get(i), i, header.weightsSize, path);
+        !status.ok())
+      return status;
+  out = std::move(artifact);
+  return Status::success();
+}

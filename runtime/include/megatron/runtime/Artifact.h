@@ -1,0 +1,46 @@
+//===- Artifact.h - a verified, memory-mapped .mtc file -------*- C++ -*-===//
+
+#ifndef MEGATRON_RUNTIME_ARTIFACT_H
+#define MEGATRON_RUNTIME_ARTIFACT_H
+
+#include "megatron/runtime/Status.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace megatron::artifact {
+struct Artifact;
+} // namespace megatron::artifact
+
+namespace megatron::runtime {
+
+class Artifact {
+public:
+  /// Maps `path` and checks everything that can be checked before running:
+  /// the header, the format version, the FlatBuffer (verified once), and
+  /// that every buffer lies inside its weight region or arena.
+  static Status open(const std::string &path, std::unique_ptr<Artifact> &out);
+
+  Artifact(const Artifact &) = delete;
+  Artifact &operator=(const Artifact &) = delete;
+  ~Artifact();
+
+  const artifact::Artifact &root() const { return *root_; }
+  /// The weight region of `rank` (checked by `open`).
+  const uint8_t *weights(uint32_t rank) const;
+  const std::string &path() const { return path_; }
+
+private:
+  Artifact() = default;
+
+  std::string path_;
+  const uint8_t *data_ = nullptr;
+  uint64_t size_ = 0;
+  uint64_t weightsOffset_ = 0;
+  const artifact::Artifact *root_ = nullptr;
+};
+
+} // namespace megatron::runtime
+
+#endif // MEGATRON_RUNTIME_ARTIFACT_H
