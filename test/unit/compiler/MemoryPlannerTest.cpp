@@ -2,45 +2,19 @@
 
 #include "compiler/MemoryPlanner.h"
 
-#include "compiler/Registration.h"
-#include "frontends/Importer.h"
-
-#include "mlir/IR/DialectRegistry.h"
-#include "mlir/IR/MLIRContext.h"
-
-#include "gtest/gtest.h"
+#include "FixtureTest.h"
 
 using namespace megatron;
 
 namespace {
 
-class MemoryPlannerTest : public ::testing::Test {
+class MemoryPlannerTest : public FixtureTest {
 protected:
-  MemoryPlannerTest() {
-    mlir::DialectRegistry registry;
-    registerAllDialects(registry);
-    context.appendDialectRegistry(registry);
-  }
-
-  /// Imports `fixture`; returns its forward function (owned by `module`).
   mlir::func::FuncOp import(const std::string &fixture) {
-    auto ckpt = Checkpoint::open(std::string(MEGATRON_FIXTURES_DIR) + "/" +
-                                 fixture);
-    if (!ckpt) {
-      ADD_FAILURE() << llvm::toString(ckpt.takeError());
-      return nullptr;
-    }
-    auto imported = importCheckpoint(context, **ckpt, ImportOptions{});
-    if (!imported) {
-      ADD_FAILURE() << llvm::toString(imported.takeError());
-      return nullptr;
-    }
-    module = std::move(*imported);
-    return *module->getOps<mlir::func::FuncOp>().begin();
+    ckpt = openFixture(fixture);
+    return ckpt ? importForward(*ckpt) : nullptr;
   }
-
-  mlir::MLIRContext context;
-  mlir::OwningOpRef<mlir::ModuleOp> module;
+  std::unique_ptr<Checkpoint> ckpt;
 };
 
 TEST_F(MemoryPlannerTest, LiveTensorsNeverShareBytes) {

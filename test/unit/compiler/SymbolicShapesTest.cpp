@@ -2,43 +2,22 @@
 
 #include "compiler/SymbolicShapes.h"
 
-#include "compiler/Registration.h"
-#include "dialects/megatron/MegatronOps.h"
-#include "frontends/Importer.h"
-
-#include "mlir/IR/DialectRegistry.h"
-#include "mlir/IR/MLIRContext.h"
-
-#include "gtest/gtest.h"
+#include "FixtureTest.h"
 
 using namespace megatron;
-namespace mm = mlir::megatron;
 
 namespace {
 
-class SymbolicShapesTest : public ::testing::Test {
+class SymbolicShapesTest : public FixtureTest {
 protected:
-  SymbolicShapesTest() {
-    mlir::DialectRegistry registry;
-    registerAllDialects(registry);
-    context.appendDialectRegistry(registry);
-  }
-
   /// Imports `fixture` and returns each result's shape as text, by op name,
   /// in program order.
   std::vector<std::pair<std::string, std::string>>
   shapes(const std::string &fixture) {
-    auto ckpt = Checkpoint::open(std::string(MEGATRON_FIXTURES_DIR) + "/" +
-                                 fixture);
-    EXPECT_TRUE(bool(ckpt)) << (ckpt ? "" : llvm::toString(ckpt.takeError()));
-    if (!ckpt)
+    auto ckpt = openFixture(fixture);
+    mlir::func::FuncOp func = ckpt ? importForward(*ckpt) : nullptr;
+    if (!func)
       return {};
-    auto module = importCheckpoint(context, **ckpt, ImportOptions{});
-    EXPECT_TRUE(bool(module))
-        << (module ? "" : llvm::toString(module.takeError()));
-    if (!module)
-      return {};
-    mlir::func::FuncOp func = *(*module)->getOps<mlir::func::FuncOp>().begin();
     auto inferred = inferSymbolicShapes(func);
     EXPECT_TRUE(bool(inferred))
         << (inferred ? "" : llvm::toString(inferred.takeError()));
@@ -53,7 +32,6 @@ protected:
         text += (text.empty() ? "" : " x ") + d.str();
       out.emplace_back(op->getName().getStringRef().str(), text);
     });
-    module->release()->erase();
     return out;
   }
 
@@ -67,7 +45,6 @@ protected:
     return "<none>";
   }
 
-  mlir::MLIRContext context;
 };
 
 TEST_F(SymbolicShapesTest, BertAttention) {

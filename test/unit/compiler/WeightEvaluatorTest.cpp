@@ -10,14 +10,8 @@
 
 #include "compiler/WeightEvaluator.h"
 
-#include "compiler/Registration.h"
+#include "FixtureTest.h"
 #include "dialects/megatron/MegatronOps.h"
-#include "frontends/Importer.h"
-
-#include "mlir/IR/DialectRegistry.h"
-#include "mlir/IR/MLIRContext.h"
-
-#include "gtest/gtest.h"
 
 #include <cmath>
 
@@ -26,38 +20,17 @@ namespace mm = mlir::megatron;
 
 namespace {
 
-std::string fixture(const std::string &relative) {
-  return std::string(MEGATRON_FIXTURES_DIR) + "/" + relative;
-}
-
-class WeightEvaluatorTest : public ::testing::Test {
+class WeightEvaluatorTest : public FixtureTest {
 protected:
-  WeightEvaluatorTest() {
-    mlir::DialectRegistry registry;
-    registerAllDialects(registry);
-    context.appendDialectRegistry(registry);
-  }
-
-  std::unique_ptr<Checkpoint> open(const std::string &relative) {
-    auto ckpt = Checkpoint::open(fixture(relative));
-    if (!ckpt) {
-      ADD_FAILURE() << llvm::toString(ckpt.takeError());
-      return nullptr;
-    }
-    return std::move(*ckpt);
-  }
-
   /// The evaluated weight and bias of the `index`-th linear of the imported
   /// forward function.
   std::pair<DenseTensor, DenseTensor> linear(const Checkpoint &ckpt,
                                              unsigned index) {
-    auto module = importCheckpoint(context, ckpt, ImportOptions{});
-    if (!module) {
-      ADD_FAILURE() << llvm::toString(module.takeError());
+    mlir::func::FuncOp func = importForward(ckpt);
+    if (!func)
       return {};
-    }
     llvm::SmallVector<mm::LinearOp> linears;
-    (*module)->walk([&](mm::LinearOp op) { linears.push_back(op); });
+    func.walk([&](mm::LinearOp op) { linears.push_back(op); });
     if (index >= linears.size()) {
       ADD_FAILURE() << "no linear #" << index;
       return {};
@@ -98,7 +71,7 @@ protected:
   /// Hugging Face BERT's layer-0 query, key and value, stacked as the
   /// canonical fused projection.
   std::pair<DenseTensor, DenseTensor> hfQkv() {
-    auto hf = open("hf/megatron_bert_mlm");
+    auto hf = openFixture("hf/megatron_bert_mlm");
     std::pair<DenseTensor, DenseTensor> qkv;
     for (const char *part : {"query", "key", "value"}) {
       std::string base =
@@ -113,8 +86,6 @@ protected:
     qkv.second.shape = {96};
     return qkv;
   }
-
-  mlir::MLIRContext context;
 };
 
 void expectNear(const DenseTensor &actual, const DenseTensor &expected,
@@ -135,7 +106,7 @@ TEST_F(WeightEvaluatorTest, MegatronQkvOfEveryVersionAndTpIsCanonical) {
         "megatron/bert_v3_tp1", "megatron/bert_v0_tp2", "megatron/bert_v1_tp2",
         "megatron/bert_v3_tp2", "megatron/bert_v1_legacy.pt",
         "megatron/bert_view.pt"}) {
-    auto ckpt = open(path);
+    auto ckpt = openFixture(path);
     ASSERT_TRUE(ckpt);
     auto [qkvWeight, qkvBias] = linear(*ckpt, 0);
     expectNear(qkvWeight, w, 0, std::string(path) + " QKV weight");
@@ -144,8 +115,8 @@ TEST_F(WeightEvaluatorTest, MegatronQkvOfEveryVersionAndTpIsCanonical) {
 }
 
 TEST_F(WeightEvaluatorTest, Gpt2Conv1DAndMegatronAgree) {
-  auto megatron = open("megatron/gpt2_v3_tp2");
-  auto hf = open("hf/gpt2");
+  auto megatron = openFixture("megatron/gpt2_v3_tp2");
+  auto hf = openFixture("hf/gpt2");
   ASSERT_TRUE(megatron && hf);
   // Linears in order: QKV, attention output, MLP in, MLP out.
   for (unsigned i = 0; i < 4; ++i) {
@@ -157,8 +128,8 @@ TEST_F(WeightEvaluatorTest, Gpt2Conv1DAndMegatronAgree) {
 }
 
 TEST_F(WeightEvaluatorTest, HalfPrecisionWeightsConvert) {
-  auto full = open("megatron/gpt2_v3_tp1");
-  auto half = open("megatron/gpt2_fp16");
+  auto full = openFixture("megatron/gpt2_v3_tp1");
+  auto half = openFixture("megatron/gpt2_fp16");
   ASSERT_TRUE(full && half);
   auto [fw, fb] = linear(*full, 0);
   auto [hw, hb] = linear(*half, 0);
