@@ -156,25 +156,11 @@ public:
 private:
   llvm::Expected<DenseTensor> read(mm::WeightOp op) {
     const TensorInfo *info = ckpt.find(op.getName());
-    if (!info)
-      return createStringError(formatv("checkpoint '{0}' has no tensor '{1}'",
-                                       ckpt.path(), op.getName()));
-    if (llvm::ArrayRef<int64_t>(info->shape) != op.getType().getShape())
+    if (info && llvm::ArrayRef<int64_t>(info->shape) != op.getType().getShape())
       return createStringError(formatv(
           "checkpoint tensor '{0}' does not have the shape the IR expects",
           op.getName()));
-    size_t count = product(info->shape);
-    std::vector<uint8_t> raw(count * reader::dtypeSize(info->dtype));
-    if (auto err = ckpt.read(op.getName(), raw.data()))
-      return std::move(err);
-    DenseTensor out;
-    out.shape = info->shape;
-    out.data.resize(count);
-    if (auto err = convertToF32(info->dtype, raw.data(), out.data.data(), count))
-      return createStringError(formatv("checkpoint tensor '{0}': {1}",
-                                       op.getName(),
-                                       llvm::toString(std::move(err))));
-    return out;
+    return readTensorF32(ckpt, op.getName());
   }
 
   const Checkpoint &ckpt;
@@ -201,6 +187,25 @@ llvm::Error megatron::convertToF32(reader::DType dtype, const void *src,
     return createStringError(formatv("{0} is not a floating-point weight type",
                                      reader::dtypeName(dtype)));
   }
+}
+
+llvm::Expected<DenseTensor> megatron::readTensorF32(const Checkpoint &ckpt,
+                                                    llvm::StringRef name) {
+  const TensorInfo *info = ckpt.find(name);
+  if (!info)
+    return createStringError(formatv("checkpoint '{0}' has no tensor '{1}'",
+                                     ckpt.path(), name));
+  size_t count = product(info->shape);
+  std::vector<uint8_t> raw(count * reader::dtypeSize(info->dtype));
+  if (auto err = ckpt.read(name, raw.data()))
+    return std::move(err);
+  DenseTensor out;
+  out.shape = info->shape;
+  out.data.resize(count);
+  if (auto err = convertToF32(info->dtype, raw.data(), out.data.data(), count))
+    return createStringError(formatv("checkpoint tensor '{0}': {1}", name,
+                                     llvm::toString(std::move(err))));
+  return out;
 }
 
 bool megatron::isWeightValue(mlir::Value value) {

@@ -33,6 +33,10 @@ bool isWeightValue(mlir::Value value);
 llvm::Expected<DenseTensor> evaluateWeight(mlir::Value value,
                                            const Checkpoint &checkpoint);
 
+/// Reads checkpoint tensor `name` whole, converted to float32.
+llvm::Expected<DenseTensor> readTensorF32(const Checkpoint &checkpoint,
+                                          llvm::StringRef name);
+
 /// Converts `count` stored elements of `dtype` to float32.
 llvm::Error convertToF32(reader::DType dtype, const void *src, float *dst,
                          size_t count);

@@ -35,37 +35,23 @@ protected:
       ADD_FAILURE() << "no linear #" << index;
       return {};
     }
-    auto weight = evaluateWeight(linears[index].getWeight(), ckpt);
-    auto bias = evaluateWeight(linears[index].getBias(), ckpt);
-    if (!weight || !bias) {
-      ADD_FAILURE() << (weight ? llvm::toString(bias.takeError())
-                               : llvm::toString(weight.takeError()));
-      if (weight)
-        llvm::consumeError(bias.takeError());
-      else if (bias)
-        llvm::consumeError(weight.takeError());
-      return {};
-    }
-    return {std::move(*weight), std::move(*bias)};
+    return {evaluate(linears[index].getWeight(), ckpt),
+            evaluate(linears[index].getBias(), ckpt)};
   }
 
-  DenseTensor tensor(const Checkpoint &ckpt, const std::string &name) {
-    const TensorInfo *info = ckpt.find(name);
-    EXPECT_NE(info, nullptr) << name;
-    DenseTensor out;
-    if (!info)
-      return out;
-    out.shape = info->shape;
-    size_t count = 1;
-    for (int64_t d : info->shape)
-      count *= d;
-    std::vector<uint8_t> raw(count * reader::dtypeSize(info->dtype));
-    out.data.resize(count);
-    if (auto err = ckpt.read(name, raw.data()))
-      ADD_FAILURE() << llvm::toString(std::move(err));
-    if (auto err = convertToF32(info->dtype, raw.data(), out.data.data(), count))
-      ADD_FAILURE() << llvm::toString(std::move(err));
-    return out;
+  /// `result`'s tensor, or an empty one with a test failure.
+  static DenseTensor check(llvm::Expected<DenseTensor> result) {
+    if (!result) {
+      ADD_FAILURE() << llvm::toString(result.takeError());
+      return {};
+    }
+    return std::move(*result);
+  }
+  static DenseTensor evaluate(mlir::Value value, const Checkpoint &ckpt) {
+    return check(evaluateWeight(value, ckpt));
+  }
+  static DenseTensor tensor(const Checkpoint &ckpt, const std::string &name) {
+    return check(readTensorF32(ckpt, name));
   }
 
   /// Hugging Face BERT's layer-0 query, key and value, stacked as the
