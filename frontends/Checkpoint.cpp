@@ -98,6 +98,13 @@ private:
   llvm::Error
   loadMegatronRanks(std::vector<std::shared_ptr<const reader::ByteSource>> ranks,
                     llvm::StringRef where);
+  /// One rank's file, on its own.
+  llvm::Error loadMegatronFile(llvm::StringRef file, llvm::StringRef where) {
+    auto mapped = reader::MappedFile::open(file);
+    if (!mapped)
+      return mapped.takeError();
+    return loadMegatronRanks({*mapped}, where);
+  }
   llvm::Error readArgs(const reader::Value &root, llvm::StringRef where);
   void add(const std::string &name, std::unique_ptr<Checkpoint::Entry> entry);
   llvm::Expected<Tensors> loadWeightFile(llvm::StringRef file);
@@ -500,10 +507,7 @@ llvm::Error CheckpointLoader::load(llvm::StringRef input) {
       return loadMegatronZip(input);
     }
     llvm::consumeError(zip.takeError());
-    auto mapped = reader::MappedFile::open(input);
-    if (!mapped)
-      return mapped.takeError();
-    return loadMegatronRanks({*mapped}, input);
+    return loadMegatronFile(input, input);
   }
 
   if (!isDir(input))
@@ -518,11 +522,8 @@ llvm::Error CheckpointLoader::load(llvm::StringRef input) {
       return loadHuggingFace(input, file);
   }
   // One rank's folder.
-  if (isFile(join(input, "model_optim_rng.pt"))) {
-    auto mapped = reader::MappedFile::open(join(input, "model_optim_rng.pt"));
-    if (!mapped)
-      return mapped.takeError();
-    return loadMegatronRanks({*mapped}, input);
+  if (std::string file = join(input, "model_optim_rng.pt"); isFile(file)) {
+    return loadMegatronFile(file, input);
   }
   // The checkpoint root: the tracker file names the iteration folder.
   std::string tracker = join(input, "latest_checkpointed_iteration.txt");
