@@ -2,13 +2,14 @@
 
 #include "compiler/Driver.h"
 
+#include "compiler/ArtifactWriter.h"
 #include "compiler/Registration.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 
-#include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/ToolOutputFile.h"
 
@@ -17,12 +18,6 @@
 using namespace megatron;
 using llvm::createStringError;
 using llvm::formatv;
-
-std::optional<Phase> megatron::parsePhase(llvm::StringRef text) {
-  return llvm::StringSwitch<std::optional<Phase>>(text)
-      .Case("import", Phase::Import)
-      .Default(std::nullopt);
-}
 
 /// The --set and --config layers, highest precedence first. Their keys are
 /// the Hugging Face names of the model type, so that is settled first:
@@ -66,10 +61,10 @@ overrideLayers(const CompileOptions &options, const Checkpoint &checkpoint) {
 }
 
 llvm::Error megatron::runCompile(const CompileOptions &options) {
-  if (!options.compileTo)
+  if (!options.compileTo && options.output == "-")
     return createStringError(
-        "writing a .mtc artifact needs the lowering and serialization phases, "
-        "which this build does not have yet; use --compile-to=import");
+        "an artifact is binary: name the file with -o FILE.mtc "
+        "(or print IR with --compile-to=PHASE)");
 
   auto checkpoint = Checkpoint::open(options.input);
   if (!checkpoint)
@@ -89,6 +84,23 @@ llvm::Error megatron::runCompile(const CompileOptions &options) {
   auto module = importCheckpoint(context, **checkpoint, importOptions);
   if (!module)
     return module.takeError();
+
+  mlir::PassManager pm(&context);
+  buildPipeline(pm, options.compileTo.value_or(Phase::Lower), options.pipeline);
+  std::string diagnostics;
+  {
+    // Pass failures arrive as diagnostics; keep the first for the error.
+    mlir::ScopedDiagnosticHandler handler(&context, [&](mlir::Diagnostic &d) {
+      if (diagnostics.empty())
+        diagnostics = d.str();
+      return mlir::success();
+    });
+    if (mlir::failed(pm.run(**module)))
+      return createStringError(diagnostics.empty() ? "compilation failed"
+                                                   : diagnostics);
+  }
+  if (!options.compileTo)
+    return writeArtifact(**module, **checkpoint, options.output);
 
   std::string error;
   auto output = mlir::openOutputFile(options.output, &error);

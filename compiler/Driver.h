@@ -3,6 +3,7 @@
 #ifndef MEGATRON_COMPILER_DRIVER_H
 #define MEGATRON_COMPILER_DRIVER_H
 
+#include "compiler/Pipelines.h"
 #include "frontends/Importer.h"
 
 #include "llvm/Support/Error.h"
@@ -13,11 +14,6 @@
 
 namespace megatron {
 
-/// The phases of DESIGN.md section 2 that this build can stop after.
-enum class Phase { Import };
-
-std::optional<Phase> parsePhase(llvm::StringRef text);
-
 struct CompileOptions {
   std::string input;
   std::string output = "-";
@@ -26,6 +22,7 @@ struct CompileOptions {
   std::string configFile;          ///< --config: Hugging Face config keys
   std::vector<std::string> sets;   ///< --set KEY=VALUE overrides
   std::optional<Phase> compileTo;  ///< print this phase's IR
+  PipelineOptions pipeline;
 };
 
 /// Runs the compiler as the command line asked. Every failure is an Error

@@ -36,7 +36,8 @@ static uint64_t alignUp(uint64_t v) {
 llvm::Expected<ArenaPlan>
 megatron::planArena(mlir::func::FuncOp func,
                     const llvm::DenseMap<Value, SymbolicShape> &shapes,
-                    const PlanBounds &bounds) {
+                    const PlanBounds &bounds,
+                    const llvm::DenseSet<Value> &external) {
   // Program positions: arguments at 0, op i at i + 1, the return last.
   llvm::DenseMap<mlir::Operation *, unsigned> position;
   unsigned end = 1;
@@ -44,8 +45,9 @@ megatron::planArena(mlir::func::FuncOp func,
     position[&op] = end++;
 
   std::vector<Value> values;
-  auto isActivation = [](Value v) {
-    return mlir::isa<mlir::RankedTensorType>(v.getType()) && !isWeightValue(v);
+  auto isActivation = [&](Value v) {
+    return mlir::isa<mlir::RankedTensorType>(v.getType()) &&
+           !isWeightValue(v) && !external.contains(v);
   };
   for (Value arg : func.getArguments())
     values.push_back(arg);

@@ -15,6 +15,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/Support/Error.h"
 
 #include <map>
@@ -46,10 +47,13 @@ constexpr uint64_t kArenaAlignment = 64;
 llvm::Expected<int64_t> maxExtent(const SymbolicDim &dim,
                                   const PlanBounds &bounds);
 
+/// Plans every activation of `func` except those in `external` (values
+/// that live elsewhere, such as KV caches).
 llvm::Expected<ArenaPlan>
 planArena(mlir::func::FuncOp func,
           const llvm::DenseMap<mlir::Value, SymbolicShape> &shapes,
-          const PlanBounds &bounds);
+          const PlanBounds &bounds,
+          const llvm::DenseSet<mlir::Value> &external = {});
 
 } // namespace megatron
 

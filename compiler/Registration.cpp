@@ -2,7 +2,10 @@
 
 #include "compiler/Registration.h"
 
+#include "compiler/Passes.h"
+#include "compiler/Pipelines.h"
 #include "dialects/megatron/MegatronDialect.h"
+#include "dialects/plan/PlanDialect.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -10,7 +13,8 @@
 #include "mlir/Transforms/Passes.h"
 
 void megatron::registerAllDialects(mlir::DialectRegistry &registry) {
-  registry.insert<mlir::megatron::MegatronDialect, mlir::func::FuncDialect,
+  registry.insert<mlir::megatron::MegatronDialect, mlir::plan::PlanDialect,
+                  mlir::func::FuncDialect,
                   mlir::arith::ArithDialect, mlir::tensor::TensorDialect>();
 }
 
@@ -18,4 +22,6 @@ void megatron::registerAllPasses() {
   // Upstream cleanups the pipelines use, so each can be run alone.
   mlir::registerCanonicalizerPass();
   mlir::registerCSEPass();
+  registerMegatronPasses();
+  registerPipelines();
 }

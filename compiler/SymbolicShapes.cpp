@@ -3,6 +3,7 @@
 #include "compiler/SymbolicShapes.h"
 
 #include "dialects/megatron/MegatronOps.h"
+#include "dialects/plan/PlanDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -22,12 +23,11 @@ SymbolicDim SymbolicDim::operator*(const SymbolicDim &other) const {
 }
 
 std::string SymbolicDim::str() const {
-  static const char *names[] = {"Batch", "Sequence", "Choices"};
   std::string text = constant != 1 || symbols.empty()
                          ? std::to_string(constant)
                          : std::string();
   for (Symbol s : symbols)
-    text += (text.empty() ? "" : "*") + std::string(names[static_cast<int>(s)]);
+    text += (text.empty() ? "" : "*") + mlir::plan::kSymbolNames[static_cast<int>(s)].str();
   return text;
 }
 
@@ -38,6 +38,8 @@ SymbolicDim constantDim(int64_t value) { return SymbolicDim{value, {}}; }
 class Inference {
 public:
   llvm::Error run(mlir::func::FuncOp func) {
+    bool cached = false;
+    func.walk([&](mm::KVCacheOp) { cached = true; });
     for (Value arg : func.getArguments()) {
       auto type = mlir::dyn_cast<mlir::RankedTensorType>(arg.getType());
       if (!type || (type.getRank() != 2 && type.getRank() != 3))
@@ -46,7 +48,11 @@ public:
       SymbolicShape shape = {SymbolicDim{1, {Symbol::Batch}}};
       if (type.getRank() == 3)
         shape.push_back(SymbolicDim{1, {Symbol::Choices}});
-      shape.push_back(SymbolicDim{1, {Symbol::Sequence}});
+      auto name = func.getArgAttrOfType<mlir::StringAttr>(
+          mlir::cast<mlir::BlockArgument>(arg).getArgNumber(),
+          mm::MegatronDialect::kInputAttrName);
+      bool keys = cached && name && name.getValue() == "attention_mask";
+      shape.push_back(SymbolicDim{1, {keys ? Symbol::Keys : Symbol::Sequence}});
       shapes[arg] = shape;
     }
     for (mlir::Operation &op : func.getBody().front().without_terminator()) {
@@ -95,6 +101,11 @@ private:
         .Case([&](mm::EmbeddingOp e) -> Result {
           SymbolicShape s = of(e.getIds());
           s.push_back(constantDim(e.getType().getShape().back()));
+          return s;
+        })
+        .Case([&](mm::KVCacheOp c) -> Result {
+          SymbolicShape s = of(c.getInput());
+          s[2] = SymbolicDim{1, {Symbol::Keys}};
           return s;
         })
         .Case<mm::PositionsOp, mm::LayerNormOp, mm::GeluOp, mm::TanhOp,

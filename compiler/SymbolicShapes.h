@@ -20,7 +20,9 @@
 
 namespace megatron {
 
-enum class Symbol { Batch, Sequence, Choices };
+/// In the order of mlir::plan::kSymbolNames. Keys = Past + Sequence: the
+/// tokens attention sees when a KV cache holds Past of them.
+enum class Symbol { Batch, Sequence, Choices, Past, Keys };
 
 /// `constant` times the product of `symbols` (sorted, with repetition).
 struct SymbolicDim {
@@ -39,7 +41,8 @@ using SymbolicShape = llvm::SmallVector<SymbolicDim, 4>;
 
 /// The symbolic shape of every tensor and index value of `func`, whose
 /// arguments are the model inputs ([Batch, Sequence] ids, or
-/// [Batch, Choices, Sequence] for multiple choice). Index values map to a
+/// [Batch, Choices, Sequence] for multiple choice; with a KV cache the
+/// attention mask covers the cached tokens too: [Batch, Keys]). Index values map to a
 /// one-dimension "shape" holding their value.
 llvm::Expected<llvm::DenseMap<mlir::Value, SymbolicShape>>
 inferSymbolicShapes(mlir::func::FuncOp func);

@@ -3,6 +3,7 @@
 #include "compiler/WeightEvaluator.h"
 
 #include "dialects/megatron/MegatronOps.h"
+#include "megatron/runtime/Half.h"
 
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -16,25 +17,6 @@ using llvm::formatv;
 namespace mm = mlir::megatron;
 
 namespace {
-
-float halfToFloat(uint16_t h) {
-  uint32_t sign = (h >> 15) & 1, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
-  float magnitude;
-  if (exponent == 0)
-    magnitude = std::ldexp(static_cast<float>(mantissa), -24); // subnormal
-  else if (exponent == 31)
-    magnitude = mantissa ? NAN : INFINITY;
-  else
-    magnitude = std::ldexp(static_cast<float>(mantissa | 0x400), exponent - 25);
-  return sign ? -magnitude : magnitude;
-}
-
-float bfloat16ToFloat(uint16_t b) {
-  uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
 
 template <typename T, typename Convert>
 void convertEach(const void *src, float *dst, size_t count, Convert convert) {
@@ -178,10 +160,10 @@ llvm::Error megatron::convertToF32(reader::DType dtype, const void *src,
                         [](double v) { return static_cast<float>(v); });
     return llvm::Error::success();
   case reader::DType::F16:
-    convertEach<uint16_t>(src, dst, count, halfToFloat);
+    convertEach<uint16_t>(src, dst, count, runtime::halfToFloat);
     return llvm::Error::success();
   case reader::DType::BF16:
-    convertEach<uint16_t>(src, dst, count, bfloat16ToFloat);
+    convertEach<uint16_t>(src, dst, count, runtime::bfloat16ToFloat);
     return llvm::Error::success();
   default:
     return createStringError(formatv("{0} is not a floating-point weight type",

@@ -342,3 +342,13 @@ LogicalResult ConcatOp::verify() {
 
 #define GET_OP_CLASSES
 #include "dialects/megatron/MegatronOps.cpp.inc"
+
+LogicalResult KVCacheOp::verify() {
+  ArrayRef<int64_t> shape = shapeOf(getInput());
+  if (shape.size() != 4 || ShapedType::isDynamic(shape[1]) ||
+      ShapedType::isDynamic(shape[3]) || !ShapedType::isDynamic(shape[2]))
+    return emitOpError() << "caches [batch, heads, seq, head_dim] with static "
+                            "heads and head_dim and a dynamic seq, got "
+                         << formatShape(shape);
+  return success();
+}

@@ -109,12 +109,13 @@ def Megatron_EmbeddingOp : Megatron_Op<"embedding"> {
 }
 
 def Megatron_PositionsOp : Megatron_Op<"positions", [SameOperandsAndResultType]> {
-  let summary = "position ids: result[..., j] = j";
+  let summary = "position ids: result[..., j] = j (+ cached tokens)";
   let description = [{
     The learned-position index of each token of `ids` (which only gives the
-    shape): counting from 0 along the last (sequence) dimension.
+    shape): counting from 0 along the last (sequence) dimension, or, with
+    `after_cache`, from the number of tokens the KV cache already holds.
   }];
-  let arguments = (ins Megatron_IdTensor:$ids);
+  let arguments = (ins Megatron_IdTensor:$ids, UnitAttr:$after_cache);
   let results = (outs Megatron_IdTensor:$result);
   let assemblyFormat = "$ids attr-dict `:` type($result)";
 }
@@ -245,6 +246,28 @@ def Megatron_AttentionMaskOp : Megatron_Op<"attention_mask"> {
   let assemblyFormat = [{
     $scores (`,` $padding_mask^)? attr-dict `:` type(operands) `->` type($result)
   }];
+  let hasVerifier = 1;
+}
+
+def Megatron_KVCacheOp : Op<Megatron_Dialect, "kv_cache",
+    [SameOperandsAndResultType,
+     MemoryEffects<[MemRead<DefaultResource>, MemWrite<DefaultResource>]>]> {
+  let summary = "append keys or values to a cache kept between calls";
+  let description = [{
+    `input` holds the new tokens' keys (or values) as
+    [batch, heads, seq, head_dim]. They are appended to cache `slot`, which
+    outlives the call, and the result is every cached token:
+    [batch, heads, past + seq, head_dim]. Incremental decoding calls the
+    graph again with only the next token and the earlier ones come from here.
+
+    ```mlir
+    %keys = megatron.kv_cache %k slot 0 : tensor<?x4x?x8xf32>
+    ```
+  }];
+  let arguments = (ins Megatron_FloatTensor:$input,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$slot);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = "$input `slot` $slot attr-dict `:` type($result)";
   let hasVerifier = 1;
 }
 

@@ -28,11 +28,11 @@ void cpu::linear(const float *x, int64_t rows, int64_t in, const float *w,
 
 void cpu::batchedMatmul(const float *a, const float *b, int64_t batch,
                         int64_t m, int64_t k, int64_t n, bool transposeB,
-                        float *c) {
+                        int64_t bStride, float *c) {
   for (int64_t i = 0; i < batch; ++i)
     cblas_sgemm(CblasRowMajor, CblasNoTrans,
                 transposeB ? CblasTrans : CblasNoTrans, m, n, k, 1.0f,
-                a + i * m * k, k, b + i * k * n, transposeB ? k : n, 0.0f,
+                a + i * m * k, k, b + i * bStride, transposeB ? k : n, 0.0f,
                 c + i * m * n, n);
 }
 

@@ -22,9 +22,12 @@ void linear(const float *x, int64_t rows, int64_t in, const float *w,
             const float *bias, int64_t out, float *y);
 
 /// c[b] = a[b] * (transposeB ? b[b]^T : b[b]) for each of `batch` matrices:
-/// a is [M, K], b is [K, N] (or [N, K] transposed), c is [M, N].
+/// a is [M, K], b is [K, N] (or [N, K] transposed), c is [M, N]. The b
+/// matrices start `bStride` floats apart, which may exceed their size: a KV
+/// cache keeps spare rows after the ones in use.
 void batchedMatmul(const float *a, const float *b, int64_t batch, int64_t m,
-                   int64_t k, int64_t n, bool transposeB, float *c);
+                   int64_t k, int64_t n, bool transposeB, int64_t bStride,
+                   float *c);
 
 /// LayerNorm over the last dimension with the biased variance.
 void layerNorm(const float *x, int64_t rows, int64_t width, const float *gamma,

@@ -30,8 +30,22 @@ static cl::list<std::string>
     sets("set", cl::desc("override a Hugging Face config key"),
          cl::value_desc("KEY=VALUE"));
 static cl::opt<std::string>
-    compileTo("compile-to", cl::desc("print the IR after this phase: import"),
+    compileTo("compile-to", cl::desc("print the IR after this phase: import | lower"),
               cl::value_desc("phase"));
+static cl::opt<std::string>
+    dtype("dtype", cl::desc("weight storage: f32 (default) | f16 | bf16"),
+          cl::init("f32"));
+static cl::opt<int64_t> maxBatch("max-batch",
+                                 cl::desc("largest batch to plan for (default 8)"),
+                                 cl::init(8));
+static cl::opt<int64_t>
+    maxSeq("max-seq",
+           cl::desc("longest sequence to plan for (default: max positions)"),
+           cl::init(0));
+static cl::opt<int64_t>
+    maxChoices("max-choices",
+               cl::desc("most choices per multiple-choice item (default 4)"),
+               cl::init(4));
 
 static int fail(llvm::Error error) {
   llvm::handleAllErrors(std::move(error), [](const llvm::ErrorInfoBase &e) {
@@ -50,6 +64,13 @@ int main(int argc, char **argv) {
   options.output = output;
   options.configFile = configFile;
   options.sets = sets;
+  options.pipeline.maxBatch = maxBatch;
+  options.pipeline.maxSequence = maxSeq;
+  options.pipeline.maxChoices = maxChoices;
+  if (dtype != "f32" && dtype != "f16" && dtype != "bf16")
+    return fail(llvm::createStringError("unknown --dtype '" + dtype +
+                                        "' (expected f32, f16 or bf16)"));
+  options.pipeline.weightType = dtype;
   if (!modelType.empty() &&
       !(options.modelType = megatron::parseModelType(modelType)))
     return fail(llvm::createStringError("unknown --model-type '" + modelType +
@@ -59,7 +80,7 @@ int main(int argc, char **argv) {
   if (!compileTo.empty() &&
       !(options.compileTo = megatron::parsePhase(compileTo)))
     return fail(llvm::createStringError("unknown --compile-to phase '" +
-                                        compileTo + "' (available: import)"));
+                                        compileTo + "' (available: import, lower)"));
   if (llvm::Error error = megatron::runCompile(options))
     return fail(std::move(error));
   return 0;

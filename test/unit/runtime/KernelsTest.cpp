@@ -63,7 +63,7 @@ TEST(Kernels, BatchedMatmulBothLayouts) {
   auto a = randomVector(batch * m * k), b = randomVector(batch * k * n);
   for (bool transposeB : {false, true}) {
     std::vector<float> c(batch * m * n);
-    batchedMatmul(a.data(), b.data(), batch, m, k, n, transposeB, c.data());
+    batchedMatmul(a.data(), b.data(), batch, m, k, n, transposeB, k * n, c.data());
     std::vector<double> expected(batch * m * n);
     for (int64_t p = 0; p < batch; ++p)
       for (int64_t i = 0; i < m; ++i)

@@ -1,0 +1,305 @@
+//===- LowerToPlan.cpp - megatron forward -> plan buffers and steps -------===//
+
+#include "compiler/MemoryPlanner.h"
+#include "compiler/Passes.h"
+#include "compiler/SymbolicShapes.h"
+#include "compiler/WeightEvaluator.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/FormatVariadic.h"
+
+namespace megatron {
+#define GEN_PASS_DEF_LOWERTOPLAN
+#include "compiler/Passes.h.inc"
+} // namespace megatron
+
+using namespace megatron;
+using mlir::Value;
+namespace mm = mlir::megatron;
+namespace plan = mlir::plan;
+
+namespace {
+
+constexpr uint64_t kAlignment = 64;
+uint64_t alignUp(uint64_t v) { return (v + kAlignment - 1) / kAlignment * kAlignment; }
+
+/// What one megatron op becomes: a step kind and its static parameters.
+struct StepSpec {
+  plan::StepKind kind;
+  llvm::SmallVector<int64_t> ints;
+  llvm::SmallVector<double> floats;
+};
+
+std::optional<StepSpec> stepFor(mlir::Operation *op) {
+  using K = plan::StepKind;
+  using R = std::optional<StepSpec>;
+  return llvm::TypeSwitch<mlir::Operation *, R>(op)
+      .Case([](mm::EmbeddingOp) { return StepSpec{K::Embedding}; })
+      .Case([](mm::PositionsOp) { return StepSpec{K::Positions}; })
+      .Case([](mm::AddOp) { return StepSpec{K::Add}; })
+      .Case([](mm::LinearOp) { return StepSpec{K::Linear}; })
+      .Case([](mm::MatmulOp m) {
+        return StepSpec{K::Matmul, {m.getTransposeRhs() ? 1 : 0}};
+      })
+      .Case([](mm::LayerNormOp n) {
+        return StepSpec{K::LayerNorm, {}, {n.getEpsilon().convertToDouble()}};
+      })
+      .Case([](mm::GeluOp g) {
+        return StepSpec{K::Gelu,
+                        {g.getApproximation() == mm::GeluApproximation::Tanh}};
+      })
+      .Case([](mm::TanhOp) { return StepSpec{K::Tanh}; })
+      .Case([](mm::ScaleOp s) {
+        return StepSpec{K::Scale, {}, {s.getFactor().convertToDouble()}};
+      })
+      .Case([](mm::SoftmaxOp) { return StepSpec{K::Softmax}; })
+      .Case([](mm::AttentionMaskOp m) {
+        return StepSpec{K::AttentionMask, {m.getCausal() ? 1 : 0}};
+      })
+      .Case<mm::SplitHeadsOp, mm::MergeHeadsOp>(
+          [](auto) { return StepSpec{K::SwapMiddleAxes}; })
+      .Case([](mm::SliceOp s) {
+        return StepSpec{K::Slice, {int64_t(s.getDim()), int64_t(s.getStart())}};
+      })
+      .Case([](mm::ConcatOp c) { return StepSpec{K::Concat, {int64_t(c.getDim())}}; })
+      // Same bytes, new shape: the runtime copies rather than aliasing so
+      // that every buffer keeps one lifetime for the planner.
+      .Case([](mm::ReshapeOp) { return StepSpec{K::Copy}; })
+      .Case([](mm::KVCacheOp) { return StepSpec{K::CacheWrite}; })
+      .Default([](mlir::Operation *) { return std::nullopt; });
+}
+
+mlir::ArrayAttr shapeAttr(mlir::Builder &b, const SymbolicShape &shape) {
+  llvm::SmallVector<mlir::Attribute> dims;
+  for (const SymbolicDim &d : shape)
+    dims.push_back(b.getStringAttr(d.str()));
+  return b.getArrayAttr(dims);
+}
+
+class Lowering {
+public:
+  Lowering(mlir::ModuleOp module, const LowerToPlanOptions &options)
+      : module(module), options(options), b(module.getContext()) {}
+
+  llvm::Error run();
+
+private:
+  llvm::Error error(mlir::Operation *op, const llvm::Twine &why) {
+    return llvm::createStringError(
+        llvm::formatv("cannot lower '{0}': {1}", op->getName(), why.str()));
+  }
+  mlir::FlatSymbolRefAttr weightFor(Value value);
+  mlir::FlatSymbolRefAttr refTo(mlir::Operation *symbol) {
+    return mlir::FlatSymbolRefAttr::get(
+        mlir::cast<mlir::SymbolOpInterface>(symbol).getNameAttr());
+  }
+
+  mlir::ModuleOp module;
+  const LowerToPlanOptions &options;
+  mlir::OpBuilder b;
+  plan::RankOp rank;
+  mlir::Type storageType;
+  uint64_t weightBytes = 0;
+  unsigned weights = 0;
+  llvm::DenseMap<Value, mlir::FlatSymbolRefAttr> names;
+};
+
+/// The plan.weight holding `value` and the transforms that produce it,
+/// made on first use.
+mlir::FlatSymbolRefAttr Lowering::weightFor(Value value) {
+  if (auto it = names.find(value); it != names.end())
+    return it->second;
+  auto type = mlir::cast<mlir::RankedTensorType>(value.getType());
+  uint64_t size = type.getNumElements() * storageType.getIntOrFloatBitWidth() / 8;
+  mlir::OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToEnd(&rank.getBody().front());
+  auto weight = plan::WeightOp::create(
+      b, value.getLoc(), llvm::formatv("w{0}", weights++).str(), type,
+      storageType, weightBytes, size);
+  weightBytes = alignUp(weightBytes + size);
+  b.setInsertionPointToStart(&weight.getBody().emplaceBlock());
+  // Clone the chain of weight ops in dependency order.
+  mlir::IRMapping mapping;
+  std::function<void(Value)> clone = [&](Value v) {
+    if (mapping.contains(v))
+      return;
+    mlir::Operation *op = v.getDefiningOp();
+    for (Value operand : op->getOperands())
+      clone(operand);
+    b.clone(*op, mapping);
+  };
+  clone(value);
+  plan::YieldOp::create(b, value.getLoc(), mapping.lookup(value));
+  return names[value] = refTo(weight);
+}
+
+llvm::Error Lowering::run() {
+  auto funcs = llvm::to_vector(module.getOps<mlir::func::FuncOp>());
+  if (funcs.size() != 1)
+    return llvm::createStringError("expected one megatron function to lower");
+  mlir::func::FuncOp func = funcs.front();
+  auto config = module->getAttrOfType<mlir::DictionaryAttr>(
+      mm::MegatronDialect::kConfigAttrName);
+  auto maxPositions =
+      config ? config.getAs<mlir::IntegerAttr>("max_positions") : nullptr;
+  if (!maxPositions)
+    return llvm::createStringError("the module has no megatron.config with max_positions");
+  int64_t positions = maxPositions.getInt();
+  int64_t maxSequence = options.maxSequence ? options.maxSequence : positions;
+  if (maxSequence > positions || maxSequence <= 0)
+    return llvm::createStringError(llvm::formatv(
+        "--max-seq {0} must be in [1, {1}] (the model's max positions)",
+        maxSequence, positions));
+  if (options.maxBatch <= 0 || options.maxChoices <= 0)
+    return llvm::createStringError("--max-batch and --max-choices must be positive");
+  storageType = llvm::StringSwitch<mlir::Type>(options.weightType)
+                    .Case("f32", b.getF32Type())
+                    .Case("f16", b.getF16Type())
+                    .Case("bf16", b.getBF16Type())
+                    .Default(nullptr);
+  if (!storageType)
+    return llvm::createStringError("weight type '" + options.weightType +
+                                   "' is not one of f32, f16, bf16");
+
+  auto shapes = inferSymbolicShapes(func);
+  if (!shapes)
+    return shapes.takeError();
+  llvm::SmallVector<mm::KVCacheOp> caches;
+  func.walk([&](mm::KVCacheOp c) { caches.push_back(c); });
+  llvm::DenseSet<Value> external;
+  for (mm::KVCacheOp c : caches)
+    external.insert(c.getResult());
+  PlanBounds bounds;
+  bounds.maxima = {{Symbol::Batch, options.maxBatch},
+                   {Symbol::Sequence, maxSequence},
+                   {Symbol::Choices, options.maxChoices},
+                   {Symbol::Past, positions},
+                   {Symbol::Keys, positions}};
+  auto arena = planArena(func, *shapes, bounds, external);
+  if (!arena)
+    return arena.takeError();
+
+  b.setInsertionPointToEnd(module.getBody());
+  rank = plan::RankOp::create(b, func.getLoc(), 0, 0);
+  mlir::Block *body = &rank.getBody().emplaceBlock();
+
+  // Arena buffers: inputs, outputs and activations.
+  auto *terminator = func.getBody().front().getTerminator();
+  auto bufferFor = [&](Value v, plan::BufferKind kind, llvm::StringRef name) {
+    b.setInsertionPointToEnd(body);
+    const ArenaSlot &slot = arena->slots.lookup(v);
+    auto buffer = plan::BufferOp::create(
+        b, v.getLoc(), name, kind,
+        mlir::cast<mlir::RankedTensorType>(v.getType()).getElementType(),
+        shapeAttr(b, shapes->lookup(v)), slot.offset, slot.size);
+    names[v] = refTo(buffer);
+  };
+  llvm::SmallVector<mlir::Attribute> inputs, outputs;
+  for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
+    auto name = func.getArgAttrOfType<mlir::StringAttr>(
+        i, mm::MegatronDialect::kInputAttrName);
+    bufferFor(arg, plan::BufferKind::Input, name.getValue());
+    inputs.push_back(names[arg]);
+  }
+  llvm::DenseMap<Value, llvm::StringRef> outputNames;
+  for (auto [i, result] : llvm::enumerate(terminator->getOperands()))
+    outputNames[result] = func.getResultAttrOfType<mlir::StringAttr>(
+                              i, mm::MegatronDialect::kOutputAttrName)
+                              .getValue();
+
+  // KV caches sit after the arena's reusable part: they outlive each call.
+  uint64_t arenaSize = alignUp(arena->arenaSize);
+  for (mm::KVCacheOp cache : caches) {
+    auto type = cache.getType();
+    SymbolicShape shape = shapes->lookup(cache.getResult());
+    shape[2] = SymbolicDim{positions, {}};
+    uint64_t size = alignUp(options.maxBatch * type.getDimSize(1) * positions *
+                            type.getDimSize(3) * sizeof(float));
+    b.setInsertionPointToEnd(body);
+    auto buffer = plan::BufferOp::create(
+        b, cache.getLoc(), llvm::formatv("kv{0}", cache.getSlot()).str(),
+        plan::BufferKind::KVCache, type.getElementType(), shapeAttr(b, shape),
+        arenaSize, size);
+    arenaSize += size;
+    names[cache.getResult()] = refTo(buffer);
+  }
+
+  // One step per op, in program order.
+  b.setInsertionPointToEnd(body);
+  auto entry = plan::EntryOp::create(b, func.getLoc(), "forward",
+                                     b.getArrayAttr({}), b.getArrayAttr({}));
+  mlir::Block *steps = &entry.getBody().emplaceBlock();
+  unsigned temporaries = 0;
+  for (mlir::Operation &op : func.getBody().front().without_terminator()) {
+    if (mlir::isa<mlir::tensor::DimOp, mlir::arith::ConstantIndexOp,
+                  mlir::arith::MulIOp>(op) ||
+        (op.getNumResults() == 1 && isWeightValue(op.getResult(0))))
+      continue; // shape arithmetic lives in the symbolic shapes
+    std::optional<StepSpec> spec = stepFor(&op);
+    if (!spec)
+      return error(&op, "no plan step computes it on activations");
+    llvm::SmallVector<mlir::Attribute> reads;
+    for (Value operand : op.getOperands()) {
+      if (operand.getType().isIndex())
+        continue;
+      reads.push_back(isWeightValue(operand) ? weightFor(operand)
+                                             : names.lookup(operand));
+    }
+    Value result = op.getResult(0);
+    if (!names.count(result)) {
+      auto output = outputNames.find(result);
+      bool isOutput = output != outputNames.end();
+      bufferFor(result,
+                isOutput ? plan::BufferKind::Output : plan::BufferKind::Activation,
+                isOutput ? output->second.str()
+                         : llvm::formatv("t{0}", temporaries++).str());
+      if (isOutput)
+        outputs.push_back(names[result]);
+    }
+    b.setInsertionPointToEnd(steps);
+    plan::StepOp::create(b, op.getLoc(), spec->kind, b.getArrayAttr(reads),
+                         b.getArrayAttr({names[result]}),
+                         b.getDenseI64ArrayAttr(spec->ints),
+                         b.getDenseF64ArrayAttr(spec->floats));
+  }
+  if (outputs.size() != outputNames.size())
+    return llvm::createStringError(
+        "every output must be computed by a step of its own");
+  // Outputs in the function's order.
+  llvm::SmallVector<mlir::Attribute> ordered;
+  for (Value result : terminator->getOperands())
+    ordered.push_back(names[result]);
+  entry.setInputsAttr(b.getArrayAttr(inputs));
+  entry.setOutputsAttr(b.getArrayAttr(ordered));
+  rank.setArenaSize(arenaSize);
+  entry->moveBefore(body, body->end()); // read top-down: buffers, then steps
+
+  // With a KV cache the same steps serve both halves of generation.
+  if (!caches.empty()) {
+    entry.setSymName("prefill");
+    b.setInsertionPointAfter(entry);
+    auto decode = mlir::cast<plan::EntryOp>(b.clone(*entry));
+    decode.setSymName("decode");
+  }
+  module->setAttr("plan.max_batch", b.getI64IntegerAttr(options.maxBatch));
+  module->setAttr("plan.max_sequence", b.getI64IntegerAttr(maxSequence));
+  module->setAttr("plan.max_choices", b.getI64IntegerAttr(options.maxChoices));
+  func.erase();
+  return llvm::Error::success();
+}
+
+struct LowerToPlanPass : impl::LowerToPlanBase<LowerToPlanPass> {
+  using LowerToPlanBase::LowerToPlanBase;
+  void runOnOperation() override {
+    LowerToPlanOptions opts{maxBatch, maxSequence, maxChoices, weightType};
+    if (llvm::Error err = Lowering(getOperation(), opts).run()) {
+      getOperation().emitError() << llvm::toString(std::move(err));
+      signalPassFailure();
+    }
+  }
+};
+
+} // namespace

@@ -1,0 +1,40 @@
+//===- Pipelines.cpp - the compilation phases, in one place ---------------===//
+
+#include "compiler/Pipelines.h"
+
+#include "compiler/Passes.h"
+
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringSwitch.h"
+
+using namespace megatron;
+
+std::optional<Phase> megatron::parsePhase(llvm::StringRef text) {
+  return llvm::StringSwitch<std::optional<Phase>>(text)
+      .Case("import", Phase::Import)
+      .Case("lower", Phase::Lower)
+      .Default(std::nullopt);
+}
+
+void megatron::buildPipeline(mlir::OpPassManager &pm, Phase last,
+                             const PipelineOptions &options) {
+  if (last == Phase::Import)
+    return;
+  pm.addPass(createInsertKVCache());
+  pm.addPass(mlir::createCSEPass());
+  LowerToPlanOptions lower;
+  lower.maxBatch = options.maxBatch;
+  lower.maxSequence = options.maxSequence;
+  lower.maxChoices = options.maxChoices;
+  lower.weightType = options.weightType;
+  pm.addPass(createLowerToPlan(lower));
+}
+
+void megatron::registerPipelines() {
+  mlir::PassPipelineRegistration<>(
+      "megatron-lower", "import -> plan with default options",
+      [](mlir::OpPassManager &pm) {
+        buildPipeline(pm, Phase::Lower, PipelineOptions());
+      });
+}

@@ -1,0 +1,612 @@
+//===- Session.cpp - run an artifact's entries on the CPU -----------------===//
+//
+// A session binds one rank of an artifact to memory: weights (used in place
+// from the mapped file when stored as f32, widened once otherwise) and one
+// arena for activations, inputs, outputs and KV caches. A call evaluates
+// every buffer's symbolic shape for the inputs at hand, checks that each
+// fits its reserved bytes and that each step's shapes agree, and only then
+// runs the steps; so a bad input or a corrupt plan is an error, never an
+// out-of-bounds access.
+//
+//===----------------------------------------------------------------------===//
+
+#include "megatron/runtime/Session.h"
+
+#include "megatron/runtime/Half.h"
+#include "megatron/runtime/StepSignature.h"
+#include "runtime/cpu/Kernels.h"
+#include "runtime/schema/artifact_generated.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+using namespace megatron::runtime;
+namespace fb = megatron::artifact;
+
+namespace {
+
+using Shape = std::vector<int64_t>;
+constexpr size_t kSymbols = 5; // Batch, Sequence, Choices, Past, Keys
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+std::string shapeText(const Shape &shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i)
+    text += (i ? ", " : "") + str(shape[i]);
+  return text + "]";
+}
+
+int64_t elements(const Shape &shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+
+/// Product of `shape[begin, end)`.
+int64_t span(const Shape &shape, size_t begin, size_t end) {
+  int64_t n = 1;
+  for (size_t i = begin; i < end && i < shape.size(); ++i)
+    n *= shape[i];
+  return n;
+}
+
+size_t elementSize(fb::DType dtype) {
+  switch (dtype) {
+  case fb::DType::F32:
+  case fb::DType::I32:
+    return 4;
+  case fb::DType::F16:
+  case fb::DType::BF16:
+    return 2;
+  case fb::DType::I64:
+    return 8;
+  case fb::DType::I8:
+    return 1;
+  }
+  return 0;
+}
+
+struct FreeDeleter {
+  void operator()(void *p) const { std::free(p); }
+};
+
+} // namespace
+
+struct Session::Impl {
+  const Artifact &artifact;
+  const fb::Rank &rank;
+  std::unique_ptr<uint8_t, FreeDeleter> arena;
+  std::vector<uint8_t *> data;                ///< per buffer
+  std::vector<std::vector<float>> widened;    ///< f16/bf16 weights as f32
+  int64_t past = 0, cacheBatch = 0;
+  /// Evaluated shapes of the call in progress.
+  std::vector<Shape> shapes;
+
+  Impl(const Artifact &artifact, const fb::Rank &rank)
+      : artifact(artifact), rank(rank) {}
+
+  const fb::Buffer &buffer(uint32_t i) const { return *rank.buffers()->Get(i); }
+  std::string name(uint32_t i) const {
+    return buffer(i).name() ? buffer(i).name()->str() : "#" + str(i);
+  }
+  const fb::Entry *entry(const std::string &name) const {
+    if (rank.entries())
+      for (const fb::Entry *e : *rank.entries())
+        if (e->name() && e->name()->str() == name)
+          return e;
+    return nullptr;
+  }
+
+  Status prepare(int threads);
+  Status evaluateShapes(const int64_t symbols[kSymbols]);
+  Status checkStep(const fb::Step &step, size_t index) const;
+  Status runStep(const fb::Step &step, int64_t pastTokens);
+  Status run(const std::string &entryName, const Inputs &inputs,
+             Outputs &outputs);
+};
+
+/// Binds weights and the arena and checks each step's operands, once.
+Status Session::Impl::prepare(int threads) {
+  if (threads > 0)
+    openblas_set_num_threads(threads);
+  const uint8_t *weights = artifact.weights(0);
+  data.resize(rank.buffers()->size());
+  uint64_t arenaSize = std::max<uint64_t>(rank.arena_size(), 64);
+  arena.reset(static_cast<uint8_t *>(std::aligned_alloc(64, (arenaSize + 63) / 64 * 64)));
+  if (!arena)
+    return Status::error("cannot allocate an arena of " + str(arenaSize) + " bytes");
+  std::memset(arena.get(), 0, arenaSize);
+  for (uint32_t i = 0; i < data.size(); ++i) {
+    const fb::Buffer &b = buffer(i);
+    if (b.kind() != fb::BufferKind::Weight) {
+      data[i] = arena.get() + b.offset();
+      continue;
+    }
+    const uint8_t *stored = weights + b.offset();
+    if (b.dtype() == fb::DType::F32) {
+      data[i] = const_cast<uint8_t *>(stored); // read only, like the mapping
+      continue;
+    }
+    if (b.dtype() != fb::DType::F16 && b.dtype() != fb::DType::BF16)
+      return Status::error("weight '" + name(i) + "': this runtime computes "
+                           "with f32, f16 or bf16 weights only");
+    std::vector<float> &wide = widened.emplace_back(b.size() / 2);
+    for (size_t k = 0; k < wide.size(); ++k) {
+      uint16_t h;
+      std::memcpy(&h, stored + 2 * k, 2);
+      wide[k] = b.dtype() == fb::DType::F16 ? halfToFloat(h) : bfloat16ToFloat(h);
+    }
+    data[i] = reinterpret_cast<uint8_t *>(wide.data());
+  }
+  if (!rank.entries() || rank.entries()->size() == 0)
+    return Status::error(artifact.path() + ": rank 0 has no entries");
+  for (const fb::Entry *e : *rank.entries()) {
+    if (!e->name() || !e->steps() || !e->inputs() || !e->outputs())
+      return Status::error(artifact.path() + ": an entry lacks its name, inputs, outputs or steps");
+    for (size_t s = 0; s < e->steps()->size(); ++s)
+      if (Status status = checkStep(*e->steps()->Get(s), s); !status.ok())
+        return Status::error(artifact.path() + ": entry '" + e->name()->str() +
+                             "': " + status.message());
+  }
+  return Status::success();
+}
+
+/// Arity, parameters and element types of a step: what can be checked
+/// before any shape is known.
+Status Session::Impl::checkStep(const fb::Step &step, size_t index) const {
+  auto sig = stepSignature(static_cast<unsigned>(step.kind()));
+  std::string where = "step " + str(index);
+  if (!sig)
+    return Status::error(where + " has unknown kind " + str(int(step.kind())));
+  where += " (" + std::string(sig->name) + ")";
+  size_t inputs = step.inputs() ? step.inputs()->size() : 0;
+  size_t ints = step.ints() ? step.ints()->size() : 0;
+  size_t floats = step.floats() ? step.floats()->size() : 0;
+  if (inputs < sig->minInputs || inputs > sig->maxInputs || !step.outputs() ||
+      step.outputs()->size() != 1 || ints != sig->ints || floats != sig->floats)
+    return Status::error(where + " has the wrong number of operands or parameters");
+  const fb::Buffer &out = buffer(step.outputs()->Get(0));
+  if (out.kind() == fb::BufferKind::Weight || out.kind() == fb::BufferKind::Input)
+    return Status::error(where + " writes the read-only buffer '" +
+                         name(step.outputs()->Get(0)) + "'");
+  bool idOperand[3] = {false, false, false}; // which inputs hold ids
+  bool idResult = false;
+  switch (step.kind()) {
+  case fb::StepKind::Embedding: idOperand[1] = true; break;
+  case fb::StepKind::Positions: idOperand[0] = idResult = true; break;
+  case fb::StepKind::AttentionMask: idOperand[1] = true; break;
+  case fb::StepKind::Copy: // reshapes move ids too
+    idResult = buffer(step.inputs()->Get(0)).dtype() == fb::DType::I64;
+    idOperand[0] = idResult;
+    break;
+  case fb::StepKind::AllReduce:
+  case fb::StepKind::AllGather:
+    return Status::error(where + ": collectives need a tensor-parallel "
+                         "communicator, which the CPU runtime does not have yet");
+  default: break;
+  }
+  auto floatLike = [](fb::DType t) {
+    return t == fb::DType::F32 || t == fb::DType::F16 || t == fb::DType::BF16;
+  };
+  for (size_t i = 0; i < inputs; ++i) {
+    const fb::Buffer &in = buffer(step.inputs()->Get(i));
+    bool ok = (i < 3 && idOperand[i]) ? in.dtype() == fb::DType::I64
+                                      : floatLike(in.dtype());
+    if (!ok)
+      return Status::error(where + ": operand '" + name(step.inputs()->Get(i)) +
+                           "' has the wrong element type");
+  }
+  if (idResult ? out.dtype() != fb::DType::I64 : out.dtype() != fb::DType::F32)
+    return Status::error(where + ": result '" + name(step.outputs()->Get(0)) +
+                         "' has the wrong element type");
+  return Status::success();
+}
+
+/// Every buffer's shape at these symbol values, each within its bytes.
+Status Session::Impl::evaluateShapes(const int64_t symbols[kSymbols]) {
+  shapes.assign(rank.buffers()->size(), Shape());
+  for (uint32_t i = 0; i < shapes.size(); ++i) {
+    const fb::Buffer &b = buffer(i);
+    if (!b.shape())
+      return Status::error("buffer '" + name(i) + "' has no shape");
+    // 128-bit arithmetic: a corrupt constant must not wrap around.
+    unsigned __int128 bytes = elementSize(b.dtype());
+    for (const fb::Dim *dim : *b.shape()) {
+      if (dim->constant() < 0)
+        return Status::error("buffer '" + name(i) + "' has a negative size");
+      unsigned __int128 extent = static_cast<uint64_t>(dim->constant());
+      if (dim->symbols())
+        for (auto s : *dim->symbols()) {
+          if (static_cast<size_t>(s) >= kSymbols)
+            return Status::error("buffer '" + name(i) + "' names an unknown size");
+          extent *= static_cast<uint64_t>(symbols[static_cast<size_t>(s)]);
+          if (extent > static_cast<uint64_t>(INT64_MAX))
+            return Status::error("buffer '" + name(i) + "' is too large");
+        }
+      shapes[i].push_back(static_cast<int64_t>(extent));
+      bytes *= extent;
+      if (bytes > b.size() && extent != 0)
+        return Status::error("buffer '" + name(i) + "' needs more than the " +
+                             str(b.size()) + " bytes the artifact reserved for it");
+    }
+  }
+  return Status::success();
+}
+
+Status Session::Impl::runStep(const fb::Step &step, int64_t pastTokens) {
+  auto in = [&](size_t i) { return step.inputs()->Get(i); };
+  uint32_t outId = step.outputs()->Get(0);
+  const Shape &out = shapes[outId];
+  auto f = [&](uint32_t id) { return reinterpret_cast<float *>(data[id]); };
+  auto ids = [&](uint32_t id) { return reinterpret_cast<int64_t *>(data[id]); };
+  auto mismatch = [&](const std::string &what) {
+    std::string text = "step '" +
+                       std::string(stepSignature(unsigned(step.kind()))->name) +
+                       "' -> '" + name(outId) + "': " + what + " (shapes";
+    for (size_t i = 0; i < step.inputs()->size(); ++i)
+      text += " " + shapeText(shapes[in(i)]);
+    return Status::error(text + " -> " + shapeText(out) + ")");
+  };
+  auto last = [](const Shape &s) { return s.empty() ? int64_t(1) : s.back(); };
+  int64_t n = elements(out);
+
+  switch (step.kind()) {
+  case fb::StepKind::Embedding: {
+    const Shape &table = shapes[in(0)], &index = shapes[in(1)];
+    if (table.size() != 2 || n != elements(index) * table[1])
+      return mismatch("the table must be [rows, width] and the result ids x width");
+    if (Status s = cpu::embedding(f(in(0)), table[0], table[1], ids(in(1)),
+                                  elements(index), f(outId));
+        !s.ok())
+      return Status::error("embedding '" + name(in(0)) + "': " + s.message());
+    return Status::success();
+  }
+  case fb::StepKind::Positions: {
+    if (shapes[in(0)] != out)
+      return mismatch("positions have the shape of their ids");
+    int64_t seq = last(out);
+    for (int64_t i = 0; i < n; ++i)
+      ids(outId)[i] = pastTokens + i % seq;
+    return Status::success();
+  }
+  case fb::StepKind::Add: {
+    int64_t na = elements(shapes[in(0)]), nb = elements(shapes[in(1)]);
+    const float *a = f(in(0)), *b = f(in(1));
+    if (na < nb)
+      std::swap(a, b), std::swap(na, nb);
+    if (na != n || nb == 0 || n % nb != 0)
+      return mismatch("the operands do not broadcast to the result");
+    float *y = f(outId);
+    for (int64_t i = 0; i < n; ++i)
+      y[i] = a[i] + b[i % nb];
+    return Status::success();
+  }
+  case fb::StepKind::Linear: {
+    const Shape &x = shapes[in(0)], &w = shapes[in(1)];
+    if (w.size() != 2 || x.empty() || x.back() != w[1] || last(out) != w[0] ||
+        n != elements(x) / w[1] * w[0] ||
+        (step.inputs()->size() == 3 && elements(shapes[in(2)]) != w[0]))
+      return mismatch("expected x[..., in], w[out, in], b[out] -> [..., out]");
+    cpu::linear(f(in(0)), elements(x) / w[1], w[1], f(in(1)),
+                step.inputs()->size() == 3 ? f(in(2)) : nullptr, w[0], f(outId));
+    return Status::success();
+  }
+  case fb::StepKind::Matmul: {
+    const Shape &a = shapes[in(0)], &b = shapes[in(1)];
+    bool transposeB = step.ints()->Get(0) != 0;
+    if (a.size() < 2 || b.size() != a.size() || out.size() != a.size())
+      return mismatch("operands must be batched matrices of one rank");
+    int64_t m = a[a.size() - 2], k = a.back(), nn = out.back();
+    int64_t rows = b[b.size() - 2], cols = b.back();
+    int64_t batch = span(a, 0, a.size() - 2);
+    // The rhs may hold spare rows (a KV cache): only the first k (or n) count.
+    bool fits = transposeB ? cols == k && rows >= nn : cols == nn && rows >= k;
+    if (!fits || out[out.size() - 2] != m || span(b, 0, b.size() - 2) != batch ||
+        span(out, 0, out.size() - 2) != batch)
+      return mismatch("the matrix dimensions do not agree");
+    cpu::batchedMatmul(f(in(0)), f(in(1)), batch, m, k, nn, transposeB,
+                       rows * cols, f(outId));
+    return Status::success();
+  }
+  case fb::StepKind::LayerNorm: {
+    int64_t width = last(out);
+    if (shapes[in(0)] != out || elements(shapes[in(1)]) != width ||
+        elements(shapes[in(2)]) != width)
+      return mismatch("gamma and beta must match the last dimension");
+    cpu::layerNorm(f(in(0)), n / std::max<int64_t>(width, 1), width, f(in(1)),
+                   f(in(2)), static_cast<float>(step.floats()->Get(0)), f(outId));
+    return Status::success();
+  }
+  case fb::StepKind::Gelu:
+  case fb::StepKind::Tanh:
+  case fb::StepKind::Scale:
+  case fb::StepKind::Softmax: {
+    if (elements(shapes[in(0)]) != n)
+      return mismatch("an elementwise step keeps its shape");
+    const float *x = f(in(0));
+    float *y = f(outId);
+    if (step.kind() == fb::StepKind::Gelu) {
+      cpu::gelu(x, n, step.ints()->Get(0) ? cpu::GeluKind::Tanh : cpu::GeluKind::Erf, y);
+    } else if (step.kind() == fb::StepKind::Tanh) {
+      for (int64_t i = 0; i < n; ++i)
+        y[i] = std::tanh(x[i]);
+    } else if (step.kind() == fb::StepKind::Scale) {
+      float factor = static_cast<float>(step.floats()->Get(0));
+      for (int64_t i = 0; i < n; ++i)
+        y[i] = x[i] * factor;
+    } else {
+      std::memmove(y, x, n * sizeof(float));
+      cpu::softmax(y, n / std::max<int64_t>(last(out), 1), last(out));
+    }
+    return Status::success();
+  }
+  case fb::StepKind::AttentionMask: {
+    if (out.size() != 4 || shapes[in(0)] != out)
+      return mismatch("scores must be [batch, heads, queries, keys]");
+    const int64_t *padding = nullptr;
+    if (step.inputs()->size() == 2) {
+      if (shapes[in(1)] != Shape{out[0], out[3]})
+        return mismatch("the attention mask must be [batch, keys]");
+      padding = ids(in(1));
+    }
+    if (out[3] < out[2])
+      return mismatch("fewer keys than queries");
+    std::memmove(f(outId), f(in(0)), n * sizeof(float));
+    cpu::attentionMask(f(outId), out[0], out[1], out[2], out[3], padding,
+                       step.ints()->Get(0) != 0);
+    return Status::success();
+  }
+  case fb::StepKind::SwapMiddleAxes: {
+    const Shape &x = shapes[in(0)];
+    // [a, b, c*d] -> [a, c, b, d] when splitting heads; [a, b, c, d] -> [a, c, b*d] when merging.
+    Shape dims = x.size() == 4 ? x
+                 : out.size() == 4 ? Shape{out[0], out[2], out[1], out[3]}
+                                   : Shape();
+    if (dims.empty() || elements(dims) != elements(x) || n != elements(x))
+      return mismatch("one side must be [a, b, c, d]");
+    cpu::swapMiddleAxes(f(in(0)), dims[0], dims[1], dims[2], dims[3], f(outId));
+    return Status::success();
+  }
+  case fb::StepKind::Slice:
+  case fb::StepKind::Concat: {
+    // Both are block copies along `dim`: slice reads [start, start + size)
+    // of its input; concat writes each input after the previous one.
+    int64_t dim = step.ints()->Get(0);
+    if (dim < 0 || static_cast<size_t>(dim) >= out.size())
+      return mismatch("the dimension is out of range");
+    int64_t outer = span(out, 0, dim), inner = span(out, dim + 1, out.size());
+    int64_t offset = step.kind() == fb::StepKind::Slice ? step.ints()->Get(1) : 0;
+    int64_t filled = 0;
+    for (size_t i = 0; i < step.inputs()->size(); ++i) {
+      const Shape &x = shapes[in(i)];
+      bool slice = step.kind() == fb::StepKind::Slice;
+      int64_t extent = slice ? out[dim] : (x.size() == out.size() ? x[dim] : -1);
+      if (x.size() != out.size() || span(x, 0, dim) != outer ||
+          span(x, dim + 1, x.size()) != inner || offset < 0 ||
+          (slice ? offset + extent > x[dim] : filled + extent > out[dim]))
+        return mismatch("the blocks do not fit");
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(f(outId) + (o * out[dim] + filled) * inner,
+                    f(in(i)) + (o * x[dim] + offset) * inner,
+                    extent * inner * sizeof(float));
+      filled += extent;
+    }
+    if (filled != out[dim])
+      return mismatch("the inputs do not fill the result");
+    return Status::success();
+  }
+  case fb::StepKind::Copy: {
+    size_t size = elementSize(buffer(outId).dtype());
+    if (elements(shapes[in(0)]) != n || elementSize(buffer(in(0)).dtype()) != size)
+      return mismatch("a copy keeps its element count");
+    std::memmove(data[outId], data[in(0)], n * size);
+    return Status::success();
+  }
+  case fb::StepKind::CacheWrite: {
+    const Shape &x = shapes[in(0)];
+    if (x.size() != 4 || out.size() != 4 || x[0] != out[0] || x[1] != out[1] ||
+        x[3] != out[3])
+      return mismatch("the cache must be [batch, heads, capacity, dim]");
+    if (pastTokens + x[2] > out[2])
+      return Status::error("the KV cache holds " + str(out[2]) + " tokens; " +
+                           str(pastTokens) + " cached + " + str(x[2]) +
+                           " new ones do not fit");
+    for (int64_t r = 0; r < x[0] * x[1]; ++r)
+      std::memcpy(f(outId) + (r * out[2] + pastTokens) * x[3],
+                  f(in(0)) + r * x[2] * x[3], x[2] * x[3] * sizeof(float));
+    return Status::success();
+  }
+  case fb::StepKind::AllReduce:
+  case fb::StepKind::AllGather:
+    break; // refused by checkStep
+  }
+  return mismatch("this runtime cannot run it");
+}
+
+Status Session::Impl::run(const std::string &entryName, const Inputs &inputs,
+                          Outputs &outputs) {
+  const fb::Entry *e = entry(entryName);
+  if (!e) {
+    std::string names;
+    for (const fb::Entry *x : *rank.entries())
+      names += (names.empty() ? "" : ", ") + x->name()->str();
+    return Status::error("the artifact has no entry '" + entryName +
+                         "' (it has: " + names + ")");
+  }
+  const fb::Model &model = *artifact.root().model();
+  for (const auto &[inputName, tensor] : inputs) {
+    bool known = false;
+    for (uint32_t id : *e->inputs())
+      known |= name(id) == inputName;
+    if (!known)
+      return Status::error("entry '" + entryName + "' has no input '" + inputName + "'");
+    if (elements(tensor.shape) != static_cast<int64_t>(tensor.data.size()))
+      return Status::error("input '" + inputName + "': shape " +
+                           shapeText(tensor.shape) + " does not hold its " +
+                           str(tensor.data.size()) + " values");
+  }
+  auto idsIt = inputs.find("input_ids");
+  if (idsIt == inputs.end())
+    return Status::error("input_ids is required");
+  const Shape &idShape = idsIt->second.shape;
+  uint32_t idsBuffer = 0;
+  for (uint32_t id : *e->inputs())
+    if (name(id) == "input_ids")
+      idsBuffer = id;
+  size_t rankWanted = buffer(idsBuffer).shape() ? buffer(idsBuffer).shape()->size() : 2;
+  if (idShape.size() != rankWanted)
+    return Status::error("input_ids must be " +
+                         std::string(rankWanted == 3 ? "[batch, choices, sequence]"
+                                                     : "[batch, sequence]") +
+                         ", got " + shapeText(idShape));
+  for (int64_t d : idShape)
+    if (d <= 0)
+      return Status::error("input_ids " + shapeText(idShape) + " is empty");
+
+  bool decode = entryName == "decode", cached = decode || entryName == "prefill";
+  int64_t symbols[kSymbols] = {};
+  symbols[0] = idShape[0];
+  symbols[1] = idShape.back();
+  symbols[2] = idShape.size() == 3 ? idShape[1] : 1;
+  symbols[3] = decode ? past : 0;
+  symbols[4] = symbols[3] + symbols[1];
+  if (decode && past == 0)
+    return Status::error("decode continues a sequence: run prefill first");
+  if (decode && symbols[0] != cacheBatch)
+    return Status::error("decode got a batch of " + str(symbols[0]) +
+                         " but the cache holds " + str(cacheBatch) + " sequences");
+  if (symbols[0] > model.max_batch())
+    return Status::error("batch of " + str(symbols[0]) + " exceeds the " +
+                         str(model.max_batch()) +
+                         " this artifact was compiled for (--max-batch)");
+  if (idShape.size() == 3 && symbols[2] > model.max_choices())
+    return Status::error(str(symbols[2]) + " choices exceed the " +
+                         str(model.max_choices()) +
+                         " this artifact was compiled for (--max-choices)");
+  if (symbols[1] > model.max_sequence())
+    return Status::error("a sequence of " + str(symbols[1]) +
+                         " tokens exceeds the " + str(model.max_sequence()) +
+                         " this artifact was compiled for (--max-seq)");
+  if (cached) {
+    int64_t context = 0;
+    for (uint32_t i = 0; i < rank.buffers()->size(); ++i)
+      if (buffer(i).kind() == fb::BufferKind::KVCache && buffer(i).shape() &&
+          buffer(i).shape()->size() == 4)
+        context = buffer(i).shape()->Get(2)->constant();
+    if (symbols[4] > context)
+      return Status::error(str(symbols[3]) + " cached + " + str(symbols[1]) +
+                           " new tokens exceed the model's context of " +
+                           str(context) + " positions");
+  }
+  if (Status s = evaluateShapes(symbols); !s.ok())
+    return s;
+
+  for (uint32_t id : *e->inputs()) {
+    std::string inputName = name(id);
+    int64_t *dst = reinterpret_cast<int64_t *>(data[id]);
+    int64_t count = elements(shapes[id]);
+    auto it = inputs.find(inputName);
+    if (it == inputs.end()) {
+      // Hugging Face's defaults: one segment, every token attended.
+      if (inputName != "token_type_ids" && inputName != "attention_mask")
+        return Status::error("missing input '" + inputName + "'");
+      std::fill(dst, dst + count, inputName == "attention_mask" ? 1 : 0);
+      continue;
+    }
+    if (it->second.shape != shapes[id])
+      return Status::error("input '" + inputName + "' has shape " +
+                           shapeText(it->second.shape) + ", expected " +
+                           shapeText(shapes[id]) +
+                           (decode && inputName == "attention_mask"
+                                ? " (cached and new tokens)"
+                                : ""));
+    std::copy(it->second.data.begin(), it->second.data.end(), dst);
+  }
+
+  // Ids are checked before any step runs, so a bad one cannot leave a
+  // half-updated KV cache behind.
+  for (const fb::Step *step : *e->steps())
+    if (step->kind() == fb::StepKind::Embedding &&
+        buffer(step->inputs()->Get(1)).kind() == fb::BufferKind::Input) {
+      uint32_t table = step->inputs()->Get(0), idBuf = step->inputs()->Get(1);
+      int64_t rows = shapes[table].empty() ? 0 : shapes[table][0];
+      const int64_t *v = reinterpret_cast<int64_t *>(data[idBuf]);
+      for (int64_t i = 0; i < elements(shapes[idBuf]); ++i)
+        if (v[i] < 0 || v[i] >= rows)
+          return Status::error(name(idBuf) + " " + str(v[i]) + " at position " +
+                               str(i) + " is outside [0, " + str(rows) + ")");
+    }
+
+  if (cached && !decode)
+    past = 0; // a prefill starts a new sequence
+  for (const fb::Step *step : *e->steps())
+    if (Status s = runStep(*step, symbols[3]); !s.ok()) {
+      past = 0; // the cache may be partly written
+      return s;
+    }
+  if (cached) {
+    past = symbols[4];
+    cacheBatch = symbols[0];
+  }
+
+  outputs.clear();
+  for (uint32_t id : *e->outputs()) {
+    FloatTensor &t = outputs[name(id)];
+    t.shape = shapes[id];
+    const float *src = reinterpret_cast<const float *>(data[id]);
+    t.data.assign(src, src + elements(shapes[id]));
+  }
+  return Status::success();
+}
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+
+Status Session::create(const Artifact &artifact, const SessionOptions &options,
+                       std::unique_ptr<Session> &out) {
+  auto impl = std::make_unique<Impl>(artifact, *artifact.root().ranks()->Get(0));
+  if (Status s = impl->prepare(options.threads); !s.ok())
+    return s;
+  out.reset(new Session(std::move(impl)));
+  return Status::success();
+}
+
+std::vector<std::string> Session::entries() const {
+  std::vector<std::string> names;
+  for (const fb::Entry *e : *impl_->rank.entries())
+    names.push_back(e->name()->str());
+  return names;
+}
+
+std::vector<std::string> Session::inputNames(const std::string &entry) const {
+  std::vector<std::string> names;
+  if (const fb::Entry *e = impl_->entry(entry))
+    for (uint32_t id : *e->inputs())
+      names.push_back(impl_->name(id));
+  return names;
+}
+
+std::vector<std::string> Session::outputNames(const std::string &entry) const {
+  std::vector<std::string> names;
+  if (const fb::Entry *e = impl_->entry(entry))
+    for (uint32_t id : *e->outputs())
+      names.push_back(impl_->name(id));
+  return names;
+}
+
+Status Session::run(const std::string &entry, const Inputs &inputs,
+                    Outputs &outputs) {
+  return impl_->run(entry, inputs, outputs);
+}
+
+int64_t Session::cachedTokens() const { return impl_->past; }
+int64_t Session::maxBatch() const { return impl_->artifact.root().model()->max_batch(); }
+int64_t Session::maxSequence() const {
+  return impl_->artifact.root().model()->max_sequence();
+}

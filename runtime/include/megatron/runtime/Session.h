@@ -1,0 +1,93 @@
+//===- Session.h - run an artifact's entries -------------------*- C++ -*-===//
+//
+// The public API of the runtime:
+//
+//   std::unique_ptr<Artifact> artifact;
+//   if (Status s = Artifact::open("bert.mtc", artifact)) ... s.message()
+//   std::unique_ptr<Session> session;
+//   if (Status s = Session::create(*artifact, {}, session)) ...
+//   Inputs in;  in["input_ids"] = IdTensor{{1, 3}, {101, 2003, 102}};
+//   Outputs out;
+//   if (Status s = session->run("forward", in, out)) ...
+//   out["logits"].shape, out["logits"].data
+//
+// GPT-2 artifacts have `prefill` (starts a sequence: fills the KV cache) and
+// `decode` (appends tokens to it); BERT artifacts have `forward`. An omitted
+// `token_type_ids` is all zeros and an omitted `attention_mask` all ones, as
+// in Hugging Face. For `decode` the attention mask covers the cached tokens
+// and the new ones.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MEGATRON_RUNTIME_SESSION_H
+#define MEGATRON_RUNTIME_SESSION_H
+
+#include "megatron/runtime/Artifact.h"
+#include "megatron/runtime/Status.h"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace megatron::runtime {
+
+/// Token ids, token types or an attention mask, row-major.
+struct IdTensor {
+  std::vector<int64_t> shape;
+  std::vector<int64_t> data;
+};
+
+/// A float32 output, row-major.
+struct FloatTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+using Inputs = std::map<std::string, IdTensor>;
+using Outputs = std::map<std::string, FloatTensor>;
+
+struct SessionOptions {
+  /// Worker threads for kernels and GEMMs; 0 means all cores.
+  int threads = 0;
+};
+
+class Session {
+public:
+  /// Prepares rank 0 of `artifact` (which must outlive the session): checks
+  /// every step against its buffers and allocates the arena.
+  static Status create(const Artifact &artifact, const SessionOptions &options,
+                       std::unique_ptr<Session> &out);
+  ~Session();
+
+  /// The entries this artifact has, e.g. {"forward"} or {"prefill", "decode"}.
+  std::vector<std::string> entries() const;
+  /// Names of an entry's inputs and outputs, in order.
+  std::vector<std::string> inputNames(const std::string &entry) const;
+  std::vector<std::string> outputNames(const std::string &entry) const;
+
+  /// Runs `entry`. Shapes, id ranges, the artifact's maximum batch and
+  /// sequence, and (for decode) the context left are checked first; a
+  /// failed check leaves the session as it was.
+  Status run(const std::string &entry, const Inputs &inputs, Outputs &outputs);
+
+  /// Tokens held in the KV cache (GPT-2), 0 before the first prefill.
+  int64_t cachedTokens() const;
+
+  /// The largest batch and sequence the artifact was planned for.
+  int64_t maxBatch() const;
+  int64_t maxSequence() const;
+
+  Session(const Session &) = delete;
+  Session &operator=(const Session &) = delete;
+
+private:
+  struct Impl;
+  explicit Session(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace megatron::runtime
+
+#endif // MEGATRON_RUNTIME_SESSION_H

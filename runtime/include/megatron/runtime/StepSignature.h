@@ -1,0 +1,41 @@
+//===- StepSignature.h - operands and parameters of each step --*- C++ -*-===//
+//
+// Shared by the plan dialect's verifier (compiler side) and the runtime's
+// artifact checks, so a step the compiler accepts is one the runtime runs.
+// Kinds are numbered as StepKind in runtime/schema/artifact.fbs.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MEGATRON_RUNTIME_STEPSIGNATURE_H
+#define MEGATRON_RUNTIME_STEPSIGNATURE_H
+
+#include <optional>
+
+namespace megatron::runtime {
+
+struct StepSignature {
+  const char *name;
+  unsigned minInputs, maxInputs; ///< every step writes exactly one buffer
+  unsigned ints, floats;         ///< static parameters
+};
+
+inline std::optional<StepSignature> stepSignature(unsigned kind) {
+  static constexpr StepSignature table[] = {
+      {"embedding", 2, 2, 0, 0},       {"positions", 1, 1, 0, 0},
+      {"add", 2, 2, 0, 0},             {"linear", 2, 3, 0, 0},
+      {"matmul", 2, 2, 1, 0},          {"layer_norm", 3, 3, 0, 1},
+      {"gelu", 1, 1, 1, 0},            {"tanh", 1, 1, 0, 0},
+      {"scale", 1, 1, 0, 1},           {"softmax", 1, 1, 0, 0},
+      {"attention_mask", 1, 2, 1, 0},  {"swap_middle_axes", 1, 1, 0, 0},
+      {"slice", 1, 1, 2, 0},           {"concat", 1, ~0u, 1, 0},
+      {"copy", 1, 1, 0, 0},            {"all_reduce", 1, 1, 1, 0},
+      {"all_gather", 1, 1, 1, 0},      {"cache_write", 1, 1, 0, 0},
+  };
+  if (kind >= sizeof(table) / sizeof(table[0]))
+    return std::nullopt;
+  return table[kind];
+}
+
+} // namespace megatron::runtime
+
+#endif // MEGATRON_RUNTIME_STEPSIGNATURE_H
