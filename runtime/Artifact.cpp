@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 using namespace megatron::runtime;
 namespace fb = megatron::artifact;
@@ -51,6 +52,10 @@ Status checkRank(const fb::Rank &rank, uint32_t index, uint64_t weightsSize,
                          str(rank.weights_size()) +
                          ") lies outside the weight segment of " +
                          str(weightsSize) + " bytes");
+  if (rank.weights_offset() % kWeightAlignment != 0)
+    return Status::error(name + ": weight region offset " +
+                         str(rank.weights_offset()) + " is not " +
+                         str(kWeightAlignment) + "-byte aligned");
   if (!rank.buffers())
     return Status::error(name + ": no buffers");
   for (const fb::Buffer *buffer : *rank.buffers()) {
@@ -61,6 +66,9 @@ Status checkRank(const fb::Rank &rank, uint32_t index, uint64_t weightsSize,
       return Status::error(what + ": unknown dtype");
     bool weight = buffer->kind() == fb::BufferKind::Weight;
     uint64_t limit = weight ? rank.weights_size() : rank.arena_size();
+    if (buffer->offset() % elementSize(buffer->dtype()) != 0)
+      return Status::error(what + ": offset " + str(buffer->offset()) +
+                           " is not aligned to its elements");
     if (!fits(buffer->offset(), buffer->size(), limit))
       return Status::error(what + ": bytes [" + str(buffer->offset()) +
                            ", +" + str(buffer->size()) + ") lie outside its " +
@@ -86,19 +94,25 @@ Status checkRank(const fb::Rank &rank, uint32_t index, uint64_t weightsSize,
                            " bytes, the buffer has " + str(buffer->size()));
   }
   uint32_t buffers = rank.buffers()->size();
-  if (rank.entries())
-    for (const fb::Entry *entry : *rank.entries())
-      if (entry->steps())
-        for (const fb::Step *step : *entry->steps())
-          for (const auto *list : {step->inputs(), step->outputs()})
-            if (list)
-              for (uint32_t id : *list)
-                if (id >= buffers)
-                  return Status::error(name + " entry '" +
-                                       (entry->name() ? entry->name()->str()
-                                                      : std::string("?")) +
-                                       "': a step uses buffer " + str(id) +
-                                       " of " + str(buffers));
+  if (!rank.entries())
+    return Status::success();
+  for (const fb::Entry *entry : *rank.entries()) {
+    std::vector<const flatbuffers::Vector<uint32_t> *> lists = {
+        entry->inputs(), entry->outputs()};
+    if (entry->steps())
+      for (const fb::Step *step : *entry->steps()) {
+        lists.push_back(step->inputs());
+        lists.push_back(step->outputs());
+      }
+    for (const auto *list : lists)
+      if (list)
+        for (uint32_t id : *list)
+          if (id >= buffers)
+            return Status::error(
+                name + " entry '" +
+                (entry->name() ? entry->name()->str() : std::string("?")) +
+                "' uses buffer " + str(id) + " of " + str(buffers));
+  }
   return Status::success();
 }
 } // namespace

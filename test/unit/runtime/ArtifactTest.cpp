@@ -170,7 +170,7 @@ TEST_F(ArtifactTest, WeightSizeDisagreesWithShape) {
 TEST_F(ArtifactTest, StepsUseExistingBuffers) {
   Spec spec;
   spec.stepInput = 7;
-  EXPECT_NE(load(build(spec)).find("a step uses buffer 7 of 2"),
+  EXPECT_NE(load(build(spec)).find("uses buffer 7 of 2"),
             std::string::npos);
 }
 

@@ -1,0 +1,364 @@
+"""End to end: megatron-compile -> megatron-run against the reference forward.
+
+    MEGATRON_FIXTURES=build/test/fixtures MEGATRON_BIN=build/bin \\
+        /usr/bin/python3 -m unittest discover -s test/e2e -v
+
+For every good fixture of test/fixtures/gen_fixtures.py's manifest and every
+head it carries, the checkpoint is compiled to an artifact, run by
+megatron-run on a few inputs, and the outputs are compared with those that
+test/reference/reference.py (float64, no code shared with the compiler)
+writes for the same command line.  The error is the normwise
+
+    max relative error = max|run - ref| / max(max|ref|, 1e-6)
+
+(elementwise relative error is meaningless for logits near 0).  Each test
+prints its worst case.  Nothing is skipped: a missing tool, fixture
+directory or artifact is a failure.
+"""
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, 'test', 'reference'))
+import reference as R  # noqa: E402
+
+FIXTURES = os.environ.get('MEGATRON_FIXTURES', os.path.join(ROOT, 'build', 'test', 'fixtures'))
+BIN = os.environ.get('MEGATRON_BIN', os.path.join(ROOT, 'build', 'bin'))
+
+# fp32 artifacts differ from the float64 reference by float32 rounding and
+# summation order only.  Half-precision artifacts round weights and
+# activations: about 8 unit roundoffs of headroom over what the tiny models
+# show (fp16 u = 2^-11, bf16 u = 2^-8), still far below a layout bug (~1).
+TOLERANCE = {'f32': 1e-4, 'f16': 5e-3, 'bf16': 3e-2}
+
+# Heads a Megatron-LM BERT checkpoint carries (pooler, LM head, binary head).
+MEGATRON_BERT_TASKS = ('base', 'masked-lm', 'pretraining', 'next-sentence', 'causal-lm')
+
+# Inputs in the reference's and megatron-run's shared syntax (tiny vocab 128,
+# 64 positions).  Two different rows; BERT pairs have token types, and row 2
+# is padded (mask zeros at the end).
+ROW1 = '5,17,99,3,42,8,61,2,90,33'
+ROW2 = '1,77,23,100,9,54,31,12,0,0'
+PADDED = '1,1,1,1,1,1,1,1,1,1;1,1,1,1,1,1,1,1,0,0'
+BERT_CASES = {
+    'pair-padded': {'--input-ids': f'{ROW1};{ROW2}',
+                    '--token-type-ids': '0,0,0,0,0,1,1,1,1,1;0,0,0,1,1,1,1,1,1,1',
+                    '--attention-mask': PADDED},
+    'ids-only': {'--input-ids': f'{ROW1};{ROW2}'},
+}
+MULTIPLE_CHOICE_CASES = {
+    'choices-padded': {'--input-ids': '5,17,99,3|5,17,42,8;1,77,23,100|1,77,9,0',
+                       '--token-type-ids': '0,0,1,1|0,0,1,1;0,1,1,1|0,1,1,1',
+                       '--attention-mask': '1,1,1,1|1,1,1,1;1,1,1,1|1,1,1,0'},
+}
+# The decode cases run prefill on all but the last 3 tokens, then 3 decode
+# steps; the logits of all tokens must equal the reference's full forward.
+GPT2_CASES = {
+    'plain': {'--input-ids': f'{ROW1};{ROW2}'},
+    'padded': {'--input-ids': f'{ROW1};{ROW2}', '--attention-mask': PADDED},
+    'decode-last-3': {'--input-ids': f'{ROW1};{ROW2}', '--decode-last': '3'},
+    'padded-decode-last-3': {'--input-ids': f'{ROW1};{ROW2}', '--attention-mask': PADDED,
+                             '--decode-last': '3'},
+}
+# megatron-run flags that are not model inputs (the reference has none of them).
+RUN_ONLY_FLAGS = ('--decode-last',)
+
+ONE_ERROR_LINE = re.compile(r'error: [^\n]+\n')
+
+
+def fixture(path):
+    return os.path.join(FIXTURES, path)
+
+
+def good_fixtures():
+    """Manifest entries the compiler must accept (not bad/, not the logical weights)."""
+    with open(fixture('manifest.json')) as f:
+        entries = json.load(f)['fixtures']
+    return [e for e in entries if 'expected_error' not in e and not e['format'].startswith('logical')]
+
+
+def family(entry):
+    """Which test covers a fixture: (megatron|hf, bert|gpt2)."""
+    return ('megatron' if entry['format'].startswith('megatron') else 'hf', entry['model_type'])
+
+
+def tasks(entry):
+    if entry['model_type'] == 'gpt2':
+        return ['causal-lm']
+    if entry['format'].startswith('megatron'):
+        return list(MEGATRON_BERT_TASKS)
+    return [entry['task']]                       # an HF directory carries its own head
+
+
+def cases(entry, task):
+    if entry['model_type'] == 'gpt2':
+        return GPT2_CASES
+    return MULTIPLE_CHOICE_CASES if task == 'multiple-choice' else BERT_CASES
+
+
+def checkpoint_flags(entry):
+    """Flags both the compiler and the reference need for this fixture."""
+    return ['--config', fixture(entry['config'])] if 'config' in entry else []
+
+
+def max_relative_error(got, want):
+    return float(np.abs(got.astype(np.float64) - want).max() / max(np.abs(want).max(), 1e-6))
+
+
+def tool(name):
+    path = os.path.join(BIN, name)
+    if not os.access(path, os.X_OK):
+        raise AssertionError(f'{path} does not exist: build it (MEGATRON_BIN={BIN})')
+    return path
+
+
+def run(*argv):
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=300)
+
+
+class EndToEnd(unittest.TestCase):
+    """Shared machinery: compile, run, reference, compare."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.compiler, cls.runner = tool('megatron-compile'), tool('megatron-run')
+        if not os.path.isfile(fixture('manifest.json')):
+            raise AssertionError(f'no manifest.json in MEGATRON_FIXTURES={FIXTURES}: '
+                                 'run test/fixtures/gen_fixtures.py (the megatron-fixtures target)')
+        cls.work = tempfile.mkdtemp(prefix='megatron-e2e-')
+        cls.reference_dirs = {}              # reference argv -> output directory
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def setUp(self):
+        self.worst = (0.0, None)             # (max relative error, what), over the whole test
+
+    def tearDown(self):
+        if self.worst[1]:
+            print(f'\n{self.id()}: worst max relative error {self.worst[0]:.2e} ({self.worst[1]})', flush=True)
+
+    def workdir(self, *parts):
+        path = os.path.join(self.work, *(re.sub(r'[^\w.-]+', '_', p) for p in parts))
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def compile(self, entry, task, dtype='f32'):
+        """The artifact's path; fails the (sub)test with the compiler's stderr."""
+        artifact = os.path.join(self.workdir(entry['path'], task, dtype), 'm.mtc')
+        dtype_flags = [] if dtype == 'f32' else ['--dtype', dtype]      # f32 is the default
+        r = run(self.compiler, fixture(entry['path']), '--task', task, *dtype_flags,
+                *checkpoint_flags(entry), '-o', artifact)
+        self.assertEqual(r.returncode, 0, f'megatron-compile {entry["path"]} --task {task} --dtype {dtype}: '
+                                          f'{r.stderr.strip()}')
+        self.assertTrue(os.path.isfile(artifact), f'megatron-compile wrote no {artifact}')
+        return artifact
+
+    def reference(self, entry, task, case):
+        """Outputs of reference.py (run in-process: its main(), without the torch import per call)."""
+        argv = [fixture(entry['path']), '--task', task, *checkpoint_flags(entry)]
+        for flag, value in case.items():
+            if flag not in RUN_ONLY_FLAGS:
+                argv += [flag, value]
+        key = tuple(argv)
+        if key not in self.reference_dirs:
+            out = self.workdir('ref', str(len(self.reference_dirs)))
+            stderr = io.StringIO()
+            with contextlib.redirect_stderr(stderr):
+                status = R.main(argv + ['--output-dir', out])
+            self.assertEqual(status, 0, f'reference.py {" ".join(argv)}: {stderr.getvalue().strip()}')
+            self.reference_dirs[key] = out
+        out = self.reference_dirs[key]
+        return {name[:-len('.npy')]: np.load(os.path.join(out, name)) for name in sorted(os.listdir(out))}
+
+    def run_artifact(self, artifact, case, out):
+        argv = [self.runner, artifact, 'forward', '--output-dir', out]
+        for flag, value in case.items():
+            argv += [flag, value]
+        r = run(*argv)
+        self.assertEqual(r.returncode, 0, f'{" ".join(argv[1:])}: {r.stderr.strip()}')
+
+    def check(self, entry, task, artifact, case_name, case, tolerance):
+        """Runs one case and compares every reference output; returns {name: error}."""
+        out = os.path.join(os.path.dirname(artifact), 'out-' + case_name)
+        self.run_artifact(artifact, case, out)
+        errors = {}
+        for name, want in self.reference(entry, task, case).items():
+            path = os.path.join(out, name + '.npy')
+            self.assertTrue(os.path.isfile(path), f'megatron-run wrote no {name}.npy '
+                                                  f'(it wrote {sorted(os.listdir(out))})')
+            got = np.load(path)
+            self.assertEqual(got.dtype, np.float32, name)
+            self.assertEqual(got.shape, want.shape, f'{name} shape')
+            errors[name] = err = max_relative_error(got, want)
+            what = f'{entry["path"]} {task} {case_name} {name}'
+            if err >= self.worst[0]:
+                self.worst = (err, what)
+            self.assertLessEqual(err, tolerance, f'{what}: max relative error {err:.3e} > {tolerance:.0e}')
+        return errors
+
+    def check_fixtures(self, fixture_family):
+        entries = [e for e in good_fixtures() if family(e) == fixture_family]
+        self.assertTrue(entries, f'the manifest has no {fixture_family} fixtures')
+        for entry in entries:
+            for task in tasks(entry):
+                with self.subTest(fixture=entry['path'], task=task):
+                    artifact = self.compile(entry, task)
+                    for case_name, case in cases(entry, task).items():
+                        with self.subTest(case=case_name):
+                            self.check(entry, task, artifact, case_name, case, TOLERANCE['f32'])
+
+
+class Fixtures(EndToEnd):
+    """Every good fixture, every head it carries, at fp32 tolerance."""
+
+    def test_every_fixture_has_a_family(self):
+        families = {('megatron', 'bert'), ('megatron', 'gpt2'), ('hf', 'bert'), ('hf', 'gpt2')}
+        for entry in good_fixtures():
+            self.assertIn(family(entry), families, entry['path'])
+
+    def test_megatron_bert(self):
+        self.check_fixtures(('megatron', 'bert'))
+
+    def test_megatron_gpt2(self):
+        self.check_fixtures(('megatron', 'gpt2'))
+
+    def test_hf_bert(self):
+        self.check_fixtures(('hf', 'bert'))
+
+    def test_hf_gpt2(self):
+        self.check_fixtures(('hf', 'gpt2'))
+
+
+class HalfPrecision(EndToEnd):
+    """--dtype f16 / bf16 artifacts against the fp32 weights' reference, looser tolerance."""
+
+    MODELS = (('megatron/bert_v3_tp1', 'pretraining'), ('megatron/gpt2_v3_tp1', 'causal-lm'))
+
+    def check_dtype(self, dtype):
+        entries = {e['path']: e for e in good_fixtures()}
+        for path, task in self.MODELS:
+            entry = entries[path]
+            with self.subTest(fixture=path, dtype=dtype):
+                artifact = self.compile(entry, task, dtype)
+                for case_name, case in cases(entry, task).items():
+                    with self.subTest(case=case_name):
+                        errors = self.check(entry, task, artifact, case_name, case, TOLERANCE[dtype])
+                        print(f'\n--dtype {dtype} {path} {task} {case_name}: max relative error ' +
+                              ', '.join(f'{name} {err:.2e}' for name, err in errors.items()), flush=True)
+
+    def test_f16(self):
+        self.check_dtype('f16')
+
+    def test_bf16(self):
+        self.check_dtype('bf16')
+
+
+class Info(EndToEnd):
+    """`megatron-run --help` and `info --json`: what scripts read."""
+
+    def test_help(self):
+        r = run(self.runner, '--help')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('megatron-run ARTIFACT forward', r.stdout)
+
+    def test_info_json(self):
+        entries = {e['path']: e for e in good_fixtures()}
+        for path, task, want in (('megatron/bert_v3_tp1', 'pretraining', {'forward'}),
+                                 ('megatron/gpt2_v3_tp1', 'causal-lm', {'prefill', 'decode'})):
+            with self.subTest(fixture=path):
+                r = run(self.runner, self.compile(entries[path], task), 'info', '--json')
+                self.assertEqual(r.returncode, 0, r.stderr)
+                info = json.loads(r.stdout)
+                self.assertEqual({e['name'] for e in info['entries']}, want)
+                self.assertGreaterEqual(info['max_sequence'], 1)
+                self.assertGreaterEqual(info['max_batch'], 1)
+                for entry in info['entries']:
+                    self.assertEqual(entry['inputs'][0], 'input_ids')
+
+
+class Errors(EndToEnd):
+    """Bad input and bad artifacts: exit status 1, exactly one `error:` line, no crash."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.entries = {e['path']: e for e in good_fixtures()}
+        with open(fixture('manifest.json')) as f:
+            cls.max_positions = json.load(f)['tiny_config']['max_positions']
+
+    def artifact(self, path, task):
+        return self.compile(self.entries[path], task)
+
+    def assert_one_error(self, *argv):
+        r = run(self.runner, *argv)
+        what = 'megatron-run ' + ' '.join(str(a) for a in argv)
+        self.assertEqual(r.returncode, 1, f'{what}: exit status {r.returncode}, stderr {r.stderr!r}')
+        self.assertTrue(ONE_ERROR_LINE.fullmatch(r.stderr), f'{what}: stderr {r.stderr!r}')
+        return r.stderr
+
+    def forward_error(self, artifact, *flags):
+        return self.assert_one_error(artifact, 'forward', '--output-dir', self.workdir('out'), *flags)
+
+    def test_bad_inputs(self):
+        bert = self.artifact('megatron/bert_v3_tp1', 'masked-lm')
+        too_long = ','.join(['5'] * (self.max_positions + 1))
+        cases = {
+            'out-of-vocab id': ['--input-ids', '5,17,100000'],
+            'negative id': ['--input-ids', '5,-1,3'],
+            'longer than max positions': ['--input-ids', too_long],
+            'ragged batch without mask': ['--input-ids', '1,2,3;4,5'],
+            'ragged mask': ['--input-ids', '1,2,3;4,5,6', '--attention-mask', '1,1,1;1,1'],
+            'mask shape differs': ['--input-ids', '1,2,3;4,5,6', '--attention-mask', '1,1,1'],
+            'token type out of range': ['--input-ids', '1,2,3', '--token-type-ids', '0,1,7'],
+            'not an integer': ['--input-ids', '1,two,3'],
+            'trailing junk': ['--input-ids', '1,2,3x'],
+            'empty input': ['--input-ids', ''],
+            'empty row': ['--input-ids', '1,2;'],
+            'decode-last on BERT': ['--input-ids', '1,2,3,4', '--decode-last', '1'],
+        }
+        for name, flags in cases.items():
+            with self.subTest(name):
+                self.forward_error(bert, *flags)
+
+    def test_decode_past_the_context(self):
+        # Prefill fits; the decode steps then run past the position table.
+        gpt2 = self.artifact('megatron/gpt2_v3_tp1', 'causal-lm')
+        ids = ','.join(['5'] * (self.max_positions + 2))
+        self.forward_error(gpt2, '--input-ids', ids, '--decode-last', '4')
+
+    def test_bad_artifacts(self):
+        good = self.artifact('megatron/bert_v3_tp1', 'masked-lm')
+        with open(good, 'rb') as f:
+            data = f.read()
+        truncated = os.path.join(self.workdir('bad'), 'truncated.mtc')
+        with open(truncated, 'wb') as f:
+            f.write(data[:len(data) // 2])
+        flipped = os.path.join(self.workdir('bad'), 'flipped-magic.mtc')
+        with open(flipped, 'wb') as f:
+            f.write(bytes([data[0] ^ 0xFF]) + data[1:])
+        empty = os.path.join(self.workdir('bad'), 'empty.mtc')
+        open(empty, 'wb').close()
+        artifacts = {'missing': os.path.join(self.work, 'does-not-exist.mtc'), 'truncated': truncated,
+                     'flipped magic byte': flipped, 'empty file': empty, 'a directory': self.work}
+        for name, path in artifacts.items():
+            with self.subTest(name):
+                self.forward_error(path, '--input-ids', '1,2,3')
+                self.assert_one_error(path, 'info')
+
+
+if __name__ == '__main__':
+    unittest.main()

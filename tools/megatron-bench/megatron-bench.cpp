@@ -1,0 +1,320 @@
+//===- megatron-bench.cpp - time a compiled .mtc artifact
+//-------------------===//
+//
+//   megatron-bench MODEL.mtc forward [--batch 1] [--seq 128] [--warmup 3]
+//                  [--iters 20] [--threads N] [--seed S] [--vocab V]
+//   megatron-bench MODEL.mtc decode [--prompt 32] [--new-tokens 64]
+//                  [--warmup 1] [--iters 3] [--threads N] [--seed S] [--vocab
+//                  V]
+//
+// Prints one JSON line with the same keys as bench/torch_peer.py, so
+// bench/e2e.sh can put the two side by side. Input ids are random but
+// reproducible: the splitmix64 stream torch_peer.py draws too, modulo the
+// vocabulary (the width of the `logits` output unless --vocab is given).
+// Links only MegatronRuntime (no LLVM), so arguments are parsed by hand;
+// failures are one `error: ...` line and exit status 1.
+//
+//===----------------------------------------------------------------------===//
+
+#include "megatron/runtime/Session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace megatron::runtime;
+
+namespace {
+
+const char *const kUsage = R"(usage:
+  megatron-bench MODEL.mtc forward [--batch 1] [--seq 128] [--warmup 3] [--iters 20]
+                 [--threads N] [--seed S] [--vocab V]
+  megatron-bench MODEL.mtc decode [--prompt 32] [--new-tokens 64] [--warmup 1] [--iters 3]
+                 [--threads N] [--seed S] [--vocab V]
+
+forward   times the `forward` entry (BERT) on random ids [batch, seq]; reports
+          the median, min and max latency of the timed runs.
+decode    per run: `prefill` of a random prompt [1, prompt], then new-tokens
+          greedy `decode` steps (argmax of the last logits); reports the
+          median prefill and decode times, tokens/s of the decode steps, and
+          the tokens the first timed run generated.
+--threads N   kernel and GEMM threads (0, the default: all cores).
+--vocab V     draw ids below V instead of below the width of `logits`.
+)";
+
+[[noreturn]] void fail(const std::string &message) {
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  std::exit(1);
+}
+
+void check(const Status &status) {
+  if (status)
+    fail(status.message());
+}
+
+struct Options {
+  std::string artifact, mode;
+  int64_t batch = 1, seq = 128, prompt = 32, newTokens = 64;
+  int64_t warmup = -1, iters = -1; // -1: the mode's default
+  int64_t threads = 0, vocab = 0;
+  uint64_t seed = 0;
+};
+
+int64_t parseInt(const std::string &flag, const std::string &text,
+                 int64_t min) {
+  char *end = nullptr;
+  long long value = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || value < min)
+    fail(flag + " expects an integer >= " + std::to_string(min) + ", got '" +
+         text + "'");
+  return value;
+}
+
+Options parseArgs(int argc, char **argv) {
+  Options opts;
+  std::map<std::string, int64_t *> flags = {
+      {"--batch", &opts.batch},     {"--seq", &opts.seq},
+      {"--prompt", &opts.prompt},   {"--new-tokens", &opts.newTokens},
+      {"--warmup", &opts.warmup},   {"--iters", &opts.iters},
+      {"--threads", &opts.threads}, {"--vocab", &opts.vocab}};
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (arg.rfind("--", 0) != 0) {
+      positional.push_back(arg);
+      continue;
+    }
+    if (i + 1 == argc)
+      fail(arg + " needs a value");
+    std::string value = argv[++i];
+    if (arg == "--seed") {
+      opts.seed = static_cast<uint64_t>(parseInt(arg, value, 0));
+      continue;
+    }
+    auto it = flags.find(arg);
+    if (it == flags.end())
+      fail("unknown option " + arg + " (see --help)");
+    *it->second = parseInt(arg, value, 0);
+  }
+  if (positional.size() != 2)
+    fail("expected MODEL.mtc and forward|decode (see --help)");
+  opts.artifact = positional[0];
+  opts.mode = positional[1];
+  if (opts.mode != "forward" && opts.mode != "decode")
+    fail("unknown mode '" + opts.mode + "' (expected forward or decode)");
+  bool forward = opts.mode == "forward";
+  if (opts.warmup < 0)
+    opts.warmup = forward ? 3 : 1;
+  if (opts.iters < 0)
+    opts.iters = forward ? 20 : 3;
+  for (auto [name, value] :
+       std::initializer_list<std::pair<const char *, int64_t>>{
+           {"--iters", opts.iters},
+           {"--batch", opts.batch},
+           {"--seq", opts.seq},
+           {"--prompt", opts.prompt}})
+    if (value < 1)
+      fail(std::string(name) + " must be at least 1");
+  return opts;
+}
+
+/// splitmix64 modulo `vocab`: the stream bench/torch_peer.py draws too.
+std::vector<int64_t> randomIds(int64_t count, int64_t vocab, uint64_t seed) {
+  std::vector<int64_t> ids(count);
+  uint64_t state = seed;
+  for (int64_t &id : ids) {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    id = static_cast<int64_t>((z ^ (z >> 31)) % static_cast<uint64_t>(vocab));
+  }
+  return ids;
+}
+
+IdTensor idTensor(int64_t batch, std::vector<int64_t> ids) {
+  int64_t seq = static_cast<int64_t>(ids.size()) / batch;
+  return IdTensor{{batch, seq}, std::move(ids)};
+}
+
+const FloatTensor &logitsOf(const Outputs &outputs) {
+  auto it = outputs.find("logits");
+  if (it == outputs.end() || it->second.shape.empty())
+    fail("the artifact has no `logits` output to take the vocabulary or the "
+         "next token from (pass --vocab for a model without one)");
+  return it->second;
+}
+
+/// Greedy choice for a batch of one: argmax of the last position's logits.
+int64_t lastArgmax(const Outputs &outputs) {
+  const FloatTensor &logits = logitsOf(outputs);
+  auto width = static_cast<size_t>(logits.shape.back());
+  if (width == 0 || logits.data.size() < width)
+    fail("the `logits` output is empty");
+  auto begin = logits.data.end() - width;
+  return std::max_element(begin, logits.data.end()) - begin;
+}
+
+double msSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+void requireEntries(Session &session, const std::vector<std::string> &names) {
+  std::vector<std::string> have = session.entries();
+  for (const std::string &name : names)
+    if (std::find(have.begin(), have.end(), name) == have.end()) {
+      std::string list;
+      for (const std::string &h : have)
+        list += (list.empty() ? "" : ", ") + h;
+      fail("the artifact has no `" + name + "` entry (it has: " + list + ")");
+    }
+}
+
+/// The `"key": value` fields of the JSON line that follow impl/mode/threads.
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+std::string number(double v) {
+  std::ostringstream os;
+  os.precision(6);
+  os << std::fixed << v;
+  return os.str();
+}
+
+Fields benchForward(Session &session, const Options &opts) {
+  requireEntries(session, {"forward"});
+  Inputs in;
+  Outputs out;
+  int64_t vocab = opts.vocab;
+  if (vocab == 0) { // the probe run doubles as the first warm-up
+    in["input_ids"] =
+        idTensor(opts.batch, std::vector<int64_t>(opts.batch * opts.seq, 0));
+    check(session.run("forward", in, out));
+    vocab = logitsOf(out).shape.back();
+  }
+  in["input_ids"] =
+      idTensor(opts.batch, randomIds(opts.batch * opts.seq, vocab, opts.seed));
+  std::vector<double> times;
+  for (int64_t i = 0; i < opts.warmup + opts.iters; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    check(session.run("forward", in, out));
+    if (i >= opts.warmup)
+      times.push_back(msSince(start));
+  }
+  return {{"batch", std::to_string(opts.batch)},
+          {"seq", std::to_string(opts.seq)},
+          {"vocab", std::to_string(vocab)},
+          {"median_ms", number(median(times))},
+          {"min_ms", number(*std::min_element(times.begin(), times.end()))},
+          {"max_ms", number(*std::max_element(times.begin(), times.end()))}};
+}
+
+struct Generation {
+  double prefillMs = 0, decodeMs = 0;
+  std::vector<int64_t> tokens;
+};
+
+/// Greedy generation: prefill (which restarts the KV cache), then
+/// `newTokens` decode steps of one token each.
+Generation generate(Session &session, const IdTensor &prompt,
+                    int64_t newTokens) {
+  Generation g;
+  Inputs in{{"input_ids", prompt}};
+  Outputs out;
+  auto start = std::chrono::steady_clock::now();
+  check(session.run("prefill", in, out));
+  g.tokens.push_back(lastArgmax(out));
+  g.prefillMs = msSince(start);
+  start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < newTokens; ++i) {
+    in["input_ids"] = IdTensor{{1, 1}, {g.tokens.back()}};
+    check(session.run("decode", in, out));
+    g.tokens.push_back(lastArgmax(out));
+  }
+  g.decodeMs = msSince(start);
+  return g;
+}
+
+Fields benchDecode(Session &session, const Options &opts) {
+  requireEntries(session, {"prefill", "decode"});
+  if (opts.prompt + opts.newTokens > session.maxSequence())
+    fail("prompt + new tokens (" +
+         std::to_string(opts.prompt + opts.newTokens) +
+         ") exceed the artifact's maximum sequence " +
+         std::to_string(session.maxSequence()));
+  int64_t vocab = opts.vocab;
+  if (vocab == 0) {
+    Inputs in{{"input_ids", idTensor(1, std::vector<int64_t>(opts.prompt, 0))}};
+    Outputs out;
+    check(session.run("prefill", in, out));
+    vocab = logitsOf(out).shape.back();
+  }
+  IdTensor prompt = idTensor(1, randomIds(opts.prompt, vocab, opts.seed));
+  std::vector<Generation> runs;
+  for (int64_t i = 0; i < opts.warmup + opts.iters; ++i) {
+    Generation g = generate(session, prompt, opts.newTokens);
+    if (i >= opts.warmup)
+      runs.push_back(std::move(g));
+  }
+  std::vector<double> prefill, decode, rate;
+  for (const Generation &g : runs) {
+    prefill.push_back(g.prefillMs);
+    decode.push_back(g.decodeMs);
+    rate.push_back(opts.newTokens * 1e3 / g.decodeMs);
+  }
+  std::string tokens;
+  for (int64_t t : runs.front().tokens)
+    tokens += (tokens.empty() ? "" : ", ") + std::to_string(t);
+  return {{"prompt", std::to_string(opts.prompt)},
+          {"new_tokens", std::to_string(opts.newTokens)},
+          {"vocab", std::to_string(vocab)},
+          {"prefill_ms", number(median(prefill))},
+          {"decode_ms", number(median(decode))},
+          {"tokens_per_s", number(median(rate))},
+          {"tokens", "[" + tokens + "]"}};
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options opts = parseArgs(argc, argv);
+  std::unique_ptr<Artifact> artifact;
+  check(Artifact::open(opts.artifact, artifact));
+  SessionOptions sessionOptions;
+  sessionOptions.threads = static_cast<int>(opts.threads);
+  std::unique_ptr<Session> session;
+  check(Session::create(*artifact, sessionOptions, session));
+
+  Fields fields = opts.mode == "forward" ? benchForward(*session, opts)
+                                         : benchDecode(*session, opts);
+  // Report what "all cores" resolved to, as torch_peer.py does.
+  long long threads =
+      opts.threads ? opts.threads : std::thread::hardware_concurrency();
+  std::printf("{\"impl\": \"megatron\", \"mode\": \"%s\", \"threads\": %lld, "
+              "\"warmup\": %lld, \"iters\": %lld",
+              opts.mode.c_str(), threads, static_cast<long long>(opts.warmup),
+              static_cast<long long>(opts.iters));
+  for (const auto &[key, value] : fields)
+    std::printf(", \"%s\": %s", key.c_str(), value.c_str());
+  std::printf("}\n");
+  return 0;
+}
