@@ -58,6 +58,19 @@ TEST(Kernels, LinearWithAndWithoutBias) {
   }
 }
 
+TEST(Kernels, BatchedMatmulReadsOnlyTheRowsInUseOfAStridedRhs) {
+  // A KV cache: each head has room for `capacity` rows, `keys` are filled.
+  const int64_t batch = 2, m = 3, d = 5, keys = 4, capacity = 7;
+  auto q = randomVector(batch * m * d), cache = randomVector(batch * capacity * d);
+  std::vector<float> dense(batch * keys * d);
+  for (int64_t p = 0; p < batch; ++p)
+    std::copy_n(cache.begin() + p * capacity * d, keys * d, dense.begin() + p * keys * d);
+  std::vector<float> strided(batch * m * keys), packed(batch * m * keys);
+  batchedMatmul(q.data(), cache.data(), batch, m, d, keys, true, capacity * d, strided.data());
+  batchedMatmul(q.data(), dense.data(), batch, m, d, keys, true, keys * d, packed.data());
+  EXPECT_EQ(strided, packed);
+}
+
 TEST(Kernels, BatchedMatmulBothLayouts) {
   const int64_t batch = 3, m = 4, k = 9, n = 6;
   auto a = randomVector(batch * m * k), b = randomVector(batch * k * n);

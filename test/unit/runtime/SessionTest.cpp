@@ -1,0 +1,148 @@
+//===- SessionTest.cpp - the public runtime API on compiled fixtures ------===//
+//
+// Artifacts of the tiny fixtures are compiled at build time; these tests use
+// them as an embedding program would: open, create a session, run entries.
+// Numerical agreement with the reference is the e2e test's job; here the
+// API's promises are checked against the runtime itself.
+//
+//===----------------------------------------------------------------------===//
+
+#include "megatron/runtime/Session.h"
+
+#include "gtest/gtest.h"
+
+#include <cmath>
+
+using namespace megatron::runtime;
+
+namespace {
+
+class SessionTest : public ::testing::Test {
+protected:
+  void open(const std::string &name) {
+    std::string path = std::string(MEGATRON_ARTIFACTS_DIR) + "/" + name;
+    Status s = Artifact::open(path, artifact);
+    ASSERT_TRUE(s.ok()) << s.message();
+    s = Session::create(*artifact, {}, session);
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+  /// Runs `entry` and expects success.
+  Outputs run(const std::string &entry, const Inputs &inputs) {
+    Outputs out;
+    Status s = session->run(entry, inputs, out);
+    EXPECT_TRUE(s.ok()) << s.message();
+    return out;
+  }
+  std::string error(const std::string &entry, const Inputs &inputs) {
+    Outputs out;
+    Status s = session->run(entry, inputs, out);
+    EXPECT_FALSE(s.ok());
+    return s.message();
+  }
+
+  std::unique_ptr<Artifact> artifact;
+  std::unique_ptr<Session> session;
+};
+
+float maxDifference(const FloatTensor &a, const FloatTensor &b) {
+  EXPECT_EQ(a.shape, b.shape);
+  float worst = 0;
+  for (size_t i = 0; i < a.data.size() && i < b.data.size(); ++i)
+    worst = std::max(worst, std::fabs(a.data[i] - b.data[i]));
+  return worst;
+}
+
+TEST_F(SessionTest, BertDescribesItsEntry) {
+  open("bert.mtc");
+  EXPECT_EQ(session->entries(), std::vector<std::string>{"forward"});
+  EXPECT_EQ(session->inputNames("forward"),
+            (std::vector<std::string>{"input_ids", "token_type_ids", "attention_mask"}));
+  EXPECT_EQ(session->outputNames("forward"),
+            (std::vector<std::string>{"prediction_logits", "seq_relationship_logits"}));
+  EXPECT_EQ(session->maxBatch(), 2);
+  EXPECT_EQ(session->maxSequence(), 16);
+}
+
+TEST_F(SessionTest, OmittedInputsTakeHuggingFaceDefaults) {
+  open("bert.mtc");
+  Inputs explicitInputs = {{"input_ids", {{1, 3}, {5, 6, 7}}},
+                           {"token_type_ids", {{1, 3}, {0, 0, 0}}},
+                           {"attention_mask", {{1, 3}, {1, 1, 1}}}};
+  Outputs full = run("forward", explicitInputs);
+  Outputs implicit = run("forward", {{"input_ids", {{1, 3}, {5, 6, 7}}}});
+  EXPECT_EQ(maxDifference(full["prediction_logits"], implicit["prediction_logits"]), 0);
+  EXPECT_EQ(full["prediction_logits"].shape, (std::vector<int64_t>{1, 3, 128}));
+}
+
+TEST_F(SessionTest, PaddingDoesNotChangeTheRealTokens) {
+  open("bert.mtc");
+  Outputs alone = run("forward", {{"input_ids", {{1, 3}, {5, 6, 7}}}});
+  Outputs padded = run("forward", {{"input_ids", {{1, 5}, {5, 6, 7, 0, 0}}},
+                                   {"attention_mask", {{1, 5}, {1, 1, 1, 0, 0}}}});
+  const FloatTensor &a = alone["prediction_logits"], &b = padded["prediction_logits"];
+  int64_t vocab = a.shape[2];
+  float worst = 0;
+  for (int64_t i = 0; i < 3 * vocab; ++i)
+    worst = std::max(worst, std::fabs(a.data[i] - b.data[i]));
+  EXPECT_LT(worst, 1e-5);
+}
+
+TEST_F(SessionTest, BadInputsAreErrorsAndLeaveTheSessionUsable) {
+  open("bert.mtc");
+  EXPECT_NE(error("forward", {{"input_ids", {{1, 2}, {5, 128}}}}).find("outside [0, 128)"),
+            std::string::npos);
+  EXPECT_NE(error("forward", {{"input_ids", {{3, 2}, {1, 2, 3, 4, 5, 6}}}}).find("batch of 3"),
+            std::string::npos);
+  EXPECT_NE(error("forward", {{"input_ids", {{1, 17}, std::vector<int64_t>(17, 1)}}})
+                .find("sequence of 17 tokens exceeds the 16"),
+            std::string::npos);
+  EXPECT_NE(error("forward", {{"input_ids", {{1, 2}, {1, 2}}},
+                              {"attention_mask", {{1, 3}, {1, 1, 1}}}})
+                .find("attention_mask' has shape [1, 3], expected [1, 2]"),
+            std::string::npos);
+  EXPECT_NE(error("forward", {{"input_ids", {{1, 2}, {1, 2}}}, {"labels", {{1}, {0}}}})
+                .find("no input 'labels'"),
+            std::string::npos);
+  EXPECT_NE(error("prefill", {{"input_ids", {{1, 2}, {1, 2}}}}).find("has no entry 'prefill'"),
+            std::string::npos);
+  run("forward", {{"input_ids", {{1, 2}, {1, 2}}}});
+}
+
+TEST_F(SessionTest, PrefillThenDecodeEqualsOneForward) {
+  open("gpt2.mtc");
+  std::vector<int64_t> tokens = {3, 1, 4, 1, 5, 9, 2, 6};
+  Outputs full = run("prefill", {{"input_ids", {{1, 8}, tokens}}});
+  const FloatTensor &logits = full["logits"];
+  int64_t vocab = logits.shape[2];
+
+  run("prefill", {{"input_ids", {{1, 5}, {tokens.begin(), tokens.begin() + 5}}}});
+  EXPECT_EQ(session->cachedTokens(), 5);
+  for (int64_t t = 5; t < 8; ++t) {
+    Outputs step = run("decode", {{"input_ids", {{1, 1}, {tokens[t]}}}});
+    float worst = 0;
+    for (int64_t v = 0; v < vocab; ++v)
+      worst = std::max(worst, std::fabs(step["logits"].data[v] - logits.data[t * vocab + v]));
+    EXPECT_LT(worst, 1e-5) << "token " << t;
+  }
+  EXPECT_EQ(session->cachedTokens(), 8);
+}
+
+TEST_F(SessionTest, DecodeChecksItsCache) {
+  open("gpt2.mtc");
+  EXPECT_NE(error("decode", {{"input_ids", {{1, 1}, {1}}}}).find("run prefill first"),
+            std::string::npos);
+  run("prefill", {{"input_ids", {{1, 60}, std::vector<int64_t>(60, 7)}}});
+  EXPECT_NE(error("decode", {{"input_ids", {{2, 1}, {1, 2}}}}).find("cache holds 1"),
+            std::string::npos);
+  // A failed check leaves the cache as it was: decoding still continues.
+  EXPECT_NE(error("decode", {{"input_ids", {{1, 1}, {999}}}}).find("outside"),
+            std::string::npos);
+  EXPECT_EQ(session->cachedTokens(), 60);
+  for (int i = 0; i < 4; ++i)
+    run("decode", {{"input_ids", {{1, 1}, {1}}}});
+  EXPECT_NE(error("decode", {{"input_ids", {{1, 1}, {1}}}})
+                .find("64 cached + 1 new tokens exceed the model's context of 64"),
+            std::string::npos);
+}
+
+} // namespace
