@@ -476,6 +476,8 @@ int runForward(const Options &opts, Session &session) {
       fail("the artifact names an output '" + name + "', not a file name");
     checkSize(name, tensor);
     writeNpy(dir / (name + ".npy"), tensor);
+    std::cout << "wrote " << (dir / (name + ".npy")).string() << " "
+              << shapeString(tensor.shape) << "\n";
   }
   return 0;
 }
