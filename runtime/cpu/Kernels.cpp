@@ -58,19 +58,6 @@ void cpu::layerNorm(const float *x, int64_t rows, int64_t width,
   }
 }
 
-void cpu::gelu(const float *x, int64_t count, GeluKind kind, float *y) {
-  const float kSqrt2OverPi = 0.7978845608028654f, kInvSqrt2 = 0.7071067811865476f;
-  if (kind == GeluKind::Erf) {
-    for (int64_t i = 0; i < count; ++i)
-      y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
-  } else {
-    for (int64_t i = 0; i < count; ++i) {
-      float v = x[i];
-      y[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
-    }
-  }
-}
-
 void cpu::softmax(float *x, int64_t rows, int64_t width) {
   for (int64_t r = 0; r < rows; ++r) {
     float *row = x + r * width;
