@@ -121,7 +121,9 @@ Status Session::Impl::prepare(int threads) {
   arena.reset(static_cast<uint8_t *>(std::aligned_alloc(64, (arenaSize + 63) / 64 * 64)));
   if (!arena)
     return Status::error("cannot allocate an arena of " + str(arenaSize) + " bytes");
-  std::memset(arena.get(), 0, arenaSize);
+  // Not cleared: every step writes its buffer before any step reads it, so
+  // only the pages a call touches are ever committed (the arena is sized
+  // for the largest batch and sequence, most calls use a corner of it).
   for (uint32_t i = 0; i < data.size(); ++i) {
     const fb::Buffer &b = buffer(i);
     if (b.kind() != fb::BufferKind::Weight) {
