@@ -3,6 +3,7 @@
 #include "megatron/runtime/Artifact.h"
 
 #include "megatron/runtime/ArtifactFormat.h"
+#include "runtime/DTypes.h"
 #include "runtime/schema/artifact_generated.h"
 
 #include <cerrno>
@@ -25,22 +26,6 @@ bool fits(uint64_t offset, uint64_t size, uint64_t limit) {
   return offset <= limit && size <= limit - offset;
 }
 
-/// Bytes per element of a buffer's dtype.
-uint64_t elementSize(fb::DType dtype) {
-  switch (dtype) {
-  case fb::DType::F32:
-  case fb::DType::I32:
-    return 4;
-  case fb::DType::F16:
-  case fb::DType::BF16:
-    return 2;
-  case fb::DType::I64:
-    return 8;
-  case fb::DType::I8:
-    return 1;
-  }
-  return 0;
-}
 
 /// Every buffer of `rank` within its region, and weights of their exact size.
 Status checkRank(const fb::Rank &rank, uint32_t index, uint64_t weightsSize,

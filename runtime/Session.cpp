@@ -15,6 +15,7 @@
 #include "megatron/runtime/Half.h"
 #include "megatron/runtime/StepSignature.h"
 #include "runtime/cpu/Kernels.h"
+#include "runtime/DTypes.h"
 #include "runtime/schema/artifact_generated.h"
 
 #include <cblas.h>
@@ -56,21 +57,6 @@ int64_t span(const Shape &shape, size_t begin, size_t end) {
   return n;
 }
 
-size_t elementSize(fb::DType dtype) {
-  switch (dtype) {
-  case fb::DType::F32:
-  case fb::DType::I32:
-    return 4;
-  case fb::DType::F16:
-  case fb::DType::BF16:
-    return 2;
-  case fb::DType::I64:
-    return 8;
-  case fb::DType::I8:
-    return 1;
-  }
-  return 0;
-}
 
 struct FreeDeleter {
   void operator()(void *p) const { std::free(p); }
