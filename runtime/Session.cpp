@@ -15,10 +15,9 @@
 #include "megatron/runtime/Half.h"
 #include "megatron/runtime/StepSignature.h"
 #include "runtime/cpu/Kernels.h"
+#include "runtime/cpu/Parallel.h"
 #include "runtime/DTypes.h"
 #include "runtime/schema/artifact_generated.h"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -99,8 +98,7 @@ struct Session::Impl {
 
 /// Binds weights and the arena and checks each step's operands, once.
 Status Session::Impl::prepare(int threads) {
-  if (threads > 0)
-    openblas_set_num_threads(threads);
+  cpu::setThreads(threads);
   const uint8_t *weights = artifact.weights(0);
   data.resize(rank.buffers()->size());
   uint64_t arenaSize = std::max<uint64_t>(rank.arena_size(), 64);
@@ -243,6 +241,11 @@ Status Session::Impl::runStep(const fb::Step &step, int64_t pastTokens) {
   };
   auto last = [](const Shape &s) { return s.empty() ? int64_t(1) : s.back(); };
   int64_t n = elements(out);
+  // Below about this many floats a step is not worth splitting.
+  constexpr int64_t kGrain = 16384;
+  auto rowGrain = [&](int64_t width) {
+    return std::max<int64_t>(1, kGrain / std::max<int64_t>(width, 1));
+  };
 
   switch (step.kind()) {
   case fb::StepKind::Embedding: {
@@ -271,8 +274,9 @@ Status Session::Impl::runStep(const fb::Step &step, int64_t pastTokens) {
     if (na != n || nb == 0 || n % nb != 0)
       return mismatch("the operands do not broadcast to the result");
     float *y = f(outId);
-    for (int64_t i = 0; i < n; ++i)
-      y[i] = a[i] + b[i % nb];
+    cpu::parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
+      cpu::add(a, b, nb, begin, end, y);
+    });
     return Status::success();
   }
   case fb::StepKind::Linear: {
@@ -307,8 +311,14 @@ Status Session::Impl::runStep(const fb::Step &step, int64_t pastTokens) {
     if (shapes[in(0)] != out || elements(shapes[in(1)]) != width ||
         elements(shapes[in(2)]) != width)
       return mismatch("gamma and beta must match the last dimension");
-    cpu::layerNorm(f(in(0)), n / std::max<int64_t>(width, 1), width, f(in(1)),
-                   f(in(2)), static_cast<float>(step.floats()->Get(0)), f(outId));
+    const float *x = f(in(0)), *gamma = f(in(1)), *beta = f(in(2));
+    float *y = f(outId);
+    float eps = static_cast<float>(step.floats()->Get(0));
+    cpu::parallelFor(n / std::max<int64_t>(width, 1), rowGrain(width),
+                      [&](int64_t begin, int64_t end) {
+                        cpu::layerNorm(x + begin * width, end - begin, width,
+                                       gamma, beta, eps, y + begin * width);
+                      });
     return Status::success();
   }
   case fb::StepKind::Gelu:
@@ -319,19 +329,30 @@ Status Session::Impl::runStep(const fb::Step &step, int64_t pastTokens) {
       return mismatch("an elementwise step keeps its shape");
     const float *x = f(in(0));
     float *y = f(outId);
-    if (step.kind() == fb::StepKind::Gelu) {
-      cpu::gelu(x, n, step.ints()->Get(0) ? cpu::GeluKind::Tanh : cpu::GeluKind::Erf, y);
-    } else if (step.kind() == fb::StepKind::Tanh) {
-      for (int64_t i = 0; i < n; ++i)
-        y[i] = std::tanh(x[i]);
-    } else if (step.kind() == fb::StepKind::Scale) {
-      float factor = static_cast<float>(step.floats()->Get(0));
-      for (int64_t i = 0; i < n; ++i)
-        y[i] = x[i] * factor;
-    } else {
-      std::memmove(y, x, n * sizeof(float));
-      cpu::softmax(y, n / std::max<int64_t>(last(out), 1), last(out));
+    if (step.kind() == fb::StepKind::Softmax) {
+      int64_t width = std::max<int64_t>(last(out), 1);
+      cpu::parallelFor(n / width, rowGrain(width), [&](int64_t begin, int64_t end) {
+        std::memmove(y + begin * width, x + begin * width,
+                     (end - begin) * width * sizeof(float));
+        cpu::softmax(y + begin * width, end - begin, width);
+      });
+      return Status::success();
     }
+    cpu::GeluKind gelu = step.kind() == fb::StepKind::Gelu && step.ints()->Get(0)
+                             ? cpu::GeluKind::Tanh
+                             : cpu::GeluKind::Erf;
+    float factor = step.kind() == fb::StepKind::Scale
+                       ? static_cast<float>(step.floats()->Get(0))
+                       : 1.0f;
+    cpu::parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
+      if (step.kind() == fb::StepKind::Gelu)
+        cpu::gelu(x + begin, end - begin, gelu, y + begin);
+      else if (step.kind() == fb::StepKind::Tanh)
+        cpu::tanh(x + begin, end - begin, y + begin);
+      else
+        for (int64_t i = begin; i < end; ++i)
+          y[i] = x[i] * factor;
+    });
     return Status::success();
   }
   case fb::StepKind::AttentionMask: {
@@ -345,9 +366,16 @@ Status Session::Impl::runStep(const fb::Step &step, int64_t pastTokens) {
     }
     if (out[3] < out[2])
       return mismatch("fewer keys than queries");
-    std::memmove(f(outId), f(in(0)), n * sizeof(float));
-    cpu::attentionMask(f(outId), out[0], out[1], out[2], out[3], padding,
-                       step.ints()->Get(0) != 0);
+    const float *x = f(in(0));
+    float *y = f(outId);
+    bool causal = step.ints()->Get(0) != 0;
+    cpu::parallelFor(out[0] * out[1] * out[2], rowGrain(out[3]),
+                      [&](int64_t begin, int64_t end) {
+                        std::memmove(y + begin * out[3], x + begin * out[3],
+                                     (end - begin) * out[3] * sizeof(float));
+                        cpu::attentionMask(y, out[1], out[2], out[3], padding,
+                                           causal, begin, end);
+                      });
     return Status::success();
   }
   case fb::StepKind::SwapMiddleAxes: {

@@ -9,7 +9,7 @@ packages=(
   flatbuffers-compiler libflatbuffers-dev
   nlohmann-json3-dev libzip-dev zlib1g-dev
   libgtest-dev
-  libopenblas-dev libopenblas0-pthread
+  libopenblas-openmp-dev libopenblas0-pthread
   python3-torch python3-numpy time
 )
 

@@ -1,6 +1,7 @@
 //===- Kernels.cpp - CPU kernels for the plan's steps ---------------------===//
 
 #include "runtime/cpu/Kernels.h"
+#include "runtime/cpu/Parallel.h"
 
 #include <cblas.h>
 
@@ -22,71 +23,60 @@ void cpu::linear(const float *x, int64_t rows, int64_t in, const float *w,
       std::memcpy(y + r * out, bias, out * sizeof(float));
     beta = 1.0f;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x,
-              in, w, in, beta, y, out);
+  // One row (a decode step) is a matrix-vector product; OpenBLAS 0.3.21
+  // would still pack it as a GEMM.
+  if (rows == 1)
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, beta,
+                y, 1);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f,
+                x, in, w, in, beta, y, out);
 }
 
 void cpu::batchedMatmul(const float *a, const float *b, int64_t batch,
                         int64_t m, int64_t k, int64_t n, bool transposeB,
                         int64_t bStride, float *c) {
-  for (int64_t i = 0; i < batch; ++i)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans,
-                transposeB ? CblasTrans : CblasNoTrans, m, n, k, 1.0f,
-                a + i * m * k, k, b + i * bStride, transposeB ? k : n, 0.0f,
-                c + i * m * n, n);
+  // Attention's matrices (one per head) are too small to split inside the
+  // GEMM; one per thread instead (OpenBLAS keeps a call made inside a
+  // parallel region on its caller's thread).
+  parallelFor(batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans,
+                  transposeB ? CblasTrans : CblasNoTrans, m, n, k, 1.0f,
+                  a + i * m * k, k, b + i * bStride, transposeB ? k : n, 0.0f,
+                  c + i * m * n, n);
+  });
 }
 
-void cpu::layerNorm(const float *x, int64_t rows, int64_t width,
-                    const float *gamma, const float *beta, float eps,
-                    float *y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *row = x + r * width;
-    // Two passes in double: the mean first, then the centred variance, which
-    // stays accurate when the mean is large against the spread.
-    double mean = 0;
-    for (int64_t i = 0; i < width; ++i)
-      mean += row[i];
-    mean /= width;
-    double var = 0;
-    for (int64_t i = 0; i < width; ++i)
-      var += (row[i] - mean) * (row[i] - mean);
-    var /= width;
-    float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
-    float *outRow = y + r * width;
-    for (int64_t i = 0; i < width; ++i)
-      outRow[i] = (row[i] - static_cast<float>(mean)) * inv * gamma[i] + beta[i];
+void cpu::add(const float *a, const float *b, int64_t period, int64_t begin,
+              int64_t end, float *y) {
+  // Segment by segment rather than b[i % period]: a division per element
+  // costs more than the add.
+  for (int64_t i = begin; i < end;) {
+    int64_t j = i % period, run = std::min(end - i, period - j);
+    const float *bj = b + j;
+    for (int64_t k = 0; k < run; ++k)
+      y[i + k] = a[i + k] + bj[k];
+    i += run;
   }
 }
 
-void cpu::softmax(float *x, int64_t rows, int64_t width) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float *row = x + r * width;
-    float max = *std::max_element(row, row + width);
-    double sum = 0;
-    for (int64_t i = 0; i < width; ++i) {
-      row[i] = std::exp(row[i] - max);
-      sum += row[i];
-    }
-    float inv = static_cast<float>(1.0 / sum);
-    for (int64_t i = 0; i < width; ++i)
-      row[i] *= inv;
-  }
-}
-
-void cpu::attentionMask(float *scores, int64_t batch, int64_t heads,
-                        int64_t queries, int64_t keys,
-                        const int64_t *paddingMask, bool causal) {
+void cpu::attentionMask(float *scores, int64_t heads, int64_t queries,
+                        int64_t keys, const int64_t *paddingMask, bool causal,
+                        int64_t rowBegin, int64_t rowEnd) {
   const float lowest = std::numeric_limits<float>::lowest();
   int64_t offset = keys - queries; // keys already cached before the queries
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t h = 0; h < heads; ++h)
-      for (int64_t q = 0; q < queries; ++q) {
-        float *row = scores + ((b * heads + h) * queries + q) * keys;
-        for (int64_t k = 0; k < keys; ++k)
-          if ((paddingMask && paddingMask[b * keys + k] == 0) ||
-              (causal && k > q + offset))
-            row[k] = lowest;
-      }
+  for (int64_t r = rowBegin; r < rowEnd; ++r) {
+    int64_t b = r / (heads * queries), q = r % queries;
+    float *row = scores + r * keys;
+    if (paddingMask)
+      for (int64_t k = 0; k < keys; ++k)
+        if (paddingMask[b * keys + k] == 0)
+          row[k] = lowest;
+    if (causal)
+      std::fill(row + std::min(keys, std::max<int64_t>(q + offset + 1, 0)),
+                row + keys, lowest);
+  }
 }
 
 Status cpu::embedding(const float *table, int64_t rows, int64_t width,

@@ -34,16 +34,23 @@ void layerNorm(const float *x, int64_t rows, int64_t width, const float *gamma,
                const float *beta, float eps, float *y);
 
 void gelu(const float *x, int64_t count, GeluKind kind, float *y);
+void tanh(const float *x, int64_t count, float *y);
+
+/// y[i] = a[i] + b[i % period] for i in [begin, end): a residual add
+/// (period = the size of a) or a broadcast one (a bias row, say).
+void add(const float *a, const float *b, int64_t period, int64_t begin,
+         int64_t end, float *y);
 
 /// Softmax over the last dimension, in place.
 void softmax(float *x, int64_t rows, int64_t width);
 
-/// Masks scores [batch, heads, queries, keys] in place: where
+/// Masks rows [rowBegin, rowEnd) of scores [batch, heads, queries, keys],
+/// flattened to [batch * heads * queries, keys], in place: where
 /// paddingMask[b, key] == 0 (when given) or, with `causal`, where
 /// key > query + (keys - queries). Masked scores become the lowest float.
-void attentionMask(float *scores, int64_t batch, int64_t heads,
-                   int64_t queries, int64_t keys, const int64_t *paddingMask,
-                   bool causal);
+void attentionMask(float *scores, int64_t heads, int64_t queries, int64_t keys,
+                   const int64_t *paddingMask, bool causal, int64_t rowBegin,
+                   int64_t rowEnd);
 
 /// out[i, :] = table[ids[i], :]; an id outside [0, rows) is an error.
 Status embedding(const float *table, int64_t rows, int64_t width,

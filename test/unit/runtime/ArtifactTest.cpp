@@ -12,6 +12,8 @@
 
 #include "gtest/gtest.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -98,7 +100,11 @@ protected:
   }
   void TearDown() override { std::remove(path.c_str()); }
 
-  std::string path = ::testing::TempDir() + "artifact-test.mtc";
+  // ctest runs each test in its own process, several at once: one file each.
+  std::string path =
+      ::testing::TempDir() + "artifact-test-" +
+      ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
+      std::to_string(getpid()) + ".mtc";
   std::unique_ptr<Artifact> artifact;
 };
 

@@ -149,10 +149,40 @@ TEST(Kernels, AttentionMaskPaddingAndCausalWithCachedKeys) {
   // One batch, one head, 2 queries after 1 cached key: 3 keys in all.
   std::vector<float> scores(6, 1.0f);
   int64_t padding[] = {1, 1, 0};
-  attentionMask(scores.data(), 1, 1, 2, 3, padding, /*causal=*/true);
+  attentionMask(scores.data(), 1, 2, 3, padding, /*causal=*/true, 0, 2);
   const float low = std::numeric_limits<float>::lowest();
   // Query 0 sees keys 0..1; query 1 sees keys 0..2 but key 2 is padding.
   EXPECT_EQ(scores, (std::vector<float>{1, 1, low, 1, 1, low}));
+}
+
+TEST(Kernels, AttentionMaskRowRangesCoverBatchesAndHeads) {
+  // [batch 2, heads 3, queries 4, keys 6], masked in three uneven row ranges.
+  const int64_t batch = 2, heads = 3, queries = 4, keys = 6;
+  const int64_t padding[] = {1, 1, 1, 1, 0, 0, 1, 0, 1, 1, 1, 1};
+  std::vector<float> scores(batch * heads * queries * keys, 1.0f);
+  for (auto [begin, end] : {std::pair<int64_t, int64_t>{0, 5}, {5, 17}, {17, 24}})
+    attentionMask(scores.data(), heads, queries, keys, padding, true, begin, end);
+  const float low = std::numeric_limits<float>::lowest();
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t q = 0; q < queries; ++q)
+        for (int64_t k = 0; k < keys; ++k) {
+          bool masked = padding[b * keys + k] == 0 || k > q + (keys - queries);
+          EXPECT_EQ(scores[((b * heads + h) * queries + q) * keys + k],
+                    masked ? low : 1.0f)
+              << "b " << b << " h " << h << " q " << q << " k " << k;
+        }
+}
+
+TEST(Kernels, AddBroadcastsOverAnyRange) {
+  std::vector<float> a(10), b = {100, 200, 300}, y(10, -1);
+  for (int i = 0; i < 10; ++i)
+    a[i] = static_cast<float>(i);
+  // Ranges that start and end inside a period of b.
+  add(a.data(), b.data(), 3, 0, 4, y.data());
+  add(a.data(), b.data(), 3, 4, 10, y.data());
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(y[i], a[i] + b[i % 3]) << i;
 }
 
 TEST(Kernels, EmbeddingRejectsOutOfRangeIds) {
