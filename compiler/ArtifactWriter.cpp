@@ -61,15 +61,19 @@ std::string configJson(mlir::DictionaryAttr config) {
 
 class Writer {
 public:
-  Writer(mlir::ModuleOp module, const Checkpoint &ckpt) : module(module), ckpt(ckpt) {}
+  Writer(mlir::ModuleOp module, const Checkpoint &ckpt,
+         const runtime::TokenizerSpec *tokenizerSpec)
+      : module(module), ckpt(ckpt), tokenizerSpec(tokenizerSpec) {}
   llvm::Error write(llvm::StringRef path);
 
 private:
   llvm::Expected<flatbuffers::Offset<fb::Rank>> rank(plan::RankOp op);
   llvm::Error streamWeights(llvm::raw_fd_ostream &os, uint64_t segmentStart);
+  flatbuffers::Offset<fb::Tokenizer> tokenizer();
 
   mlir::ModuleOp module;
   const Checkpoint &ckpt;
+  const runtime::TokenizerSpec *tokenizerSpec;
   flatbuffers::FlatBufferBuilder fbb;
   /// Where each rank's weight region starts in the weight segment.
   std::vector<uint64_t> regionOffsets;
@@ -204,7 +208,7 @@ llvm::Error Writer::write(llvm::StringRef path) {
                                fbb.CreateString(configJson(config)),
                                intAttr("plan.max_batch"),
                                intAttr("plan.max_sequence"),
-                               intAttr("plan.max_choices"));
+                               intAttr("plan.max_choices"), tokenizer());
   auto rankVector = fbb.CreateVector(ranks);
   fb::FinishArtifactBuffer(fbb, fb::CreateArtifact(fbb, model, rankVector));
 
@@ -252,9 +256,26 @@ llvm::Error Writer::write(llvm::StringRef path) {
   return llvm::Error::success();
 }
 
+flatbuffers::Offset<fb::Tokenizer> Writer::tokenizer() {
+  if (!tokenizerSpec)
+    return 0;
+  const runtime::TokenizerSpec &t = *tokenizerSpec;
+  return fb::CreateTokenizer(
+      fbb,
+      t.kind == runtime::TokenizerSpec::Kind::WordPiece
+          ? fb::TokenizerKind::WordPiece
+          : fb::TokenizerKind::ByteLevelBPE,
+      fbb.CreateVectorOfStrings(t.vocab), fbb.CreateVectorOfStrings(t.merges),
+      t.lowercase, t.stripAccents, t.maxCharsPerWord, fbb.CreateString(t.unkToken),
+      fbb.CreateString(t.clsToken), fbb.CreateString(t.sepToken),
+      fbb.CreateString(t.padToken), fbb.CreateString(t.maskToken),
+      fbb.CreateString(t.eosToken));
+}
+
 } // namespace
 
 llvm::Error megatron::writeArtifact(mlir::ModuleOp module, const Checkpoint &ckpt,
+                                    const runtime::TokenizerSpec *tokenizer,
                                     llvm::StringRef path) {
-  return Writer(module, ckpt).write(path);
+  return Writer(module, ckpt, tokenizer).write(path);
 }

@@ -11,6 +11,7 @@
 #define MEGATRON_COMPILER_ARTIFACTWRITER_H
 
 #include "frontends/Checkpoint.h"
+#include "megatron/runtime/Tokenizer.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
@@ -18,7 +19,10 @@
 namespace megatron {
 
 /// Writes the plan `module` (after the lower phase) to `path`.
+/// Writes the lowered `module` with the weights of `checkpoint` and, when
+/// given, the tokenizer.
 llvm::Error writeArtifact(mlir::ModuleOp module, const Checkpoint &checkpoint,
+                          const runtime::TokenizerSpec *tokenizer,
                           llvm::StringRef path);
 
 } // namespace megatron

@@ -4,6 +4,8 @@
 
 #include "compiler/ArtifactWriter.h"
 #include "compiler/Registration.h"
+#include "dialects/megatron/MegatronOps.h"
+#include "frontends/tokenizer/TokenizerFiles.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
@@ -14,6 +16,8 @@
 #include "llvm/Support/ToolOutputFile.h"
 
 #include <nlohmann/json.hpp>
+
+#include <filesystem>
 
 using namespace megatron;
 using llvm::createStringError;
@@ -60,6 +64,49 @@ overrideLayers(const CompileOptions &options, const Checkpoint &checkpoint) {
   return layers;
 }
 
+/// The tokenizer to embed: --vocab/--merges, else the files found next to
+/// the checkpoint, else none. It must suit the model: WordPiece for BERT,
+/// byte-level BPE for GPT-2, no more tokens than the embedding has rows.
+static llvm::Expected<std::optional<runtime::TokenizerSpec>>
+resolveTokenizer(const CompileOptions &options, mlir::ModuleOp module) {
+  std::optional<TokenizerFiles> files;
+  if (!options.vocabFile.empty()) {
+    files = TokenizerFiles{options.vocabFile, options.mergesFile, std::nullopt};
+  } else if (!options.mergesFile.empty()) {
+    return createStringError("--merges needs --vocab (the BPE vocabulary, "
+                             "vocab.json or encoder.json)");
+  } else {
+    std::error_code ec;
+    std::filesystem::path dir(options.input);
+    if (!std::filesystem::is_directory(dir, ec))
+      dir = dir.parent_path();
+    files = findTokenizerFiles(dir.empty() ? "." : dir.string());
+    if (!files)
+      return std::nullopt;
+  }
+  runtime::TokenizerSpec spec;
+  if (runtime::Status s = readTokenizer(*files, spec); !s.ok())
+    return createStringError(s.message());
+
+  auto config = module->getAttrOfType<mlir::DictionaryAttr>(
+      mlir::megatron::MegatronDialect::kConfigAttrName);
+  auto type = config ? config.getAs<mlir::StringAttr>("model_type") : nullptr;
+  auto rows = config ? config.getAs<mlir::IntegerAttr>("padded_vocab_size") : nullptr;
+  if (!type || !rows)
+    return createStringError("the imported module has no model configuration");
+  bool wordPiece = spec.kind == runtime::TokenizerSpec::Kind::WordPiece;
+  if (wordPiece != (type.getValue() == "bert"))
+    return createStringError(formatv(
+        "{0} is a {1} tokenizer, but the model is {2}, which needs {3}",
+        files->vocab, wordPiece ? "WordPiece" : "byte-level BPE",
+        type.getValue(), wordPiece ? "GPT-2's byte-level BPE" : "BERT's WordPiece"));
+  if (static_cast<int64_t>(spec.vocab.size()) > rows.getInt())
+    return createStringError(formatv(
+        "{0} has {1} tokens, but the model's word embedding has only {2} rows",
+        files->vocab, spec.vocab.size(), rows.getInt()));
+  return spec;
+}
+
 llvm::Error megatron::runCompile(const CompileOptions &options) {
   if (!options.compileTo && options.output == "-")
     return createStringError(
@@ -99,8 +146,13 @@ llvm::Error megatron::runCompile(const CompileOptions &options) {
       return createStringError(diagnostics.empty() ? "compilation failed"
                                                    : diagnostics);
   }
-  if (!options.compileTo)
-    return writeArtifact(**module, **checkpoint, options.output);
+  if (!options.compileTo) {
+    auto tokenizer = resolveTokenizer(options, **module);
+    if (!tokenizer)
+      return tokenizer.takeError();
+    return writeArtifact(**module, **checkpoint,
+                         *tokenizer ? &**tokenizer : nullptr, options.output);
+  }
 
   std::string error;
   auto output = mlir::openOutputFile(options.output, &error);

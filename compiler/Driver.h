@@ -22,6 +22,9 @@ struct CompileOptions {
   std::string configFile;          ///< --config: Hugging Face config keys
   std::vector<std::string> sets;   ///< --set KEY=VALUE overrides
   std::optional<Phase> compileTo;  ///< print this phase's IR
+  /// --vocab / --merges; when empty, tokenizer files next to the checkpoint
+  /// are embedded if there are any.
+  std::string vocabFile, mergesFile;
   PipelineOptions pipeline;
 };
 

@@ -171,3 +171,44 @@ Status Artifact::open(const std::string &path, std::unique_ptr<Artifact> &out) {
   out = std::move(artifact);
   return Status::success();
 }
+
+std::string Artifact::architecture() const {
+  const auto *model = root_->model();
+  return model && model->architecture() ? model->architecture()->str() : "";
+}
+
+std::string Artifact::task() const {
+  const auto *model = root_->model();
+  return model && model->task() ? model->task()->str() : "";
+}
+
+Status Artifact::tokenizer(std::unique_ptr<Tokenizer> &out) const {
+  const auto *model = root_->model();
+  const fb::Tokenizer *t = model ? model->tokenizer() : nullptr;
+  if (!t || !t->vocab())
+    return Status::error(path_ + " has no tokenizer: compile it with --vocab FILE "
+                         "[--merges FILE], or with vocab.txt (BERT) or vocab.json + "
+                         "merges.txt (GPT-2) next to the checkpoint");
+  TokenizerSpec spec;
+  spec.kind = t->kind() == fb::TokenizerKind::WordPiece
+                  ? TokenizerSpec::Kind::WordPiece
+                  : TokenizerSpec::Kind::ByteLevelBpe;
+  for (const auto *s : *t->vocab())
+    spec.vocab.push_back(s ? s->str() : "");
+  if (t->merges())
+    for (const auto *s : *t->merges())
+      spec.merges.push_back(s ? s->str() : "");
+  spec.lowercase = t->lowercase();
+  spec.stripAccents = t->strip_accents();
+  spec.maxCharsPerWord = t->max_chars_per_word();
+  auto text = [](const flatbuffers::String *s) { return s ? s->str() : std::string(); };
+  spec.unkToken = text(t->unk_token());
+  spec.clsToken = text(t->cls_token());
+  spec.sepToken = text(t->sep_token());
+  spec.padToken = text(t->pad_token());
+  spec.maskToken = text(t->mask_token());
+  spec.eosToken = text(t->eos_token());
+  if (Status s = Tokenizer::create(std::move(spec), out); !s.ok())
+    return Status::error(path_ + ": the embedded tokenizer: " + s.message());
+  return Status::success();
+}

@@ -89,6 +89,15 @@ struct Session::Impl {
   }
 
   Status prepare(int threads);
+  /// Tokens the KV caches hold; 0 without one.
+  int64_t cacheCapacity() const {
+    int64_t context = 0;
+    for (uint32_t i = 0; i < rank.buffers()->size(); ++i)
+      if (buffer(i).kind() == fb::BufferKind::KVCache && buffer(i).shape() &&
+          buffer(i).shape()->size() == 4)
+        context = buffer(i).shape()->Get(2)->constant();
+    return context;
+  }
   Status evaluateShapes(const int64_t symbols[kSymbols]);
   Status checkStep(const fb::Step &step, size_t index) const;
   Status runStep(const fb::Step &step, int64_t pastTokens);
@@ -510,11 +519,7 @@ Status Session::Impl::run(const std::string &entryName, const Inputs &inputs,
                          " tokens exceeds the " + str(model.max_sequence()) +
                          " this artifact was compiled for (--max-seq)");
   if (cached) {
-    int64_t context = 0;
-    for (uint32_t i = 0; i < rank.buffers()->size(); ++i)
-      if (buffer(i).kind() == fb::BufferKind::KVCache && buffer(i).shape() &&
-          buffer(i).shape()->size() == 4)
-        context = buffer(i).shape()->Get(2)->constant();
+    int64_t context = cacheCapacity();
     if (symbols[4] > context)
       return Status::error(str(symbols[3]) + " cached + " + str(symbols[1]) +
                            " new tokens exceed the model's context of " +
@@ -623,6 +628,11 @@ Status Session::run(const std::string &entry, const Inputs &inputs,
 
 int64_t Session::cachedTokens() const { return impl_->past; }
 int64_t Session::maxBatch() const { return impl_->artifact.root().model()->max_batch(); }
+int64_t Session::maxContext() const {
+  int64_t capacity = impl_->cacheCapacity();
+  return capacity > 0 ? capacity : maxSequence();
+}
+
 int64_t Session::maxSequence() const {
   return impl_->artifact.root().model()->max_sequence();
 }

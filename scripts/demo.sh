@@ -26,4 +26,12 @@ echo "== Megatron-GPT2 (NGC zip, config from JSON) -> artifact"
 echo "-- prefill 4 tokens, then decode 4 more one at a time through the KV cache"
 "$bin/megatron-run" "$out/gpt2.mtc" forward --input-ids "5,6,7,8,9,10,11,12" \
   --decode-last 4 --output-dir "$out/gpt2"
+echo "== Text in, text out: the tokenizer files next to a checkpoint are embedded in its artifact"
+echo "   (the tiny models have random weights: the words are the plumbing, not a language model)"
+"$bin/megatron-compile" "$fixtures/text/bert" --task masked-lm -o "$out/bert-mlm.mtc"
+"$bin/megatron-run" "$out/bert-mlm.mtc" tokenize "The capital of France is [MASK]."
+"$bin/megatron-run" "$out/bert-mlm.mtc" fill-mask "The capital of France is [MASK]." --top-k 3
+"$bin/megatron-compile" "$fixtures/text/gpt2" -o "$out/gpt2-bpe.mtc"
+"$bin/megatron-run" "$out/gpt2-bpe.mtc" generate "The capital of France is" --max-new-tokens 16 \
+  --temperature 0.8 --top-k 20 --seed 1
 echo "== the IR of every phase: $bin/megatron-compile CHECKPOINT --compile-to=import|lower -o -"

@@ -13,6 +13,12 @@ packages=(
   python3-torch python3-numpy time
 )
 
+# Node.js runs the tokenizer reference (Hugging Face's JS tokenizers, from
+# npm) in the tests; a machine that already has node and npm keeps them.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

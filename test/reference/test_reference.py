@@ -333,9 +333,10 @@ class Formats(unittest.TestCase):
         return checked
 
     def test_megatron_bert_formats(self):
-        # v0-v3, TP1/TP2, bare, legacy and view files: MLP tanh GELU, LM head erf GELU, eps 1e-5.
+        # v0-v3, TP1/TP2, bare, legacy and view files, text/bert (with a
+        # vocab.txt): MLP tanh GELU, LM head erf GELU, eps 1e-5.
         n = self.same_as_logical('bert', 'pretraining', lambda e: e['format'].startswith('megatron'))
-        self.assertEqual(n, 10)
+        self.assertEqual(n, 11)
 
     def test_gpt2_formats(self):
         # Megatron v0/v3, TP1/TP2, pipeline dir name, NGC zip (+ config), HF bin/safetensors/sharded.

@@ -35,6 +35,15 @@ static cl::opt<std::string>
 static cl::opt<std::string>
     dtype("dtype", cl::desc("weight storage: f32 (default) | f16 | bf16"),
           cl::init("f32"));
+static cl::opt<std::string>
+    vocab("vocab",
+          cl::desc("tokenizer vocabulary to embed: vocab.txt (BERT), vocab.json or "
+                   "encoder.json (GPT-2, with --merges), or tokenizer.json "
+                   "(default: one found next to the checkpoint)"),
+          cl::value_desc("file"));
+static cl::opt<std::string>
+    merges("merges", cl::desc("GPT-2 BPE merges: merges.txt or vocab.bpe"),
+           cl::value_desc("file"));
 static cl::opt<int64_t> maxBatch("max-batch",
                                  cl::desc("largest batch to plan for (default 8)"),
                                  cl::init(8));
@@ -64,6 +73,8 @@ int main(int argc, char **argv) {
   options.output = output;
   options.configFile = configFile;
   options.sets = sets;
+  options.vocabFile = vocab;
+  options.mergesFile = merges;
   options.pipeline.maxBatch = maxBatch;
   options.pipeline.maxSequence = maxSeq;
   options.pipeline.maxChoices = maxChoices;

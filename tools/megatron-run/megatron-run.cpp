@@ -10,9 +10,11 @@
 //===----------------------------------------------------------------------===//
 
 #include "megatron/runtime/Session.h"
+#include "megatron/runtime/Tasks.h"
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -35,14 +37,34 @@ namespace {
 const char *const kUsage = R"(usage:
   megatron-run ARTIFACT forward --input-ids IDS [--token-type-ids IDS]
                [--attention-mask IDS] --output-dir DIR [--decode-last N]
-               [--threads N] [--backend cpu]
   megatron-run ARTIFACT info [--json]
-  megatron-run --help
+  megatron-run ARTIFACT tokenize TEXT [--pair TEXT] [--json]
+  megatron-run ARTIFACT detokenize IDS [--keep-special] [--json]
+  megatron-run ARTIFACT fill-mask TEXT... [--top-k 5] [--json]
+  megatron-run ARTIFACT generate PROMPT [--max-new-tokens 50]
+               [--greedy | --temperature T --top-k K --top-p P --seed S]
+               [--stop TEXT]... [--json]
+  megatron-run ARTIFACT classify TEXT [TEXT_PAIR] [--json]
+  megatron-run ARTIFACT token-classify TEXT... [--json]
+  megatron-run ARTIFACT qa --question Q --context C [--max-answer-tokens 15] [--json]
+  megatron-run ARTIFACT next-sentence A B [--json]
+  megatron-run ARTIFACT embed TEXT... [--last-hidden] [--json]
+  common: [--threads N] [--backend cpu]; --help
 
 forward   runs the artifact's `forward` entry (BERT) or `prefill` (GPT-2) and
           writes every output as DIR/<name>.npy (float32, C order).
 info      lists the entries with their inputs and outputs, and the largest
           batch and sequence the artifact was planned for.
+tokenize  the ids the model sees, with the tokenizer embedded in the artifact
+          (BERT: with [CLS]/[SEP]; GPT-2: none added).
+Text tasks (the artifact's head must serve them: fill-mask needs masked-lm or
+pretraining, generate causal-lm, classify sequence-classification, ...):
+          human-readable output, or JSON with --json. --input-file FILE reads
+          one input per line instead (pairs: "first<TAB>second"), run as
+          batches padded and masked. generate streams its text as it comes
+          and says on stderr why it stopped (end of text, --stop text,
+          --max-new-tokens, or the context is full); it is greedy unless a
+          sampling option is given.
 
 IDS       batch items separated by ';', values by ',': "101,2003,102;101,7592,102".
           Multiple choice: choices separated by '|': "1,2|3,4;5,6|7,8".
@@ -245,9 +267,36 @@ void writeNpy(const std::filesystem::path &path, const FloatTensor &t) {
     fail("cannot write " + path.string() + ": " + std::strerror(errno));
 }
 
+/// Length of the valid UTF-8 sequence at s[i], or 0 when it is invalid.
+size_t utf8Length(const std::string &s, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = byte(i);
+  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (n == 0 || i + n > s.size())
+    return 0;
+  uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3F);
+  }
+  static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return n;
+}
+
+/// A JSON string; bytes that are not UTF-8 (a generated token may end
+/// inside a character) become U+FFFD, so the output stays valid JSON.
 std::string jsonString(const std::string &s) {
+  std::string valid;
+  for (size_t i = 0; i < s.size();) {
+    size_t n = utf8Length(s, i);
+    valid.append(n ? s.substr(i, n) : "\xEF\xBF\xBD");
+    i += n ? n : 1;
+  }
   std::string out = "\"";
-  for (unsigned char c : s) {
+  for (unsigned char c : valid) {
     if (c == '"' || c == '\\') {
       out += '\\';
       out += char(c);
@@ -271,16 +320,35 @@ std::string jsonList(const std::vector<std::string> &names) {
 
 struct Options {
   std::string artifact, command;
+  std::vector<std::string> args;             // the command's own arguments
   std::map<std::string, std::string> values; // --flag VALUE
+  std::vector<std::string> stops;            // --stop, repeatable
+  std::set<std::string> switches;            // --json, --greedy, ...
   bool json = false;
 };
+
+const std::set<std::string> kTextCommands = {
+    "tokenize", "detokenize", "fill-mask", "generate", "classify",
+    "token-classify", "qa", "next-sentence", "embed"};
 
 // Flags that take a value, and the commands that accept each.
 const std::map<std::string, std::set<std::string>> kValueFlags = {
     {"--input-ids", {"forward"}},      {"--token-type-ids", {"forward"}},
     {"--attention-mask", {"forward"}}, {"--output-dir", {"forward"}},
-    {"--decode-last", {"forward"}},    {"--threads", {"forward", "info"}},
-    {"--backend", {"forward", "info"}},
+    {"--decode-last", {"forward"}},    {"--pair", {"tokenize"}},
+    {"--top-k", {"fill-mask", "generate"}},
+    {"--max-new-tokens", {"generate"}}, {"--temperature", {"generate"}},
+    {"--top-p", {"generate"}},         {"--seed", {"generate"}},
+    {"--stop", {"generate"}},          {"--question", {"qa"}},
+    {"--context", {"qa"}},             {"--max-answer-tokens", {"qa"}},
+    {"--input-file", {"fill-mask", "generate", "classify", "token-classify",
+                      "qa", "next-sentence", "embed"}},
+};
+// Flags without a value.
+const std::map<std::string, std::set<std::string>> kSwitches = {
+    {"--greedy", {"generate"}},
+    {"--last-hidden", {"embed"}},
+    {"--keep-special", {"detokenize"}},
 };
 
 Options parseArgs(int argc, char **argv) {
@@ -303,34 +371,52 @@ Options parseArgs(int argc, char **argv) {
       opts.json = true;
       continue;
     }
-    if (!kValueFlags.count(name))
+    if (kSwitches.count(name) && !inlineValue) {
+      opts.switches.insert(name);
+      continue;
+    }
+    bool common = name == "--threads" || name == "--backend";
+    if (!kValueFlags.count(name) && !common)
       fail("unknown option '" + name + "' (see --help)");
     if (!inlineValue) {
       if (i + 1 >= argc)
         fail(name + " needs a value");
       value = argv[++i];
     }
-    if (!opts.values.emplace(name, value).second)
+    if (name == "--stop")
+      opts.stops.push_back(value);
+    else if (!opts.values.emplace(name, value).second)
       fail(name + " given twice");
   }
   if (positional.size() < 2)
     fail("expected ARTIFACT COMMAND (see --help)");
-  if (positional.size() > 2)
-    fail("unexpected argument '" + positional[2] + "'");
   opts.artifact = positional[0];
   opts.command = positional[1];
-  if (opts.command != "forward" && opts.command != "info")
-    fail("unknown command '" + opts.command + "' (expected forward or info)");
+  opts.args.assign(positional.begin() + 2, positional.end());
+  bool text = kTextCommands.count(opts.command) > 0;
+  if (opts.command != "forward" && opts.command != "info" && !text)
+    fail("unknown command '" + opts.command + "' (see --help)");
+  if (!text && !opts.args.empty())
+    fail("unexpected argument '" + opts.args.front() + "'");
+  auto applies = [&](const std::map<std::string, std::set<std::string>> &table,
+                     const std::string &name) {
+    auto it = table.find(name);
+    return it == table.end() || it->second.count(opts.command) > 0;
+  };
   for (const auto &[name, value] : opts.values)
-    if (!kValueFlags.at(name).count(opts.command))
+    if (!applies(kValueFlags, name))
       fail(name + " does not apply to '" + opts.command + "'");
-  if (opts.json && opts.command != "info")
-    fail("--json does not apply to '" + opts.command + "'");
+  if (!opts.stops.empty() && !applies(kValueFlags, "--stop"))
+    fail("--stop does not apply to '" + opts.command + "'");
+  for (const std::string &name : opts.switches)
+    if (!applies(kSwitches, name))
+      fail(name + " does not apply to '" + opts.command + "'");
+  if (opts.json && opts.command == "forward")
+    fail("--json does not apply to 'forward'");
   return opts;
 }
 
-std::unique_ptr<Session> openSession(const Options &opts,
-                                     std::unique_ptr<Artifact> &artifact) {
+SessionOptions sessionOptions(const Options &opts) {
   SessionOptions sessionOptions;
   auto threads = opts.values.find("--threads");
   if (threads != opts.values.end()) {
@@ -342,9 +428,14 @@ std::unique_ptr<Session> openSession(const Options &opts,
   auto backend = opts.values.find("--backend");
   if (backend != opts.values.end() && backend->second != "cpu")
     fail("backend '" + backend->second + "' is not available (this build has: cpu)");
+  return sessionOptions;
+}
+
+std::unique_ptr<Session> openSession(const Options &opts,
+                                     std::unique_ptr<Artifact> &artifact) {
   check(Artifact::open(opts.artifact, artifact));
   std::unique_ptr<Session> session;
-  check(Session::create(*artifact, sessionOptions, session));
+  check(Session::create(*artifact, sessionOptions(opts), session));
   return session;
 }
 
@@ -482,6 +573,390 @@ int runForward(const Options &opts, Session &session) {
   return 0;
 }
 
+//===----------------------------------------------------------------------===//
+// Text commands
+//===----------------------------------------------------------------------===//
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+std::string idList(const std::vector<int64_t> &ids) {
+  std::string out = "[";
+  for (size_t i = 0; i < ids.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(ids[i]);
+  return out + "]";
+}
+
+/// The inputs of a text command: its TEXT arguments, or the lines of
+/// --input-file (blank lines skipped; a pair is "first<TAB>second").
+std::vector<std::pair<std::string, std::string>>
+textInputs(const Options &opts, size_t perInput, const std::string &what) {
+  std::vector<std::pair<std::string, std::string>> inputs;
+  auto file = opts.values.find("--input-file");
+  if (file != opts.values.end()) {
+    if (!opts.args.empty())
+      fail("give " + what + " as arguments or with --input-file, not both");
+    std::ifstream in(file->second, std::ios::binary);
+    if (!in)
+      fail("cannot open --input-file " + file->second + ": " + std::strerror(errno));
+    std::string line;
+    for (size_t n = 1; std::getline(in, line); ++n) {
+      if (!line.empty() && line.back() == '\r')
+        line.pop_back();
+      if (trim(line).empty())
+        continue;
+      size_t tab = line.find('\t');
+      if (perInput == 2 && tab == std::string::npos)
+        fail(file->second + ":" + std::to_string(n) +
+             ": expected two texts separated by a tab");
+      if (perInput == 1 || tab == std::string::npos)
+        inputs.emplace_back(line, "");
+      else
+        inputs.emplace_back(line.substr(0, tab), line.substr(tab + 1));
+    }
+    if (inputs.empty())
+      fail("--input-file " + file->second + " has no input");
+    return inputs;
+  }
+  if (opts.args.empty())
+    fail(opts.command + " needs " + what + " (see --help)");
+  if (perInput == 2) {
+    if (opts.args.size() != 2)
+      fail(opts.command + " takes two texts, got " + std::to_string(opts.args.size()));
+    inputs.emplace_back(opts.args[0], opts.args[1]);
+  } else {
+    for (const std::string &a : opts.args)
+      inputs.emplace_back(a, "");
+  }
+  return inputs;
+}
+
+int64_t intFlag(const Options &opts, const std::string &flag, int64_t fallback) {
+  auto it = opts.values.find(flag);
+  return it == opts.values.end() ? fallback : parseInt(flag, it->second, "");
+}
+
+double doubleFlag(const Options &opts, const std::string &flag, double fallback) {
+  auto it = opts.values.find(flag);
+  if (it == opts.values.end())
+    return fallback;
+  char *end = nullptr;
+  double v = std::strtod(it->second.c_str(), &end);
+  if (it->second.empty() || *end != '\0' || !std::isfinite(v))
+    fail(flag + ": '" + it->second + "' is not a number");
+  return v;
+}
+
+int runTokenize(const Options &opts, const Tokenizer &tok) {
+  if (opts.args.size() != 1)
+    fail("tokenize takes one TEXT (and --pair TEXT for a second one)");
+  auto pair = opts.values.find("--pair");
+  Encoding e = pair == opts.values.end() ? tok.encode(opts.args[0])
+                                         : tok.encodePair(opts.args[0], pair->second);
+  std::vector<std::string> tokens;
+  for (int64_t id : e.ids)
+    tokens.push_back(tok.token(id));
+  if (opts.json) {
+    std::cout << "{\"ids\": " << idList(e.ids) << ", \"tokens\": " << jsonList(tokens)
+              << ", \"token_type_ids\": " << idList(e.typeIds) << "}\n";
+    return 0;
+  }
+  for (size_t i = 0; i < e.ids.size(); ++i)
+    std::cout << e.ids[i] << "\t" << tokens[i]
+              << (pair != opts.values.end() ? "\t" + std::to_string(e.typeIds[i]) : "")
+              << "\n";
+  return 0;
+}
+
+int runDetokenize(const Options &opts, const Tokenizer &tok) {
+  if (opts.args.size() != 1)
+    fail("detokenize takes one list of ids, e.g. 101,7592,102");
+  IdTensor ids = parseBatch("ids", opts.args[0]);
+  if (ids.shape.size() != 2 || ids.shape[0] != 1)
+    fail("detokenize takes one list of ids, e.g. 101,7592,102");
+  std::string text;
+  check(tok.decode(ids.data, !opts.switches.count("--keep-special"), text));
+  std::cout << (opts.json ? "{\"text\": " + jsonString(text) + "}" : text) << "\n";
+  return 0;
+}
+
+int runFillMask(const Options &opts, TextModel &model) {
+  std::vector<std::string> texts;
+  for (auto &[text, unused] : textInputs(opts, 1, "TEXT with [MASK]"))
+    texts.push_back(text);
+  std::vector<FillMaskResult> results;
+  check(model.fillMask(texts, intFlag(opts, "--top-k", 5), results));
+  std::ostringstream os;
+  if (opts.json)
+    os << "[";
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (opts.json) {
+      os << (i ? ", " : "") << "{\"text\": " << jsonString(texts[i]) << ", \"masks\": [";
+      for (size_t m = 0; m < results[i].masks.size(); ++m) {
+        os << (m ? ", " : "") << "[";
+        for (size_t k = 0; k < results[i].masks[m].size(); ++k) {
+          const Candidate &c = results[i].masks[m][k];
+          os << (k ? ", " : "") << "{\"score\": " << number(c.score)
+             << ", \"token\": " << c.id << ", \"token_str\": " << jsonString(c.token)
+             << ", \"sequence\": " << jsonString(c.sequence) << "}";
+        }
+        os << "]";
+      }
+      os << "]}";
+      continue;
+    }
+    if (results.size() > 1)
+      os << (i ? "\n" : "") << texts[i] << "\n";
+    for (size_t m = 0; m < results[i].masks.size(); ++m) {
+      if (results[i].masks.size() > 1)
+        os << "mask " << m + 1 << ":\n";
+      for (const Candidate &c : results[i].masks[m]) {
+        char score[16];
+        std::snprintf(score, sizeof score, "%.4f", c.score);
+        os << score << "  " << c.token << "  " << c.sequence << "\n";
+      }
+    }
+  }
+  if (opts.json)
+    os << "]\n";
+  std::cout << os.str();
+  return 0;
+}
+
+int runGenerate(const Options &opts, TextModel &model) {
+  GenerationOptions g;
+  g.maxNewTokens = intFlag(opts, "--max-new-tokens", 50);
+  bool sampling = opts.values.count("--temperature") || opts.values.count("--top-k") ||
+                  opts.values.count("--top-p") || opts.values.count("--seed");
+  if (sampling && opts.switches.count("--greedy"))
+    fail("--greedy excludes --temperature, --top-k, --top-p and --seed");
+  g.sample = sampling;
+  g.temperature = doubleFlag(opts, "--temperature", 1.0);
+  g.topK = intFlag(opts, "--top-k", 0);
+  g.topP = doubleFlag(opts, "--top-p", 1.0);
+  int64_t seed = intFlag(opts, "--seed", 0);
+  if (seed < 0)
+    fail("--seed must not be negative");
+  g.seed = static_cast<uint64_t>(seed);
+  g.stop = opts.stops;
+  auto prompts = textInputs(opts, 1, "a PROMPT");
+  if (opts.json)
+    std::cout << "[";
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::string &prompt = prompts[i].first;
+    GenerationResult r;
+    if (opts.json) {
+      check(model.generate(prompt, g, nullptr, r));
+      std::cout << (i ? ", " : "") << "{\"prompt\": " << jsonString(prompt)
+                << ", \"generated_text\": " << jsonString(r.text)
+                << ", \"ids\": " << idList(r.ids) << ", \"prompt_tokens\": " << r.promptTokens
+                << ", \"stop_reason\": " << jsonString(r.stopReason) << "}";
+      continue;
+    }
+    std::cout << prompt << std::flush;
+    check(model.generate(prompt, g, [](const std::string &piece) {
+      std::cout << piece << std::flush;
+    }, r));
+    std::cout << "\n";
+    std::string why = r.stopReason == "eos" ? "end of text"
+                      : r.stopReason == "stop" ? "stop text"
+                      : r.stopReason == "context"
+                          ? "the context is full (" +
+                                std::to_string(r.promptTokens + r.ids.size()) + " tokens)"
+                          : "--max-new-tokens";
+    std::cerr << "[" << r.ids.size() << " new tokens; stopped: " << why << "]\n";
+  }
+  if (opts.json)
+    std::cout << "]\n";
+  return 0;
+}
+
+void printClassifications(const Options &opts,
+                          const std::vector<std::pair<std::string, std::string>> &inputs,
+                          const std::vector<Classification> &results) {
+  std::ostringstream os;
+  if (opts.json)
+    os << "[";
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Classification &c = results[i];
+    if (opts.json) {
+      os << (i ? ", " : "") << "{\"text\": " << jsonString(inputs[i].first);
+      if (!inputs[i].second.empty())
+        os << ", \"text_pair\": " << jsonString(inputs[i].second);
+      os << ", \"label\": " << jsonString(c.best.label) << ", \"score\": " << number(c.best.score)
+         << ", \"scores\": {";
+      for (size_t k = 0; k < c.scores.size(); ++k)
+        os << (k ? ", " : "") << jsonString(c.scores[k].label) << ": " << number(c.scores[k].score);
+      os << "}}";
+      continue;
+    }
+    char score[16];
+    std::snprintf(score, sizeof score, "%.4f", c.best.score);
+    os << c.best.label << "\t" << score << "\t" << inputs[i].first
+       << (inputs[i].second.empty() ? "" : " | " + inputs[i].second) << "\n";
+  }
+  if (opts.json)
+    os << "]\n";
+  std::cout << os.str();
+}
+
+int runClassify(const Options &opts, TextModel &model) {
+  std::vector<std::pair<std::string, std::string>> inputs;
+  if (opts.values.count("--input-file")) {
+    inputs = textInputs(opts, 0, "TEXT");
+  } else {
+    if (opts.args.empty() || opts.args.size() > 2)
+      fail("classify takes TEXT [TEXT_PAIR]");
+    inputs.emplace_back(opts.args[0], opts.args.size() == 2 ? opts.args[1] : "");
+  }
+  std::vector<Classification> results;
+  check(model.classify(inputs, results));
+  printClassifications(opts, inputs, results);
+  return 0;
+}
+
+int runNextSentence(const Options &opts, TextModel &model) {
+  auto inputs = textInputs(opts, 2, "two sentences A B");
+  std::vector<Classification> results;
+  check(model.nextSentence(inputs, results));
+  printClassifications(opts, inputs, results);
+  return 0;
+}
+
+int runTokenClassify(const Options &opts, TextModel &model) {
+  std::vector<std::string> texts;
+  for (auto &[text, unused] : textInputs(opts, 1, "TEXT"))
+    texts.push_back(text);
+  std::vector<std::vector<TokenLabel>> results;
+  check(model.tokenClassify(texts, results));
+  std::ostringstream os;
+  if (opts.json)
+    os << "[";
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (opts.json) {
+      os << (i ? ", " : "") << "[";
+      for (size_t k = 0; k < results[i].size(); ++k) {
+        const TokenLabel &t = results[i][k];
+        os << (k ? ", " : "") << "{\"entity\": " << jsonString(t.label.label)
+           << ", \"score\": " << number(t.label.score) << ", \"index\": " << t.index
+           << ", \"word\": " << jsonString(t.token) << ", \"text\": " << jsonString(t.word)
+           << ", \"start\": " << t.start << ", \"end\": " << t.end << "}";
+      }
+      os << "]";
+      continue;
+    }
+    if (results.size() > 1)
+      os << (i ? "\n" : "") << texts[i] << "\n";
+    for (const TokenLabel &t : results[i]) {
+      char score[16];
+      std::snprintf(score, sizeof score, "%.4f", t.label.score);
+      os << t.word << "\t" << t.token << "\t" << t.label.label << "\t" << score << "\n";
+    }
+  }
+  if (opts.json)
+    os << "]\n";
+  std::cout << os.str();
+  return 0;
+}
+
+int runQa(const Options &opts, TextModel &model) {
+  std::vector<std::pair<std::string, std::string>> inputs;
+  if (opts.values.count("--input-file")) {
+    if (opts.values.count("--question") || opts.values.count("--context"))
+      fail("give --question/--context or --input-file, not both");
+    inputs = textInputs(opts, 2, "questions and contexts");
+  } else {
+    if (!opts.values.count("--question") || !opts.values.count("--context"))
+      fail("qa needs --question Q --context C (or --input-file)");
+    if (!opts.args.empty())
+      fail("unexpected argument '" + opts.args.front() + "'");
+    inputs.emplace_back(opts.values.at("--question"), opts.values.at("--context"));
+  }
+  std::vector<Answer> answers;
+  check(model.answer(inputs, intFlag(opts, "--max-answer-tokens", 15), answers));
+  std::ostringstream os;
+  if (opts.json)
+    os << "[";
+  for (size_t i = 0; i < answers.size(); ++i) {
+    const Answer &a = answers[i];
+    if (opts.json) {
+      os << (i ? ", " : "") << "{\"answer\": " << jsonString(a.text) << ", \"score\": "
+         << number(a.score) << ", \"start\": " << a.start << ", \"end\": " << a.end << "}";
+      continue;
+    }
+    char score[16];
+    std::snprintf(score, sizeof score, "%.4f", a.score);
+    os << a.text << "\t" << score << "\n";
+  }
+  if (opts.json)
+    os << "]\n";
+  std::cout << os.str();
+  return 0;
+}
+
+int runEmbed(const Options &opts, TextModel &model) {
+  std::vector<std::string> texts;
+  for (auto &[text, unused] : textInputs(opts, 1, "TEXT"))
+    texts.push_back(text);
+  std::vector<FloatTensor> vectors;
+  bool pooled = !opts.switches.count("--last-hidden");
+  check(model.embed(texts, pooled, vectors));
+  std::ostringstream os;
+  auto row = [&](const float *v, int64_t n) {
+    os << "[";
+    for (int64_t k = 0; k < n; ++k)
+      os << (k ? ", " : "") << number(v[k]);
+    os << "]";
+  };
+  os << (opts.json || texts.size() > 1 ? "[" : "");
+  for (size_t i = 0; i < vectors.size(); ++i) {
+    const FloatTensor &t = vectors[i];
+    os << (i ? ", " : "");
+    if (t.shape.size() == 1) {
+      row(t.data.data(), t.shape[0]);
+    } else {
+      os << "[";
+      for (int64_t r = 0; r < t.shape[0]; ++r) {
+        os << (r ? ", " : "");
+        row(t.data.data() + r * t.shape[1], t.shape[1]);
+      }
+      os << "]";
+    }
+  }
+  os << (opts.json || texts.size() > 1 ? "]" : "") << "\n";
+  std::cout << os.str();
+  return 0;
+}
+
+int runText(const Options &opts) {
+  const std::string &c = opts.command;
+  if (c == "tokenize" || c == "detokenize") {
+    std::unique_ptr<Artifact> artifact;
+    check(Artifact::open(opts.artifact, artifact));
+    std::unique_ptr<Tokenizer> tok;
+    check(artifact->tokenizer(tok));
+    return c == "tokenize" ? runTokenize(opts, *tok) : runDetokenize(opts, *tok);
+  }
+  std::unique_ptr<TextModel> model;
+  check(TextModel::open(opts.artifact, sessionOptions(opts), model));
+  if (c == "fill-mask")
+    return runFillMask(opts, *model);
+  if (c == "generate")
+    return runGenerate(opts, *model);
+  if (c == "classify")
+    return runClassify(opts, *model);
+  if (c == "next-sentence")
+    return runNextSentence(opts, *model);
+  if (c == "token-classify")
+    return runTokenClassify(opts, *model);
+  if (c == "qa")
+    return runQa(opts, *model);
+  return runEmbed(opts, *model);
+}
+
 /// Exactly one line, whatever the message holds.
 void printError(std::string message) {
   std::replace(message.begin(), message.end(), '\n', ' ');
@@ -498,6 +973,8 @@ int main(int argc, char **argv) {
         return 0;
       }
     Options opts = parseArgs(argc, argv);
+    if (kTextCommands.count(opts.command))
+      return runText(opts);
     std::unique_ptr<Artifact> artifact;
     std::unique_ptr<Session> session = openSession(opts, artifact);
     return opts.command == "info" ? runInfo(opts, *session)

@@ -4,6 +4,7 @@
 #define MEGATRON_RUNTIME_ARTIFACT_H
 
 #include "megatron/runtime/Status.h"
+#include "megatron/runtime/Tokenizer.h"
 
 #include <cstdint>
 #include <memory>
@@ -30,6 +31,13 @@ public:
   /// The weight region of `rank` (checked by `open`).
   const uint8_t *weights(uint32_t rank) const;
   const std::string &path() const { return path_; }
+
+  /// "bert" or "gpt2", and the task the artifact's head serves.
+  std::string architecture() const;
+  std::string task() const;
+  /// The tokenizer embedded by megatron-compile; an error that says how to
+  /// embed one when the artifact has none.
+  Status tokenizer(std::unique_ptr<Tokenizer> &out) const;
 
 private:
   Artifact() = default;

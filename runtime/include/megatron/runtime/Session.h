@@ -78,6 +78,9 @@ public:
   /// The largest batch and sequence the artifact was planned for.
   int64_t maxBatch() const;
   int64_t maxSequence() const;
+  /// Tokens a KV cache holds (GPT-2: the model's positions); maxSequence()
+  /// for artifacts without one.
+  int64_t maxContext() const;
 
   Session(const Session &) = delete;
   Session &operator=(const Session &) = delete;
