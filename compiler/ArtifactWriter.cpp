@@ -55,6 +55,10 @@ std::string configJson(mlir::DictionaryAttr config) {
       json[key] = f.getValueAsDouble();
     else if (auto s = mlir::dyn_cast<mlir::StringAttr>(v))
       json[key] = s.str();
+    else if (auto a = mlir::dyn_cast<mlir::ArrayAttr>(v))
+      for (mlir::Attribute e : a)
+        if (auto s = mlir::dyn_cast<mlir::StringAttr>(e))
+          json[key].push_back(s.str());
   }
   return json.dump();
 }
@@ -70,6 +74,8 @@ private:
   llvm::Expected<flatbuffers::Offset<fb::Rank>> rank(plan::RankOp op);
   llvm::Error streamWeights(llvm::raw_fd_ostream &os, uint64_t segmentStart);
   flatbuffers::Offset<fb::Tokenizer> tokenizer();
+  flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>>
+  labels(mlir::DictionaryAttr config);
 
   mlir::ModuleOp module;
   const Checkpoint &ckpt;
@@ -208,7 +214,8 @@ llvm::Error Writer::write(llvm::StringRef path) {
                                fbb.CreateString(configJson(config)),
                                intAttr("plan.max_batch"),
                                intAttr("plan.max_sequence"),
-                               intAttr("plan.max_choices"), tokenizer());
+                               intAttr("plan.max_choices"), tokenizer(),
+                               labels(config));
   auto rankVector = fbb.CreateVector(ranks);
   fb::FinishArtifactBuffer(fbb, fb::CreateArtifact(fbb, model, rankVector));
 
@@ -254,6 +261,18 @@ llvm::Error Writer::write(llvm::StringRef path) {
   if ((ec = llvm::sys::fs::rename(temporary, path)))
     return createStringError(formatv("cannot write '{0}': {1}", path, ec.message()));
   return llvm::Error::success();
+}
+
+flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>>
+Writer::labels(mlir::DictionaryAttr config) {
+  auto names = config.getAs<mlir::ArrayAttr>("labels");
+  if (!names)
+    return 0;
+  std::vector<std::string> strings;
+  for (mlir::Attribute name : names)
+    if (auto s = mlir::dyn_cast<mlir::StringAttr>(name))
+      strings.push_back(s.str());
+  return fbb.CreateVectorOfStrings(strings);
 }
 
 flatbuffers::Offset<fb::Tokenizer> Writer::tokenizer() {

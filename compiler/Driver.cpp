@@ -68,7 +68,8 @@ overrideLayers(const CompileOptions &options, const Checkpoint &checkpoint) {
 /// the checkpoint, else none. It must suit the model: WordPiece for BERT,
 /// byte-level BPE for GPT-2, no more tokens than the embedding has rows.
 static llvm::Expected<std::optional<runtime::TokenizerSpec>>
-resolveTokenizer(const CompileOptions &options, mlir::ModuleOp module) {
+resolveTokenizer(const CompileOptions &options, const Checkpoint &checkpoint,
+                 mlir::ModuleOp module) {
   std::optional<TokenizerFiles> files;
   if (!options.vocabFile.empty()) {
     files = TokenizerFiles{options.vocabFile, options.mergesFile, std::nullopt};
@@ -84,6 +85,11 @@ resolveTokenizer(const CompileOptions &options, mlir::ModuleOp module) {
     if (!files)
       return std::nullopt;
   }
+  // Megatron's args name the tokenizer it trained with, cased or not.
+  if (checkpoint.tokenizerType() == "BertWordPieceLowerCase")
+    files->lowercase = true;
+  else if (checkpoint.tokenizerType() == "BertWordPieceCase")
+    files->lowercase = false;
   runtime::TokenizerSpec spec;
   if (runtime::Status s = readTokenizer(*files, spec); !s.ok())
     return createStringError(s.message());
@@ -147,7 +153,7 @@ llvm::Error megatron::runCompile(const CompileOptions &options) {
                                                    : diagnostics);
   }
   if (!options.compileTo) {
-    auto tokenizer = resolveTokenizer(options, **module);
+    auto tokenizer = resolveTokenizer(options, **checkpoint, **module);
     if (!tokenizer)
       return tokenizer.takeError();
     return writeArtifact(**module, **checkpoint,

@@ -418,6 +418,14 @@ megatron::resolveConfig(const Checkpoint &ckpt, const ImportOptions &options) {
   config.checkpointVersion = *merged.checkpointVersion;
   if (merged.numLabels)
     config.numLabels = *merged.numLabels;
+  if (merged.labels) {
+    if (static_cast<int64_t>((*merged.labels).size()) != config.numLabels)
+      return createStringError(formatv(
+          "{0} names {1} labels (id2label), but num_labels is {2} ({3})",
+          merged.labels.source, (*merged.labels).size(), config.numLabels,
+          merged.numLabels.source));
+    config.labels = *merged.labels;
+  }
   config.causal = merged.causal ? *merged.causal : false;
   return config;
 }
@@ -1007,6 +1015,12 @@ mlir::DictionaryAttr configAttr(mlir::Builder &b, const ModelConfig &c,
       b.getNamedAttr("layer_norm_eps", b.getF64FloatAttr(c.layerNormEps)),
       b.getNamedAttr("causal", b.getBoolAttr(c.causal)),
   };
+  if (!c.labels.empty()) {
+    llvm::SmallVector<mlir::Attribute> names;
+    for (const std::string &name : c.labels)
+      names.push_back(b.getStringAttr(name));
+    items.push_back(b.getNamedAttr("labels", b.getArrayAttr(names)));
+  }
   return b.getDictionaryAttr(items);
 }
 } // namespace

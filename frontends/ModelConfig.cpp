@@ -45,6 +45,7 @@ void ConfigLayer::inheritFrom(const ConfigLayer &lower) {
   take(gelu, lower.gelu);
   take(headGelu, lower.headGelu);
   take(causal, lower.causal);
+  take(labels, lower.labels);
 }
 
 namespace {
@@ -145,7 +146,25 @@ megatron::parseHuggingFaceConfig(const nlohmann::json &json,
     if (!it->is_object() || it->empty())
       return createStringError(
           formatv("{0}: 'id2label' must be a non-empty object", source));
-    layer.numLabels.setIfUnset(static_cast<int64_t>(it->size()), source);
+    // Keys are the label indices "0".."n-1" (JSON keys are strings).
+    std::vector<std::string> names(it->size());
+    std::vector<bool> seen(it->size(), false);
+    for (auto item = it->begin(); item != it->end(); ++item) {
+      size_t index = 0;
+      bool number = !item.key().empty() &&
+                    item.key().find_first_not_of("0123456789") == std::string::npos &&
+                    item.key().size() < 10;
+      if (number)
+        index = std::stoul(item.key());
+      if (!number || index >= names.size() || seen[index] || !item.value().is_string())
+        return createStringError(formatv(
+            "{0}: 'id2label' must map the indices 0..{1} to names, got \"{2}\": {3}",
+            source, names.size() - 1, item.key(), item.value().dump()));
+      seen[index] = true;
+      names[index] = item.value().get<std::string>();
+    }
+    layer.numLabels.setIfUnset(static_cast<int64_t>(names.size()), source);
+    layer.labels.setIfUnset(std::move(names), source);
   }
   if (auto it = json.find("label2id"); it != json.end())
     used.insert("label2id");

@@ -55,6 +55,8 @@ struct ConfigLayer {
   /// calls the erf one, so the two are configured separately.
   Sourced<GeluKind> gelu, headGelu;
   Sourced<bool> causal; ///< BERT used as a decoder (is_decoder).
+  /// Class names by label index (Hugging Face's id2label).
+  Sourced<std::vector<std::string>> labels;
 
   /// Fills every field still unset from `lower`.
   void inheritFrom(const ConfigLayer &lower);
@@ -89,6 +91,7 @@ struct ModelConfig {
   GeluKind headGelu = GeluKind::Erf;
   double checkpointVersion = 0;
   bool causal = false;
+  std::vector<std::string> labels; ///< empty: LABEL_0, LABEL_1, ...
 
   int64_t headDim() const { return hiddenSize / numHeads; }
 };

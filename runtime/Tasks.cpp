@@ -2,6 +2,8 @@
 
 #include "megatron/runtime/Tasks.h"
 
+#include "runtime/schema/artifact_generated.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -60,6 +62,9 @@ Status TextModel::open(const std::string &path, const SessionOptions &options,
     return s;
   if (Status s = Session::create(*model->artifact_, options, model->session_); !s.ok())
     return s;
+  if (const auto *labels = model->artifact_->root().model()->labels())
+    for (const auto *name : *labels)
+      model->labels_.push_back(name ? name->str() : "");
   out = std::move(model);
   return Status::success();
 }

@@ -216,6 +216,24 @@ class Tasks(unittest.TestCase):
                     self.assertAlmostEqual(score, want, delta=SCORE_TOL)
                 self.assertAlmostEqual(got['score'], p.max(), delta=SCORE_TOL)
 
+    def test_label_names_come_from_id2label(self):
+        config = os.path.join(self.work, 'labels.json')
+        names = ['negative', 'neutral', 'positive']
+        with open(config, 'w') as f:
+            json.dump({'id2label': {str(i): n for i, n in enumerate(names)}}, f)
+        artifact = self.artifact('hf/megatron_bert_seqcls', '--task', 'sequence-classification',
+                                 '--vocab', BERT_VOCAB, '--config', config)
+        got = self.json_of(artifact, 'classify', 'the cat is red.')[0]
+        self.assertEqual(list(got['scores']), names)
+        self.assertIn(got['label'], names)
+        with open(config, 'w') as f:
+            json.dump({'id2label': {'0': 'a', '5': 'b'}}, f)
+        r = subprocess.run([self.tool('megatron-compile'), fixture('hf/megatron_bert_seqcls'),
+                            '--config', config, '-o', os.path.join(self.work, 'bad.mtc')],
+                           capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("'id2label' must map the indices 0..1 to names", r.stderr)
+
     def test_token_classify_and_qa(self):
         tok = self.hf('megatron_bert_tokcls', 'token-classification')
         text = 'Hello world, the capital of france is paris.'
