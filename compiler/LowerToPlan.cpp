@@ -37,7 +37,11 @@ std::optional<StepSpec> stepFor(mlir::Operation *op) {
   using K = plan::StepKind;
   using R = std::optional<StepSpec>;
   return llvm::TypeSwitch<mlir::Operation *, R>(op)
-      .Case([](mm::EmbeddingOp) { return StepSpec{K::Embedding}; })
+      .Case([](mm::EmbeddingOp e) {
+        int64_t rows = e.getTable().getType().getDimSize(0);
+        return StepSpec{K::Embedding,
+                        {e.getRowOffset(), e.getNumIds().value_or(e.getRowOffset() + rows)}};
+      })
       .Case([](mm::PositionsOp) { return StepSpec{K::Positions}; })
       .Case([](mm::AddOp) { return StepSpec{K::Add}; })
       .Case([](mm::LinearOp) { return StepSpec{K::Linear}; })

@@ -261,8 +261,11 @@ Status Session::Impl::runStep(const fb::Step &step, int64_t pastTokens) {
     const Shape &table = shapes[in(0)], &index = shapes[in(1)];
     if (table.size() != 2 || n != elements(index) * table[1])
       return mismatch("the table must be [rows, width] and the result ids x width");
+    if (step.ints()->Get(0) < 0 || step.ints()->Get(1) < step.ints()->Get(0) + table[0])
+      return mismatch("the table's rows lie outside the valid ids");
     if (Status s = cpu::embedding(f(in(0)), table[0], table[1], ids(in(1)),
-                                  elements(index), f(outId));
+                                  elements(index), f(outId), step.ints()->Get(0),
+                                  step.ints()->Get(1));
         !s.ok())
       return Status::error("embedding '" + name(in(0)) + "': " + s.message());
     return Status::success();
@@ -555,8 +558,8 @@ Status Session::Impl::run(const std::string &entryName, const Inputs &inputs,
   for (const fb::Step *step : *e->steps())
     if (step->kind() == fb::StepKind::Embedding &&
         buffer(step->inputs()->Get(1)).kind() == fb::BufferKind::Input) {
-      uint32_t table = step->inputs()->Get(0), idBuf = step->inputs()->Get(1);
-      int64_t rows = shapes[table].empty() ? 0 : shapes[table][0];
+      uint32_t idBuf = step->inputs()->Get(1);
+      int64_t rows = step->ints()->Get(1); // valid ids, all ranks' rows
       const int64_t *v = reinterpret_cast<int64_t *>(data[idBuf]);
       for (int64_t i = 0; i < elements(shapes[idBuf]); ++i)
         if (v[i] < 0 || v[i] >= rows)

@@ -110,6 +110,13 @@ LogicalResult EmbeddingOp::verify() {
   if (table.size() != 2)
     return emitOpError() << "table must be [rows, width], got "
                          << formatShape(table);
+  if (getRowOffset() < 0)
+    return emitOpError() << "row_offset must not be negative, got " << getRowOffset();
+  if (getNumIds() && !ShapedType::isDynamic(table[0]) &&
+      *getNumIds() < getRowOffset() + table[0])
+    return emitOpError() << "rows [" << getRowOffset() << ", "
+                         << getRowOffset() + table[0] << ") exceed num_ids "
+                         << *getNumIds();
   Shape expected(shapeOf(getIds()));
   expected.push_back(table[1]);
   return verifyResult(*this, expected, getTable());

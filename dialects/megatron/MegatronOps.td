@@ -99,8 +99,25 @@ def Megatron_EmbeddingOp : Megatron_Op<"embedding"> {
   let description = [{
     `table` is [rows, width]; the result has the shape of `ids` with `width`
     appended. Ids outside [0, rows) are an error at run time.
+
+    A vocab-parallel shard holds rows [row_offset, row_offset + rows) of a
+    table of `num_ids` rows: ids in that range look up their row, other
+    valid ids give zero rows (an all-reduce over the ranks completes the
+    lookup), ids outside [0, num_ids) are an error.
+    ```mlir
+    %e = megatron.embedding %t[%ids] {row_offset = 64 : i64, num_ids = 128 : i64}
+        : tensor<64x32xf32>, tensor<?x?xi64> -> tensor<?x?x32xf32>
+    ```
   }];
-  let arguments = (ins Megatron_FloatTensor:$table, Megatron_IdTensor:$ids);
+  let arguments = (ins Megatron_FloatTensor:$table, Megatron_IdTensor:$ids,
+                       DefaultValuedAttr<I64Attr, "0">:$row_offset,
+                       OptionalAttr<I64Attr>:$num_ids);
+  let builders = [
+    // A whole table.
+    OpBuilder<(ins "Type":$result, "Value":$table, "Value":$ids), [{
+      build($_builder, $_state, result, table, ids, 0, nullptr);
+    }]>
+  ];
   let results = (outs Megatron_FloatTensor:$result);
   let assemblyFormat = [{
     $table `[` $ids `]` attr-dict `:` type($table) `,` type($ids) `->` type($result)

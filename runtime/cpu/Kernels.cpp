@@ -80,14 +80,21 @@ void cpu::attentionMask(float *scores, int64_t heads, int64_t queries,
 }
 
 Status cpu::embedding(const float *table, int64_t rows, int64_t width,
-                      const int64_t *ids, int64_t count, float *out) {
+                      const int64_t *ids, int64_t count, float *out,
+                      int64_t rowOffset, int64_t numIds) {
+  if (numIds < 0)
+    numIds = rowOffset + rows;
   for (int64_t i = 0; i < count; ++i) {
-    if (ids[i] < 0 || ids[i] >= rows)
+    if (ids[i] < 0 || ids[i] >= numIds)
       return Status::error("token id " + std::to_string(ids[i]) +
                            " at position " + std::to_string(i) +
                            " is outside the vocabulary [0, " +
-                           std::to_string(rows) + ")");
-    std::memcpy(out + i * width, table + ids[i] * width, width * sizeof(float));
+                           std::to_string(numIds) + ")");
+    int64_t row = ids[i] - rowOffset;
+    if (row >= 0 && row < rows)
+      std::memcpy(out + i * width, table + row * width, width * sizeof(float));
+    else
+      std::fill(out + i * width, out + (i + 1) * width, 0.0f);
   }
   return Status::success();
 }

@@ -52,9 +52,12 @@ void attentionMask(float *scores, int64_t heads, int64_t queries, int64_t keys,
                    const int64_t *paddingMask, bool causal, int64_t rowBegin,
                    int64_t rowEnd);
 
-/// out[i, :] = table[ids[i], :]; an id outside [0, rows) is an error.
+/// out[i, :] = table[ids[i] - rowOffset, :] for ids in [rowOffset,
+/// rowOffset + rows), zeros for other ids (the rows of other tensor-parallel
+/// ranks); an id outside [0, numIds) is an error.
 Status embedding(const float *table, int64_t rows, int64_t width,
-                 const int64_t *ids, int64_t count, float *out);
+                 const int64_t *ids, int64_t count, float *out,
+                 int64_t rowOffset = 0, int64_t numIds = -1);
 
 /// y[a, c, b, d] = x[a, b, c, d]. Splitting heads is
 /// [batch, seq, heads, dim] -> [batch, heads, seq, dim]; merging them back is

@@ -21,7 +21,7 @@
 // CHECK: output @hidden : f32 ["Batch", "Sequence", "8"]
 // CHECK: plan.entry @prefill [@input_ids, @attention_mask] -> [@hidden]
 // CHECK-NEXT: positions [@input_ids] -> [@[[POS:t[0-9]+]]]
-// CHECK-NEXT: embedding [@w0, @input_ids]
+// CHECK-NEXT: embedding [@w0, @input_ids] -> [@{{.*}}] ints [0, 32]
 // CHECK-NEXT: embedding [@w1, @[[POS]]]
 // CHECK-NEXT: add
 // CHECK-NEXT: swap_middle_axes [@{{.*}}] -> [@[[HEADS:t[0-9]+]]]

@@ -7,7 +7,7 @@
 // CHECK-NEXT: megatron.weight "wte"
 // CHECK-NEXT: plan.yield
 // CHECK: plan.entry @forward [@ids] -> [@out]
-// CHECK-NEXT: plan.step embedding [@w0, @ids] -> [@out]
+// CHECK-NEXT: plan.step embedding [@w0, @ids] -> [@out] ints [0, 16]
 // CHECK-NEXT: plan.step layer_norm [@out, @g, @g] -> [@out] floats [1.000000e-05]
 // CHECK-NEXT: plan.step slice [@out] -> [@out] ints [2, 0]
 plan.rank 0 arena 8192 {
@@ -20,7 +20,7 @@ plan.rank 0 arena 8192 {
     plan.yield %0 : tensor<16x8xf32>
   }
   plan.entry @forward [@ids] -> [@out] {
-    plan.step embedding [@w0, @ids] -> [@out]
+    plan.step embedding [@w0, @ids] -> [@out] ints [0, 16]
     plan.step layer_norm [@out, @g, @g] -> [@out] floats [1.0e-05]
     plan.step slice [@out] -> [@out] ints [2, 0]
   }

@@ -200,6 +200,17 @@ TEST(Kernels, EmbeddingRejectsOutOfRangeIds) {
   EXPECT_FALSE(embedding(table.data(), 3, 2, negative, 1, out.data()).ok());
 }
 
+TEST(Kernels, VocabParallelEmbeddingZeroesOtherRanksRows) {
+  // This rank holds rows [3, 6) of a 9-row table.
+  std::vector<float> table = {30, 31, 40, 41, 50, 51};
+  std::vector<float> out(8, -1);
+  int64_t ids[] = {4, 0, 5, 8};
+  ASSERT_TRUE(embedding(table.data(), 3, 2, ids, 4, out.data(), 3, 9).ok());
+  EXPECT_EQ(out, (std::vector<float>{40, 41, 0, 0, 50, 51, 0, 0}));
+  int64_t bad[] = {9};
+  EXPECT_FALSE(embedding(table.data(), 3, 2, bad, 1, out.data(), 3, 9).ok());
+}
+
 TEST(Kernels, SplitAndMergeHeadsAreInverse) {
   const int64_t batch = 2, seq = 3, heads = 4, dim = 5;
   auto x = randomVector(batch * seq * heads * dim);

@@ -21,7 +21,7 @@ struct StepSignature {
 
 inline std::optional<StepSignature> stepSignature(unsigned kind) {
   static constexpr StepSignature table[] = {
-      {"embedding", 2, 2, 0, 0},       {"positions", 1, 1, 0, 0},
+      {"embedding", 2, 2, 2, 0},       {"positions", 1, 1, 0, 0},
       {"add", 2, 2, 0, 0},             {"linear", 2, 3, 0, 0},
       {"matmul", 2, 2, 1, 0},          {"layer_norm", 3, 3, 0, 1},
       {"gelu", 1, 1, 1, 0},            {"tanh", 1, 1, 0, 0},
