@@ -2,6 +2,8 @@
 
 #include "compiler/Passes.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+
 namespace megatron {
 #define GEN_PASS_DEF_INSERTKVCACHE
 #include "compiler/Passes.h.inc"
@@ -27,13 +29,16 @@ struct InsertKVCachePass : impl::InsertKVCacheBase<InsertKVCachePass> {
 
     // Attention is scores = Q K^T (a matmul with transpose_rhs) and
     // context = softmax(...) V: the right-hand sides are the keys and values.
-    int64_t slot = 0;
-    module.walk([&](mm::MatmulOp matmul) {
-      mlir::OpBuilder b(matmul);
-      mlir::Value rhs = matmul.getRhs();
-      auto cache = mm::KVCacheOp::create(b, matmul.getLoc(), rhs, slot++);
-      matmul.getRhsMutable().assign(cache);
-    });
+    // Slots count per function: each tensor-parallel rank has its own.
+    for (auto func : module.getOps<mlir::func::FuncOp>()) {
+      int64_t slot = 0;
+      func.walk([&](mm::MatmulOp matmul) {
+        mlir::OpBuilder b(matmul);
+        mlir::Value rhs = matmul.getRhs();
+        auto cache = mm::KVCacheOp::create(b, matmul.getLoc(), rhs, slot++);
+        matmul.getRhsMutable().assign(cache);
+      });
+    }
     module.walk([&](mm::PositionsOp positions) {
       positions.setAfterCache(true);
     });

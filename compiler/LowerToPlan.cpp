@@ -6,6 +6,7 @@
 #include "compiler/WeightEvaluator.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/TypeSwitch.h"
@@ -73,6 +74,10 @@ std::optional<StepSpec> stepFor(mlir::Operation *op) {
       // that every buffer keeps one lifetime for the planner.
       .Case([](mm::ReshapeOp) { return StepSpec{K::Copy}; })
       .Case([](mm::KVCacheOp) { return StepSpec{K::CacheWrite}; })
+      .Case([](mlir::shard::AllReduceOp) { return StepSpec{K::AllReduce, {0}}; })
+      .Case([](mlir::shard::AllGatherOp g) {
+        return StepSpec{K::AllGather, {int64_t(g.getGatherAxis().getZExtValue())}};
+      })
       .Default([](mlir::Operation *) { return std::nullopt; });
 }
 
@@ -91,6 +96,9 @@ public:
   llvm::Error run();
 
 private:
+  /// One function (one tensor-parallel rank) -> one plan.rank.
+  llvm::Error lowerFunction(mlir::func::FuncOp func, int64_t rankIndex,
+                            int64_t positions, int64_t maxSequence);
   llvm::Error error(mlir::Operation *op, const llvm::Twine &why) {
     return llvm::createStringError(
         llvm::formatv("cannot lower '{0}': {1}", op->getName(), why.str()));
@@ -141,10 +149,20 @@ mlir::FlatSymbolRefAttr Lowering::weightFor(Value value) {
 }
 
 llvm::Error Lowering::run() {
+  // One function, or one per tensor-parallel rank (megatron.rank).
   auto funcs = llvm::to_vector(module.getOps<mlir::func::FuncOp>());
-  if (funcs.size() != 1)
-    return llvm::createStringError("expected one megatron function to lower");
-  mlir::func::FuncOp func = funcs.front();
+  if (funcs.empty())
+    return llvm::createStringError("expected a megatron function to lower");
+  auto rankOf = [](mlir::func::FuncOp f) {
+    auto r = f->getAttrOfType<mlir::IntegerAttr>(mm::MegatronDialect::kRankAttrName);
+    return r ? r.getInt() : 0;
+  };
+  llvm::sort(funcs, [&](auto a, auto b) { return rankOf(a) < rankOf(b); });
+  for (auto [i, f] : llvm::enumerate(funcs))
+    if (rankOf(f) != int64_t(i))
+      return llvm::createStringError(llvm::formatv(
+          "expected functions for ranks 0..{0}, found rank {1}", funcs.size() - 1,
+          rankOf(f)));
   auto config = module->getAttrOfType<mlir::DictionaryAttr>(
       mm::MegatronDialect::kConfigAttrName);
   auto maxPositions =
@@ -167,7 +185,25 @@ llvm::Error Lowering::run() {
   if (!storageType)
     return llvm::createStringError("weight type '" + options.weightType +
                                    "' is not one of f32, f16, bf16");
+  for (auto [i, f] : llvm::enumerate(funcs))
+    if (llvm::Error err = lowerFunction(f, i, positions, maxSequence))
+      return err;
+  module->setAttr("plan.max_batch", b.getI64IntegerAttr(options.maxBatch));
+  module->setAttr("plan.max_sequence", b.getI64IntegerAttr(maxSequence));
+  module->setAttr("plan.max_choices", b.getI64IntegerAttr(options.maxChoices));
+  for (mlir::func::FuncOp f : funcs)
+    f.erase();
+  // The grid has served: collectives are plan steps now.
+  for (auto grid : llvm::make_early_inc_range(module.getOps<mlir::shard::GridOp>()))
+    grid.erase();
+  return llvm::Error::success();
+}
 
+llvm::Error Lowering::lowerFunction(mlir::func::FuncOp func, int64_t rankIndex,
+                                    int64_t positions, int64_t maxSequence) {
+  weightBytes = 0;
+  weights = 0;
+  names.clear();
   auto shapes = inferSymbolicShapes(func);
   if (!shapes)
     return shapes.takeError();
@@ -187,7 +223,7 @@ llvm::Error Lowering::run() {
     return arena.takeError();
 
   b.setInsertionPointToEnd(module.getBody());
-  rank = plan::RankOp::create(b, func.getLoc(), 0, 0);
+  rank = plan::RankOp::create(b, func.getLoc(), rankIndex, 0);
   mlir::Block *body = &rank.getBody().emplaceBlock();
 
   // Arena buffers: inputs, outputs and activations.
@@ -288,10 +324,6 @@ llvm::Error Lowering::run() {
     auto decode = mlir::cast<plan::EntryOp>(b.clone(*entry));
     decode.setSymName("decode");
   }
-  module->setAttr("plan.max_batch", b.getI64IntegerAttr(options.maxBatch));
-  module->setAttr("plan.max_sequence", b.getI64IntegerAttr(maxSequence));
-  module->setAttr("plan.max_choices", b.getI64IntegerAttr(options.maxChoices));
-  func.erase();
   return llvm::Error::success();
 }
 

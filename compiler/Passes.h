@@ -6,6 +6,8 @@
 #include "dialects/megatron/MegatronOps.h"
 #include "dialects/plan/PlanDialect.h"
 
+#include "mlir/Dialect/Shard/IR/ShardDialect.h"
+
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 

@@ -5,6 +5,34 @@
 
 include "mlir/Pass/PassBase.td"
 
+def ShardTensorParallel : Pass<"megatron-shard-tensor-parallel", "::mlir::ModuleOp"> {
+  let summary = "split the model across tensor-parallel ranks, as Megatron does";
+  let description = [{
+    With `tp` > 1, the forward function becomes one function per rank
+    (`megatron.rank` = r) with local shapes and the weight slices of that
+    rank, on a `shard.grid @tp`:
+      - the attention projections and the MLP's first linear are column
+        parallel (whole heads per rank; a fused QKV is split per Q/K/V
+        block), the attention output and the MLP's second linear row
+        parallel: one `shard.all_reduce` each, the bias added after it;
+      - the word embedding is vocab parallel (each rank looks up its rows,
+        zeros elsewhere, then an all-reduce); the tied LM head computes the
+        rank's slice of the logits, then `shard.all_gather` along vocab;
+      - everything else (layer norms, position and token-type embeddings,
+        pooler, classification heads) is replicated.
+    Which linear plays which part follows from the graph (a linear feeding
+    split_heads, or GELU then another linear), so Megatron-LM and Hugging
+    Face checkpoints shard alike. `tp` must divide the heads, the FFN size
+    and the (padded) vocabulary.
+  }];
+  let dependentDialects = ["::mlir::megatron::MegatronDialect",
+                           "::mlir::shard::ShardDialect"];
+  let options = [
+    Option<"tp", "tp", "int64_t", /*default=*/"1",
+           "tensor-parallel degree (ranks)">,
+  ];
+}
+
 def InsertKVCache : Pass<"megatron-insert-kv-cache", "::mlir::ModuleOp"> {
   let summary = "make a GPT-2 forward incremental with a KV cache";
   let description = [{

@@ -13,6 +13,7 @@ using namespace megatron;
 std::optional<Phase> megatron::parsePhase(llvm::StringRef text) {
   return llvm::StringSwitch<std::optional<Phase>>(text)
       .Case("import", Phase::Import)
+      .Case("shard", Phase::Shard)
       .Case("lower", Phase::Lower)
       .Default(std::nullopt);
 }
@@ -20,6 +21,11 @@ std::optional<Phase> megatron::parsePhase(llvm::StringRef text) {
 void megatron::buildPipeline(mlir::OpPassManager &pm, Phase last,
                              const PipelineOptions &options) {
   if (last == Phase::Import)
+    return;
+  ShardTensorParallelOptions shard;
+  shard.tp = options.tensorParallel;
+  pm.addPass(createShardTensorParallel(shard));
+  if (last == Phase::Shard)
     return;
   pm.addPass(createInsertKVCache());
   pm.addPass(mlir::createCSEPass());

@@ -11,7 +11,7 @@
 namespace megatron {
 
 /// The phases of DESIGN.md section 2 that this build has, in order.
-enum class Phase { Import, Lower };
+enum class Phase { Import, Shard, Lower };
 
 std::optional<Phase> parsePhase(llvm::StringRef text);
 
@@ -20,6 +20,7 @@ struct PipelineOptions {
   int64_t maxSequence = 0; ///< 0: the model's max positions
   int64_t maxChoices = 4;
   std::string weightType = "f32";
+  int64_t tensorParallel = 1; ///< --tp
 };
 
 /// Adds the passes that take an imported module through `last`.

@@ -6,6 +6,7 @@
 #include "dialects/plan/PlanDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -141,6 +142,17 @@ private:
         .Case([&](mm::MergeHeadsOp h) -> Result {
           SymbolicShape s = of(h.getInput());
           return SymbolicShape{s[0], s[2], s[1] * s[3]};
+        })
+        .Case([&](mlir::shard::AllReduceOp r) -> Result { return of(r.getInput()); })
+        .Case([&](mlir::shard::AllGatherOp g) -> Result {
+          // The gathered dimension is static (vocabulary rows).
+          SymbolicShape s = of(g.getInput());
+          int64_t axis = g.getGatherAxis().getZExtValue();
+          int64_t size = g.getResult().getType().getDimSize(axis);
+          if (mlir::ShapedType::isDynamic(size))
+            return error(op, "a gather along a run-time dimension");
+          s[axis] = constantDim(size);
+          return s;
         })
         .Case([&](mlir::tensor::DimOp d) -> Result {
           std::optional<int64_t> index = d.getConstantIndex();

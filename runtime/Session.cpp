@@ -14,6 +14,7 @@
 
 #include "megatron/runtime/Half.h"
 #include "megatron/runtime/StepSignature.h"
+#include "megatron/runtime/Communicator.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cpu/Parallel.h"
 #include "runtime/DTypes.h"
@@ -63,9 +64,15 @@ struct FreeDeleter {
 
 } // namespace
 
-struct Session::Impl {
+namespace {
+
+/// One tensor-parallel rank of an artifact bound to memory: its weights,
+/// its arena, its KV caches.
+struct RankRunner {
   const Artifact &artifact;
   const fb::Rank &rank;
+  int index = 0;                  ///< the rank
+  Communicator *comm = nullptr;   ///< null for a single rank
   std::unique_ptr<uint8_t, FreeDeleter> arena;
   std::vector<uint8_t *> data;                ///< per buffer
   std::vector<std::vector<float>> widened;    ///< f16/bf16 weights as f32
@@ -73,8 +80,9 @@ struct Session::Impl {
   /// Evaluated shapes of the call in progress.
   std::vector<Shape> shapes;
 
-  Impl(const Artifact &artifact, const fb::Rank &rank)
-      : artifact(artifact), rank(rank) {}
+  RankRunner(const Artifact &artifact, const fb::Rank &rank, int index,
+             Communicator *comm)
+      : artifact(artifact), rank(rank), index(index), comm(comm) {}
 
   const fb::Buffer &buffer(uint32_t i) const { return *rank.buffers()->Get(i); }
   std::string name(uint32_t i) const {
@@ -88,7 +96,7 @@ struct Session::Impl {
     return nullptr;
   }
 
-  Status prepare(int threads);
+  Status prepare();
   /// Tokens the KV caches hold; 0 without one.
   int64_t cacheCapacity() const {
     int64_t context = 0;
@@ -101,14 +109,24 @@ struct Session::Impl {
   Status evaluateShapes(const int64_t symbols[kSymbols]);
   Status checkStep(const fb::Step &step, size_t index) const;
   Status runStep(const fb::Step &step, int64_t pastTokens);
-  Status run(const std::string &entryName, const Inputs &inputs,
-             Outputs &outputs);
+  /// Checks the inputs and binds them: nothing runs, nothing changes when
+  /// this fails.
+  Status bind(const std::string &entryName, const Inputs &inputs);
+  /// Runs the bound entry's steps.
+  Status execute();
+  void readOutputs(Outputs &outputs) const;
+
+  /// The call bound last.
+  const fb::Entry *bound = nullptr;
+  int64_t symbols[kSymbols] = {};
+  bool cachedCall = false, decodeCall = false;
 };
 
+} // namespace
+
 /// Binds weights and the arena and checks each step's operands, once.
-Status Session::Impl::prepare(int threads) {
-  cpu::setThreads(threads);
-  const uint8_t *weights = artifact.weights(0);
+Status RankRunner::prepare() {
+  const uint8_t *weights = artifact.weights(index);
   data.resize(rank.buffers()->size());
   uint64_t arenaSize = std::max<uint64_t>(rank.arena_size(), 64);
   arena.reset(static_cast<uint8_t *>(std::aligned_alloc(64, (arenaSize + 63) / 64 * 64)));
@@ -154,7 +172,7 @@ Status Session::Impl::prepare(int threads) {
 
 /// Arity, parameters and element types of a step: what can be checked
 /// before any shape is known.
-Status Session::Impl::checkStep(const fb::Step &step, size_t index) const {
+Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
   auto sig = stepSignature(static_cast<unsigned>(step.kind()));
   std::string where = "step " + str(index);
   if (!sig)
@@ -182,8 +200,9 @@ Status Session::Impl::checkStep(const fb::Step &step, size_t index) const {
     break;
   case fb::StepKind::AllReduce:
   case fb::StepKind::AllGather:
-    return Status::error(where + ": collectives need a tensor-parallel "
-                         "communicator, which the CPU runtime does not have yet");
+    if (!comm)
+      return Status::error(where + ": a collective in an artifact of one rank");
+    break;
   default: break;
   }
   auto floatLike = [](fb::DType t) {
@@ -204,7 +223,7 @@ Status Session::Impl::checkStep(const fb::Step &step, size_t index) const {
 }
 
 /// Every buffer's shape at these symbol values, each within its bytes.
-Status Session::Impl::evaluateShapes(const int64_t symbols[kSymbols]) {
+Status RankRunner::evaluateShapes(const int64_t symbols[kSymbols]) {
   shapes.assign(rank.buffers()->size(), Shape());
   for (uint32_t i = 0; i < shapes.size(); ++i) {
     const fb::Buffer &b = buffer(i);
@@ -234,7 +253,7 @@ Status Session::Impl::evaluateShapes(const int64_t symbols[kSymbols]) {
   return Status::success();
 }
 
-Status Session::Impl::runStep(const fb::Step &step, int64_t pastTokens) {
+Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   auto in = [&](size_t i) { return step.inputs()->Get(i); };
   uint32_t outId = step.outputs()->Get(0);
   const Shape &out = shapes[outId];
@@ -450,15 +469,31 @@ Status Session::Impl::runStep(const fb::Step &step, int64_t pastTokens) {
                   f(in(0)) + r * x[2] * x[3], x[2] * x[3] * sizeof(float));
     return Status::success();
   }
-  case fb::StepKind::AllReduce:
-  case fb::StepKind::AllGather:
-    break; // refused by checkStep
+  case fb::StepKind::AllReduce: {
+    if (elements(shapes[in(0)]) != n)
+      return mismatch("an all-reduce keeps its shape");
+    if (Status s = comm->allReduceSum(index, f(in(0)), f(outId), n); !s.ok())
+      return Status::error("all-reduce '" + name(outId) + "': " + s.message());
+    return Status::success();
+  }
+  case fb::StepKind::AllGather: {
+    const Shape &x = shapes[in(0)];
+    int64_t axis = step.ints()->Get(0);
+    int ranks = comm->size();
+    if (axis != static_cast<int64_t>(x.size()) - 1 || out.size() != x.size() ||
+        out.back() != x.back() * ranks || elements(x) * ranks != n)
+      return mismatch("an all-gather concatenates the ranks' last dimensions");
+    if (Status s = comm->allGather(index, f(in(0)), elements(x) / std::max<int64_t>(x.back(), 1),
+                                   x.back(), f(outId));
+        !s.ok())
+      return Status::error("all-gather '" + name(outId) + "': " + s.message());
+    return Status::success();
+  }
   }
   return mismatch("this runtime cannot run it");
 }
 
-Status Session::Impl::run(const std::string &entryName, const Inputs &inputs,
-                          Outputs &outputs) {
+Status RankRunner::bind(const std::string &entryName, const Inputs &inputs) {
   const fb::Entry *e = entry(entryName);
   if (!e) {
     std::string names;
@@ -498,7 +533,6 @@ Status Session::Impl::run(const std::string &entryName, const Inputs &inputs,
       return Status::error("input_ids " + shapeText(idShape) + " is empty");
 
   bool decode = entryName == "decode", cached = decode || entryName == "prefill";
-  int64_t symbols[kSymbols] = {};
   symbols[0] = idShape[0];
   symbols[1] = idShape.back();
   symbols[2] = idShape.size() == 3 ? idShape[1] : 1;
@@ -567,25 +601,83 @@ Status Session::Impl::run(const std::string &entryName, const Inputs &inputs,
                                str(i) + " is outside [0, " + str(rows) + ")");
     }
 
-  if (cached && !decode)
+  bound = e;
+  cachedCall = cached;
+  decodeCall = decode;
+  return Status::success();
+}
+
+Status RankRunner::execute() {
+  if (cachedCall && !decodeCall)
     past = 0; // a prefill starts a new sequence
-  for (const fb::Step *step : *e->steps())
+  for (const fb::Step *step : *bound->steps())
     if (Status s = runStep(*step, symbols[3]); !s.ok()) {
       past = 0; // the cache may be partly written
       return s;
     }
-  if (cached) {
+  if (cachedCall) {
     past = symbols[4];
     cacheBatch = symbols[0];
   }
+  return Status::success();
+}
 
+void RankRunner::readOutputs(Outputs &outputs) const {
   outputs.clear();
-  for (uint32_t id : *e->outputs()) {
+  for (uint32_t id : *bound->outputs()) {
     FloatTensor &t = outputs[name(id)];
     t.shape = shapes[id];
     const float *src = reinterpret_cast<const float *>(data[id]);
     t.data.assign(src, src + elements(shapes[id]));
   }
+}
+
+/// All ranks this process runs: one (a single-rank artifact, or one rank
+/// of an MPI job) or all of them, as threads.
+struct Session::Impl {
+  const Artifact &artifact;
+  std::shared_ptr<Communicator> comm;
+  std::vector<std::unique_ptr<RankRunner>> ranks;
+  int threadsPerRank = 1;
+
+  explicit Impl(const Artifact &artifact) : artifact(artifact) {}
+  RankRunner &first() { return *ranks.front(); }
+  const RankRunner &first() const { return *ranks.front(); }
+  Status run(const std::string &entry, const Inputs &inputs, Outputs &outputs);
+};
+
+Status Session::Impl::run(const std::string &entry, const Inputs &inputs,
+                          Outputs &outputs) {
+  // Every rank checks the same inputs the same way; bind them all before
+  // anything runs, so a bad input changes no rank's state.
+  for (auto &r : ranks)
+    if (Status s = r->bind(entry, inputs); !s.ok())
+      return s;
+  if (ranks.size() == 1 && (!comm || comm->size() == 1)) {
+    if (Status s = first().execute(); !s.ok())
+      return s;
+    first().readOutputs(outputs);
+    return Status::success();
+  }
+  comm->reset();
+  std::vector<Status> results(ranks.size(), Status::success());
+  auto runRank = [&](size_t i) {
+    cpu::setThreads(threadsPerRank);
+    results[i] = ranks[i]->execute();
+    if (!results[i].ok()) // wake the ranks waiting for this one
+      comm->abort("rank " + std::to_string(ranks[i]->index) + " failed: " +
+                  results[i].message());
+  };
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < ranks.size(); ++i)
+    threads.emplace_back(runRank, i);
+  runRank(0);
+  for (std::thread &t : threads)
+    t.join();
+  for (const Status &s : results)
+    if (!s.ok())
+      return s;
+  first().readOutputs(outputs);
   return Status::success();
 }
 
@@ -594,33 +686,63 @@ Session::~Session() = default;
 
 Status Session::create(const Artifact &artifact, const SessionOptions &options,
                        std::unique_ptr<Session> &out) {
-  auto impl = std::make_unique<Impl>(artifact, *artifact.root().ranks()->Get(0));
-  if (Status s = impl->prepare(options.threads); !s.ok())
-    return s;
+  auto impl = std::make_unique<Impl>(artifact);
+  int ranks = static_cast<int>(artifact.root().ranks()->size());
+  std::vector<int> mine;
+  if (options.communicator) {
+    // One rank of a job whose other ranks are elsewhere (MPI, NCCL).
+    impl->comm = options.communicator;
+    if (impl->comm->size() != ranks)
+      return Status::error(artifact.path() + " has " + str(ranks) +
+                           " tensor-parallel rank(s), but the " + impl->comm->kind() +
+                           " job has " + str(impl->comm->size()) +
+                           " (run it with as many processes as ranks)");
+    if (options.rank < 0 || options.rank >= ranks)
+      return Status::error("rank " + str(options.rank) + " is not one of the artifact's " +
+                           str(ranks) + " ranks");
+    mine = {options.rank};
+  } else {
+    for (int r = 0; r < ranks; ++r)
+      mine.push_back(r);
+    if (ranks > 1)
+      impl->comm = makeInProcessCommunicator(ranks, options.collectiveTimeoutSeconds);
+  }
+  int cores = options.threads > 0
+                  ? options.threads
+                  : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // Ranks that share this process share its cores.
+  impl->threadsPerRank = std::max(1, cores / static_cast<int>(mine.size()));
+  cpu::setThreads(impl->threadsPerRank);
+  for (int r : mine) {
+    impl->ranks.push_back(std::make_unique<RankRunner>(
+        artifact, *artifact.root().ranks()->Get(r), r, impl->comm.get()));
+    if (Status s = impl->ranks.back()->prepare(); !s.ok())
+      return s;
+  }
   out.reset(new Session(std::move(impl)));
   return Status::success();
 }
 
 std::vector<std::string> Session::entries() const {
   std::vector<std::string> names;
-  for (const fb::Entry *e : *impl_->rank.entries())
+  for (const fb::Entry *e : *impl_->first().rank.entries())
     names.push_back(e->name()->str());
   return names;
 }
 
 std::vector<std::string> Session::inputNames(const std::string &entry) const {
   std::vector<std::string> names;
-  if (const fb::Entry *e = impl_->entry(entry))
+  if (const fb::Entry *e = impl_->first().entry(entry))
     for (uint32_t id : *e->inputs())
-      names.push_back(impl_->name(id));
+      names.push_back(impl_->first().name(id));
   return names;
 }
 
 std::vector<std::string> Session::outputNames(const std::string &entry) const {
   std::vector<std::string> names;
-  if (const fb::Entry *e = impl_->entry(entry))
+  if (const fb::Entry *e = impl_->first().entry(entry))
     for (uint32_t id : *e->outputs())
-      names.push_back(impl_->name(id));
+      names.push_back(impl_->first().name(id));
   return names;
 }
 
@@ -629,10 +751,13 @@ Status Session::run(const std::string &entry, const Inputs &inputs,
   return impl_->run(entry, inputs, outputs);
 }
 
-int64_t Session::cachedTokens() const { return impl_->past; }
+int64_t Session::cachedTokens() const { return impl_->first().past; }
+int Session::ranks() const {
+  return static_cast<int>(impl_->artifact.root().ranks()->size());
+}
 int64_t Session::maxBatch() const { return impl_->artifact.root().model()->max_batch(); }
 int64_t Session::maxContext() const {
-  int64_t capacity = impl_->cacheCapacity();
+  int64_t capacity = impl_->first().cacheCapacity();
   return capacity > 0 ? capacity : maxSequence();
 }
 

@@ -30,6 +30,13 @@ void MegatronDialect::initialize() {
 
 LogicalResult MegatronDialect::verifyOperationAttribute(Operation *op,
                                                         NamedAttribute attr) {
+  if (attr.getName() == kRankAttrName) {
+    auto rank = dyn_cast<IntegerAttr>(attr.getValue());
+    if (!isa<FunctionOpInterface>(op) || !rank || rank.getInt() < 0)
+      return op->emitError() << "'" << kRankAttrName
+                             << "' must be a non-negative integer on a function";
+    return success();
+  }
   if (attr.getName() != kConfigAttrName)
     return op->emitError() << "unknown megatron attribute '"
                            << attr.getName().getValue() << "'";

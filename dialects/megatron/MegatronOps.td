@@ -43,6 +43,8 @@ def Megatron_Dialect : Dialect {
   let extraClassDeclaration = [{
     static constexpr llvm::StringLiteral kConfigAttrName = "megatron.config";
     static constexpr llvm::StringLiteral kInputAttrName = "megatron.input";
+    /// The tensor-parallel rank a function computes (after sharding).
+    static constexpr llvm::StringLiteral kRankAttrName = "megatron.rank";
     static constexpr llvm::StringLiteral kOutputAttrName = "megatron.output";
   }];
 }

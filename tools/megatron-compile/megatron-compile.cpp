@@ -29,8 +29,13 @@ static cl::opt<std::string>
 static cl::list<std::string>
     sets("set", cl::desc("override a Hugging Face config key"),
          cl::value_desc("KEY=VALUE"));
+static cl::opt<int64_t>
+    tensorParallel("tp", cl::desc("tensor-parallel ranks (default 1); must divide "
+                                  "the heads, FFN size and padded vocabulary"),
+                   cl::init(1));
 static cl::opt<std::string>
-    compileTo("compile-to", cl::desc("print the IR after this phase: import | lower"),
+    compileTo("compile-to",
+              cl::desc("print the IR after this phase: import | shard | lower"),
               cl::value_desc("phase"));
 static cl::opt<std::string>
     dtype("dtype", cl::desc("weight storage: f32 (default) | f16 | bf16"),
@@ -78,6 +83,10 @@ int main(int argc, char **argv) {
   options.pipeline.maxBatch = maxBatch;
   options.pipeline.maxSequence = maxSeq;
   options.pipeline.maxChoices = maxChoices;
+  if (tensorParallel < 1)
+    return fail(llvm::createStringError("--tp must be at least 1, got " +
+                                        std::to_string(tensorParallel)));
+  options.pipeline.tensorParallel = tensorParallel;
   if (dtype != "f32" && dtype != "f16" && dtype != "bf16")
     return fail(llvm::createStringError("unknown --dtype '" + dtype +
                                         "' (expected f32, f16 or bf16)"));
@@ -91,7 +100,7 @@ int main(int argc, char **argv) {
   if (!compileTo.empty() &&
       !(options.compileTo = megatron::parsePhase(compileTo)))
     return fail(llvm::createStringError("unknown --compile-to phase '" +
-                                        compileTo + "' (available: import, lower)"));
+                                        compileTo + "' (available: import, shard, lower)"));
   if (llvm::Error error = megatron::runCompile(options))
     return fail(std::move(error));
   return 0;

@@ -23,6 +23,7 @@
 #define MEGATRON_RUNTIME_SESSION_H
 
 #include "megatron/runtime/Artifact.h"
+#include "megatron/runtime/Communicator.h"
 #include "megatron/runtime/Status.h"
 
 #include <cstdint>
@@ -49,8 +50,17 @@ using Inputs = std::map<std::string, IdTensor>;
 using Outputs = std::map<std::string, FloatTensor>;
 
 struct SessionOptions {
-  /// Worker threads for kernels and GEMMs; 0 means all cores.
+  /// Worker threads for kernels and GEMMs, shared by the ranks this process
+  /// runs; 0 means all cores.
   int threads = 0;
+  /// An artifact of several tensor-parallel ranks runs them all in this
+  /// process (threads, in-process collectives) unless a communicator is
+  /// given: then this process runs only `rank` and the communicator's other
+  /// ranks run elsewhere (e.g. MPI).
+  std::shared_ptr<Communicator> communicator;
+  int rank = 0;
+  /// How long a rank waits in a collective for the others (in-process).
+  double collectiveTimeoutSeconds = 60;
 };
 
 class Session {
@@ -71,6 +81,9 @@ public:
   /// sequence, and (for decode) the context left are checked first; a
   /// failed check leaves the session as it was.
   Status run(const std::string &entry, const Inputs &inputs, Outputs &outputs);
+
+  /// Tensor-parallel ranks of the artifact.
+  int ranks() const;
 
   /// Tokens held in the KV cache (GPT-2), 0 before the first prefill.
   int64_t cachedTokens() const;
