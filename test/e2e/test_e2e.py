@@ -156,12 +156,12 @@ class EndToEnd(unittest.TestCase):
         os.makedirs(path, exist_ok=True)
         return path
 
-    def compile(self, entry, task, dtype='f32'):
+    def compile(self, entry, task, dtype='f32', extra=()):
         """The artifact's path; fails the (sub)test with the compiler's stderr."""
-        artifact = os.path.join(self.workdir(entry['path'], task, dtype), 'm.mtc')
+        artifact = os.path.join(self.workdir(entry['path'], task, dtype, *extra), 'm.mtc')
         dtype_flags = [] if dtype == 'f32' else ['--dtype', dtype]      # f32 is the default
         r = run(self.compiler, fixture(entry['path']), '--task', task, *dtype_flags,
-                *checkpoint_flags(entry), '-o', artifact)
+                *checkpoint_flags(entry), *extra, '-o', artifact)
         self.assertEqual(r.returncode, 0, f'megatron-compile {entry["path"]} --task {task} --dtype {dtype}: '
                                           f'{r.stderr.strip()}')
         self.assertTrue(os.path.isfile(artifact), f'megatron-compile wrote no {artifact}')
@@ -265,6 +265,55 @@ class HalfPrecision(EndToEnd):
 
     def test_bf16(self):
         self.check_dtype('bf16')
+
+
+class TensorParallel(EndToEnd):
+    """--tp 2 and --tp 4: every fixture (Megatron checkpoints saved with TP=1
+    or TP=2 re-sharded alike) and head against the reference, and against
+    the TP=1 artifact's outputs within TP_TOLERANCE."""
+
+    TP_TOLERANCE = 1e-5
+
+    def check_family(self, fixture_family):
+        entries = [e for e in good_fixtures() if family(e) == fixture_family]
+        self.assertTrue(entries)
+        for entry in entries:
+            for task in tasks(entry):
+                with self.subTest(fixture=entry['path'], task=task):
+                    single = self.compile(entry, task)
+                    for tp in (2, 4):
+                        artifact = self.compile(entry, task, extra=('--tp', str(tp)))
+                        for case_name, case in cases(entry, task).items():
+                            name = f'{case_name}-tp{tp}'
+                            with self.subTest(tp=tp, case=case_name):
+                                self.check(entry, task, artifact, name, case, TOLERANCE['f32'])
+                                base = os.path.join(os.path.dirname(single), 'out-' + case_name + '-tp1')
+                                self.run_artifact(single, case, base)
+                                out = os.path.join(os.path.dirname(artifact), 'out-' + name)
+                                for npy in sorted(os.listdir(base)):
+                                    err = max_relative_error(np.load(os.path.join(out, npy)),
+                                                             np.load(os.path.join(base, npy)).astype(np.float64))
+                                    self.assertLessEqual(err, self.TP_TOLERANCE,
+                                                         f'{entry["path"]} {task} {name} {npy} vs TP=1')
+
+    def test_megatron_bert(self):
+        self.check_family(('megatron', 'bert'))
+
+    def test_megatron_gpt2(self):
+        self.check_family(('megatron', 'gpt2'))
+
+    def test_hf_bert(self):
+        self.check_family(('hf', 'bert'))
+
+    def test_hf_gpt2(self):
+        self.check_family(('hf', 'gpt2'))
+
+    def test_degree_must_divide_the_model(self):
+        entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']
+        r = run(self.compiler, fixture(entry['path']), '--tp', '3', '-o', os.path.join(self.work, 'x.mtc'))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('--tp 3 does not divide the model', r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.work, 'x.mtc')))
 
 
 class Info(EndToEnd):

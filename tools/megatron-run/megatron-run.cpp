@@ -452,7 +452,8 @@ int runInfo(const Options &opts, Session &session) {
   if (opts.json) {
     os << "{\"artifact\": " << jsonString(opts.artifact)
        << ", \"max_batch\": " << session.maxBatch()
-       << ", \"max_sequence\": " << session.maxSequence() << ", \"entries\": [";
+       << ", \"max_sequence\": " << session.maxSequence()
+       << ", \"tensor_parallel\": " << session.ranks() << ", \"entries\": [";
     for (size_t i = 0; i < entries.size(); ++i)
       os << (i ? ", " : "") << "{\"name\": " << jsonString(entries[i])
          << ", \"inputs\": " << jsonList(session.inputNames(entries[i]))
@@ -461,7 +462,8 @@ int runInfo(const Options &opts, Session &session) {
     os << "]}\n";
   } else {
     os << "artifact: " << opts.artifact << "\nmax batch: " << session.maxBatch()
-       << "\nmax sequence: " << session.maxSequence() << "\n";
+       << "\nmax sequence: " << session.maxSequence()
+       << "\ntensor-parallel ranks: " << session.ranks() << "\n";
     for (const std::string &e : entries)
       os << "entry " << e << "\n  inputs:  " << joined(session.inputNames(e))
          << "\n  outputs: " << joined(session.outputNames(e)) << "\n";
