@@ -308,6 +308,40 @@ class TensorParallel(EndToEnd):
     def test_hf_gpt2(self):
         self.check_family(('hf', 'gpt2'))
 
+    def mpirun(self, ranks, *argv):
+        mpirun = shutil.which('mpirun')
+        self.assertIsNotNone(mpirun, 'mpirun is missing (apt-get install openmpi-bin)')
+        # Root in CI containers; more ranks than cores is fine for a test.
+        return subprocess.run([mpirun, '--allow-run-as-root', '--oversubscribe', '-np', str(ranks),
+                               self.runner, *map(str, argv)],
+                              capture_output=True, text=True, timeout=300)
+
+    def test_mpirun_gives_the_single_process_numbers(self):
+        """One process per rank, collectives over MPI: the TP=1 outputs."""
+        entries = {e['path']: e for e in good_fixtures()}
+        for path, task, case in (('megatron/gpt2_v3_tp1', 'causal-lm', GPT2_CASES['padded-decode-last-3']),
+                                 ('megatron/bert_v3_tp2', 'pretraining', BERT_CASES['pair-padded'])):
+            with self.subTest(fixture=path):
+                entry = entries[path]
+                single = self.compile(entry, task)
+                base = os.path.join(os.path.dirname(single), 'out-mpi-base')
+                self.run_artifact(single, case, base)
+                artifact = self.compile(entry, task, extra=('--tp', '2'))
+                out = os.path.join(os.path.dirname(artifact), 'out-mpi')
+                argv = [artifact, 'forward', '--output-dir', out]
+                for flag, value in case.items():
+                    argv += [flag, value]
+                r = self.mpirun(2, *argv)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                for npy in sorted(os.listdir(base)):
+                    err = max_relative_error(np.load(os.path.join(out, npy)),
+                                             np.load(os.path.join(base, npy)).astype(np.float64))
+                    self.assertLessEqual(err, self.TP_TOLERANCE, f'{path} {npy} under mpirun')
+                # As many processes as ranks, or a clear error (and no hang).
+                r = self.mpirun(3, artifact, 'info')
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn('has 2 tensor-parallel rank(s), but the MPI job has 3', r.stderr)
+
     def test_degree_must_divide_the_model(self):
         entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']
         r = run(self.compiler, fixture(entry['path']), '--tp', '3', '-o', os.path.join(self.work, 'x.mtc'))

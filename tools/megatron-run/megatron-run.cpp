@@ -11,6 +11,9 @@
 
 #include "megatron/runtime/Session.h"
 #include "megatron/runtime/Tasks.h"
+#ifdef MEGATRON_HAVE_MPI
+#include "megatron/runtime/MpiCommunicator.h"
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -28,6 +31,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace megatron::runtime;
@@ -416,8 +420,22 @@ Options parseArgs(int argc, char **argv) {
   return opts;
 }
 
+/// Set when megatron-run is one process of an MPI job: it runs one rank,
+/// and only rank 0 prints or writes results.
+struct MpiJob {
+  std::shared_ptr<Communicator> communicator;
+  int rank = 0, localRanks = 1;
+} gMpi;
+
 SessionOptions sessionOptions(const Options &opts) {
   SessionOptions sessionOptions;
+  if (gMpi.communicator) {
+    sessionOptions.communicator = gMpi.communicator;
+    sessionOptions.rank = gMpi.rank;
+    // Processes on one host share its cores.
+    sessionOptions.threads =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / gMpi.localRanks);
+  }
   auto threads = opts.values.find("--threads");
   if (threads != opts.values.end()) {
     int64_t n = parseInt("--threads", threads->second, "");
@@ -557,6 +575,8 @@ int runForward(const Options &opts, Session &session) {
       outputs[name] = concatSeq(name, list);
   }
 
+  if (gMpi.rank != 0)
+    return 0; // rank 0 writes the (replicated) outputs
   std::filesystem::path dir = v.at("--output-dir");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -965,26 +985,43 @@ void printError(std::string message) {
   std::cerr << "error: " << message << "\n";
 }
 
+int run(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::cout << kUsage;
+      return 0;
+    }
+  Options opts = parseArgs(argc, argv);
+  if (kTextCommands.count(opts.command))
+    return runText(opts);
+  std::unique_ptr<Artifact> artifact;
+  std::unique_ptr<Session> session = openSession(opts, artifact);
+  return opts.command == "info" ? runInfo(opts, *session) : runForward(opts, *session);
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
+  int status = 1;
   try {
-    for (int i = 1; i < argc; ++i)
-      if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
-        std::cout << kUsage;
-        return 0;
-      }
-    Options opts = parseArgs(argc, argv);
-    if (kTextCommands.count(opts.command))
-      return runText(opts);
-    std::unique_ptr<Artifact> artifact;
-    std::unique_ptr<Session> session = openSession(opts, artifact);
-    return opts.command == "info" ? runInfo(opts, *session)
-                                  : runForward(opts, *session);
+#ifdef MEGATRON_HAVE_MPI
+    if (mpi::launchedByMpi()) {
+      check(mpi::join(argc, argv, gMpi.communicator, gMpi.rank, gMpi.localRanks));
+      if (gMpi.rank != 0) // rank 0 prints the results
+        std::cout.setstate(std::ios::failbit);
+    }
+#endif
+    status = run(argc, argv);
   } catch (const Failure &f) {
-    printError(f.message);
+    printError((gMpi.rank ? "rank " + std::to_string(gMpi.rank) + ": " : "") + f.message);
   } catch (const std::exception &e) {
     printError(e.what());
   }
-  return 1;
+#ifdef MEGATRON_HAVE_MPI
+  // A failed rank leaves without MPI_Finalize: mpirun then ends the
+  // others, which may be waiting on it in a collective.
+  if (gMpi.communicator && status == 0)
+    mpi::finish();
+#endif
+  return status;
 }

@@ -1,0 +1,30 @@
+//===- MpiCommunicator.h - one tensor-parallel rank per process -*- C++ -*-===//
+//
+// For `mpirun -np N megatron-run ...`: each process runs one rank of the
+// artifact and the collectives go through MPI. Built when MPI is found
+// (MEGATRON_HAVE_MPI); the library is MegatronRuntimeMPI.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MEGATRON_RUNTIME_MPICOMMUNICATOR_H
+#define MEGATRON_RUNTIME_MPICOMMUNICATOR_H
+
+#include "megatron/runtime/Communicator.h"
+
+namespace megatron::runtime::mpi {
+
+/// Whether this process was started by an MPI launcher (mpirun/srun set
+/// the environment), so megatron-run should join an MPI job.
+bool launchedByMpi();
+
+/// Initialises MPI (once) and returns a communicator over MPI_COMM_WORLD,
+/// this process's rank, and how many ranks share this host.
+Status join(int &argc, char **&argv, std::shared_ptr<Communicator> &out, int &rank,
+            int &localRanks);
+
+/// MPI_Finalize, when MPI was initialised.
+void finish();
+
+} // namespace megatron::runtime::mpi
+
+#endif // MEGATRON_RUNTIME_MPICOMMUNICATOR_H
