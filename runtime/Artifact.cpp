@@ -212,3 +212,5 @@ Status Artifact::tokenizer(std::unique_ptr<Tokenizer> &out) const {
     return Status::error(path_ + ": the embedded tokenizer: " + s.message());
   return Status::success();
 }
+
+int Artifact::ranks() const { return static_cast<int>(root_->ranks()->size()); }

@@ -73,6 +73,7 @@ struct RankRunner {
   const fb::Rank &rank;
   int index = 0;                  ///< the rank
   Communicator *comm = nullptr;   ///< null for a single rank
+  uint64_t collectiveBytes = 0;   ///< sent into collectives, all calls
   std::unique_ptr<uint8_t, FreeDeleter> arena;
   std::vector<uint8_t *> data;                ///< per buffer
   std::vector<std::vector<float>> widened;    ///< f16/bf16 weights as f32
@@ -472,6 +473,7 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   case fb::StepKind::AllReduce: {
     if (elements(shapes[in(0)]) != n)
       return mismatch("an all-reduce keeps its shape");
+    collectiveBytes += n * sizeof(float);
     if (Status s = comm->allReduceSum(index, f(in(0)), f(outId), n); !s.ok())
       return Status::error("all-reduce '" + name(outId) + "': " + s.message());
     return Status::success();
@@ -483,6 +485,7 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     if (axis != static_cast<int64_t>(x.size()) - 1 || out.size() != x.size() ||
         out.back() != x.back() * ranks || elements(x) * ranks != n)
       return mismatch("an all-gather concatenates the ranks' last dimensions");
+    collectiveBytes += elements(x) * sizeof(float);
     if (Status s = comm->allGather(index, f(in(0)), elements(x) / std::max<int64_t>(x.back(), 1),
                                    x.back(), f(outId));
         !s.ok())
@@ -689,22 +692,26 @@ Status Session::create(const Artifact &artifact, const SessionOptions &options,
   auto impl = std::make_unique<Impl>(artifact);
   int ranks = static_cast<int>(artifact.root().ranks()->size());
   std::vector<int> mine;
-  if (options.communicator) {
-    // One rank of a job whose other ranks are elsewhere (MPI, NCCL).
-    impl->comm = options.communicator;
-    if (impl->comm->size() != ranks)
-      return Status::error(artifact.path() + " has " + str(ranks) +
-                           " tensor-parallel rank(s), but the " + impl->comm->kind() +
-                           " job has " + str(impl->comm->size()) +
-                           " (run it with as many processes as ranks)");
-    if (options.rank < 0 || options.rank >= ranks)
+  impl->comm = options.communicator;
+  if (impl->comm && impl->comm->size() != ranks)
+    return Status::error(artifact.path() + " has " + str(ranks) +
+                         " tensor-parallel rank(s), but the " + impl->comm->kind() +
+                         " communicator has " + str(impl->comm->size()) +
+                         (options.rank >= 0 ? " (run it with as many processes as ranks)"
+                                            : ""));
+  if (options.rank >= 0) {
+    // One rank of a job whose other ranks are elsewhere (MPI).
+    if (!impl->comm)
+      return Status::error("running one rank (" + str(options.rank) +
+                           ") needs the communicator of its job");
+    if (options.rank >= ranks)
       return Status::error("rank " + str(options.rank) + " is not one of the artifact's " +
                            str(ranks) + " ranks");
     mine = {options.rank};
   } else {
     for (int r = 0; r < ranks; ++r)
       mine.push_back(r);
-    if (ranks > 1)
+    if (ranks > 1 && !impl->comm)
       impl->comm = makeInProcessCommunicator(ranks, options.collectiveTimeoutSeconds);
   }
   int cores = options.threads > 0
@@ -752,6 +759,7 @@ Status Session::run(const std::string &entry, const Inputs &inputs,
 }
 
 int64_t Session::cachedTokens() const { return impl_->first().past; }
+uint64_t Session::collectiveBytes() const { return impl_->first().collectiveBytes; }
 int Session::ranks() const {
   return static_cast<int>(impl_->artifact.root().ranks()->size());
 }

@@ -70,7 +70,7 @@ bool mpi::launchedByMpi() {
 }
 
 Status mpi::join(int &argc, char **&argv, std::shared_ptr<Communicator> &out, int &rank,
-                 int &localRanks) {
+                 int &localRank, int &localRanks) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized && MPI_Init(&argc, &argv) != MPI_SUCCESS)
@@ -83,8 +83,16 @@ Status mpi::join(int &argc, char **&argv, std::shared_ptr<Communicator> &out, in
   MPI_Comm local;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local);
   MPI_Comm_size(local, &localRanks);
+  MPI_Comm_rank(local, &localRank);
   MPI_Comm_free(&local);
   out = std::make_shared<MpiCommunicator>(size);
+  return Status::success();
+}
+
+Status mpi::broadcast(void *data, size_t bytes, int root) {
+  int code = MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, MPI_COMM_WORLD);
+  if (code != MPI_SUCCESS)
+    return Status::error("MPI_Bcast: " + mpiError(code));
   return Status::success();
 }
 

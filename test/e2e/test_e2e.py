@@ -340,7 +340,29 @@ class TensorParallel(EndToEnd):
                 # As many processes as ranks, or a clear error (and no hang).
                 r = self.mpirun(3, artifact, 'info')
                 self.assertNotEqual(r.returncode, 0)
-                self.assertIn('has 2 tensor-parallel rank(s), but the MPI job has 3', r.stderr)
+                self.assertIn('has 2 tensor-parallel rank(s), but the MPI communicator has 3', r.stderr)
+
+    def test_nccl_collectives_run_or_say_why_not(self):
+        """--collectives nccl: the TP=1 numbers where there are CUDA devices
+        for the ranks; elsewhere one clear error (no GPU, no NCCL build)."""
+        entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']
+        case = GPT2_CASES['padded']
+        single = self.compile(entry, 'causal-lm')
+        base = os.path.join(os.path.dirname(single), 'out-nccl-base')
+        self.run_artifact(single, case, base)
+        artifact = self.compile(entry, 'causal-lm', extra=('--tp', '2'))
+        out = os.path.join(os.path.dirname(artifact), 'out-nccl')
+        argv = [artifact, 'forward', '--collectives', 'nccl', '--output-dir', out]
+        for flag, value in case.items():
+            argv += [flag, value]
+        r = run(self.runner, *argv)
+        if r.returncode != 0:
+            self.assertTrue(ONE_ERROR_LINE.fullmatch(r.stderr), r.stderr)
+            self.assertRegex(r.stderr, r'CUDA|NCCL')
+            return
+        err = max_relative_error(np.load(os.path.join(out, 'logits.npy')),
+                                 np.load(os.path.join(base, 'logits.npy')).astype(np.float64))
+        self.assertLessEqual(err, self.TP_TOLERANCE)
 
     def test_degree_must_divide_the_model(self):
         entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']

@@ -214,22 +214,28 @@ Fields benchForward(Session &session, const Options &opts) {
   in["input_ids"] =
       idTensor(opts.batch, randomIds(opts.batch * opts.seq, vocab, opts.seed));
   std::vector<double> times;
+  uint64_t bytesBefore = session.collectiveBytes();
   for (int64_t i = 0; i < opts.warmup + opts.iters; ++i) {
     auto start = std::chrono::steady_clock::now();
     check(session.run("forward", in, out));
     if (i >= opts.warmup)
       times.push_back(msSince(start));
   }
+  double perCall = double(session.collectiveBytes() - bytesBefore) /
+                   double(opts.warmup + opts.iters);
   return {{"batch", std::to_string(opts.batch)},
           {"seq", std::to_string(opts.seq)},
           {"vocab", std::to_string(vocab)},
           {"median_ms", number(median(times))},
           {"min_ms", number(*std::min_element(times.begin(), times.end()))},
-          {"max_ms", number(*std::max_element(times.begin(), times.end()))}};
+          {"max_ms", number(*std::max_element(times.begin(), times.end()))},
+          {"ranks", std::to_string(session.ranks())},
+          {"collective_bytes_per_token", number(perCall / double(opts.batch * opts.seq))}};
 }
 
 struct Generation {
   double prefillMs = 0, decodeMs = 0;
+  uint64_t decodeBytes = 0; ///< into collectives, all decode steps
   std::vector<int64_t> tokens;
 };
 
@@ -239,11 +245,13 @@ Generation generate(Session &session, const IdTensor &prompt,
                     int64_t newTokens) {
   Generation g;
   Inputs in{{"input_ids", prompt}};
+  uint64_t bytesBefore = 0;
   Outputs out;
   auto start = std::chrono::steady_clock::now();
   check(session.run("prefill", in, out));
   g.tokens.push_back(lastArgmax(out));
   g.prefillMs = msSince(start);
+  bytesBefore = session.collectiveBytes();
   start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < newTokens; ++i) {
     in["input_ids"] = IdTensor{{1, 1}, {g.tokens.back()}};
@@ -251,6 +259,7 @@ Generation generate(Session &session, const IdTensor &prompt,
     g.tokens.push_back(lastArgmax(out));
   }
   g.decodeMs = msSince(start);
+  g.decodeBytes = session.collectiveBytes() - bytesBefore;
   return g;
 }
 
@@ -290,6 +299,9 @@ Fields benchDecode(Session &session, const Options &opts) {
           {"prefill_ms", number(median(prefill))},
           {"decode_ms", number(median(decode))},
           {"tokens_per_s", number(median(rate))},
+          {"ranks", std::to_string(session.ranks())},
+          {"collective_bytes_per_token",
+           number(double(runs.front().decodeBytes) / double(opts.newTokens))},
           {"tokens", "[" + tokens + "]"}};
 }
 

@@ -14,6 +14,9 @@
 #ifdef MEGATRON_HAVE_MPI
 #include "megatron/runtime/MpiCommunicator.h"
 #endif
+#ifdef MEGATRON_HAVE_NCCL
+#include "megatron/runtime/NcclCommunicator.h"
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -53,7 +56,7 @@ const char *const kUsage = R"(usage:
   megatron-run ARTIFACT qa --question Q --context C [--max-answer-tokens 15] [--json]
   megatron-run ARTIFACT next-sentence A B [--json]
   megatron-run ARTIFACT embed TEXT... [--last-hidden] [--json]
-  common: [--threads N] [--backend cpu]; --help
+  common: [--threads N] [--backend cpu] [--collectives threads|mpi|nccl]; --help
 
 forward   runs the artifact's `forward` entry (BERT) or `prefill` (GPT-2) and
           writes every output as DIR/<name>.npy (float32, C order).
@@ -78,6 +81,11 @@ IDS       batch items separated by ';', values by ',': "101,2003,102;101,7592,10
           decode them one at a time; the outputs hold every token, as a
           plain forward's do.
 --threads N       kernel and GEMM threads (0: all cores).
+--collectives     how the ranks of a tensor-parallel artifact (--tp N) talk:
+          threads (all ranks in this process; the default), mpi (one
+          process per rank: mpirun -np N megatron-run ...; the default
+          under mpirun), nccl (one CUDA device per rank, in this process or
+          one per MPI process, the NCCL id shared over MPI).
 )";
 
 /// A command-line or run-time failure: becomes `error: <message>`.
@@ -379,7 +387,7 @@ Options parseArgs(int argc, char **argv) {
       opts.switches.insert(name);
       continue;
     }
-    bool common = name == "--threads" || name == "--backend";
+    bool common = name == "--threads" || name == "--backend" || name == "--collectives";
     if (!kValueFlags.count(name) && !common)
       fail("unknown option '" + name + "' (see --help)");
     if (!inlineValue) {
@@ -424,11 +432,73 @@ Options parseArgs(int argc, char **argv) {
 /// and only rank 0 prints or writes results.
 struct MpiJob {
   std::shared_ptr<Communicator> communicator;
-  int rank = 0, localRanks = 1;
+  int rank = 0, localRank = 0, localRanks = 1;
 } gMpi;
+
+/// --collectives: how tensor-parallel ranks talk. threads (in-process, the
+/// default), mpi (one process per rank, the default under mpirun), nccl
+/// (CUDA devices: one per rank, in this process or one per MPI process).
+std::string collectivesOf(const Options &opts) {
+  auto it = opts.values.find("--collectives");
+  std::string kind = it != opts.values.end() ? it->second : "";
+  bool underMpi = false;
+#ifdef MEGATRON_HAVE_MPI
+  underMpi = mpi::launchedByMpi();
+#endif
+  if (kind.empty())
+    return underMpi ? "mpi" : "threads";
+  if (kind != "threads" && kind != "mpi" && kind != "nccl")
+    fail("unknown --collectives '" + kind + "' (expected threads, mpi or nccl)");
+  if (kind == "mpi" && !underMpi)
+    fail("--collectives mpi needs one process per rank: run it with mpirun -np N"
+#ifndef MEGATRON_HAVE_MPI
+         " (and a megatron-run built with MPI)"
+#endif
+    );
+  if (kind == "threads" && underMpi)
+    fail("--collectives threads runs every rank in one process; under mpirun use mpi or nccl");
+#ifndef MEGATRON_HAVE_NCCL
+  if (kind == "nccl")
+    fail("this megatron-run was built without NCCL (it needs the CUDA toolkit with NCCL)");
+#endif
+  return kind;
+}
+
+/// Under mpirun: joins the job, with MPI or NCCL collectives.
+void joinMpiJob(int &argc, char **&argv, const Options &opts) {
+#ifdef MEGATRON_HAVE_MPI
+  if (!mpi::launchedByMpi())
+    return;
+  check(mpi::join(argc, argv, gMpi.communicator, gMpi.rank, gMpi.localRank, gMpi.localRanks));
+  if (gMpi.rank != 0) // rank 0 prints the results
+    std::cout.setstate(std::ios::failbit);
+#ifdef MEGATRON_HAVE_NCCL
+  if (collectivesOf(opts) == "nccl") {
+    // NCCL's unique id travels over MPI; each process takes the device of
+    // its index on the host.
+    nccl::UniqueId id{};
+    if (gMpi.rank == 0)
+      check(nccl::uniqueId(id));
+    check(mpi::broadcast(id.data(), id.size(), 0));
+    std::shared_ptr<Communicator> comm;
+    check(nccl::joinRank(gMpi.communicator->size(), gMpi.rank, gMpi.localRank, id, comm));
+    gMpi.communicator = comm;
+  }
+#endif
+#endif
+}
 
 SessionOptions sessionOptions(const Options &opts) {
   SessionOptions sessionOptions;
+  std::string collectives = collectivesOf(opts);
+#ifdef MEGATRON_HAVE_NCCL
+  if (collectives == "nccl" && !gMpi.communicator) {
+    // Every rank of the artifact in this process, one device each.
+    std::unique_ptr<Artifact> artifact;
+    check(Artifact::open(opts.artifact, artifact));
+    check(nccl::joinLocal(artifact->ranks(), sessionOptions.communicator));
+  }
+#endif
   if (gMpi.communicator) {
     sessionOptions.communicator = gMpi.communicator;
     sessionOptions.rank = gMpi.rank;
@@ -992,6 +1062,7 @@ int run(int argc, char **argv) {
       return 0;
     }
   Options opts = parseArgs(argc, argv);
+  joinMpiJob(argc, argv, opts);
   if (kTextCommands.count(opts.command))
     return runText(opts);
   std::unique_ptr<Artifact> artifact;
@@ -1004,13 +1075,6 @@ int run(int argc, char **argv) {
 int main(int argc, char **argv) {
   int status = 1;
   try {
-#ifdef MEGATRON_HAVE_MPI
-    if (mpi::launchedByMpi()) {
-      check(mpi::join(argc, argv, gMpi.communicator, gMpi.rank, gMpi.localRanks));
-      if (gMpi.rank != 0) // rank 0 prints the results
-        std::cout.setstate(std::ios::failbit);
-    }
-#endif
     status = run(argc, argv);
   } catch (const Failure &f) {
     printError((gMpi.rank ? "rank " + std::to_string(gMpi.rank) + ": " : "") + f.message);

@@ -32,6 +32,8 @@ public:
   const uint8_t *weights(uint32_t rank) const;
   const std::string &path() const { return path_; }
 
+  /// Tensor-parallel ranks (each with its plan and weight region).
+  int ranks() const;
   /// "bert" or "gpt2", and the task the artifact's head serves.
   std::string architecture() const;
   std::string task() const;

@@ -18,9 +18,13 @@ namespace megatron::runtime::mpi {
 bool launchedByMpi();
 
 /// Initialises MPI (once) and returns a communicator over MPI_COMM_WORLD,
-/// this process's rank, and how many ranks share this host.
+/// this process's rank, and its index among the ranks on this host and
+/// their number.
 Status join(int &argc, char **&argv, std::shared_ptr<Communicator> &out, int &rank,
-            int &localRanks);
+            int &localRank, int &localRanks);
+
+/// Rank `root`'s `bytes` at `data` on every rank (e.g. NCCL's unique id).
+Status broadcast(void *data, size_t bytes, int root);
 
 /// MPI_Finalize, when MPI was initialised.
 void finish();

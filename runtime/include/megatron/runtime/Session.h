@@ -54,11 +54,11 @@ struct SessionOptions {
   /// runs; 0 means all cores.
   int threads = 0;
   /// An artifact of several tensor-parallel ranks runs them all in this
-  /// process (threads, in-process collectives) unless a communicator is
-  /// given: then this process runs only `rank` and the communicator's other
-  /// ranks run elsewhere (e.g. MPI).
+  /// process as threads, with in-process collectives or `communicator`
+  /// (e.g. NCCL over local GPUs). With `rank` >= 0 this process runs only
+  /// that rank and the communicator's other ranks run elsewhere (MPI).
   std::shared_ptr<Communicator> communicator;
-  int rank = 0;
+  int rank = -1;
   /// How long a rank waits in a collective for the others (in-process).
   double collectiveTimeoutSeconds = 60;
 };
@@ -84,6 +84,8 @@ public:
 
   /// Tensor-parallel ranks of the artifact.
   int ranks() const;
+  /// Bytes one rank has put into all-reduces and all-gathers so far.
+  uint64_t collectiveBytes() const;
 
   /// Tokens held in the KV cache (GPT-2), 0 before the first prefill.
   int64_t cachedTokens() const;

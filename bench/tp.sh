@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Tensor parallelism on the CPU (issue 5): 345M-shaped BERT and GPT-2
+# compiled with --tp 1 and --tp 2, run in one process (ranks as threads,
+# in-process collectives) on the same cores, side by side:
+#   - BERT forward, batch 1 x 128: median latency;
+#   - GPT-2: prefill of 32 tokens, then 64 greedy decode steps: tokens/s;
+#   - the bytes one rank puts into all-reduces and all-gathers per token.
+# Checkpoints come from bench/e2e.sh's cache (generated there once).
+#
+# Usage: bench/tp.sh [OUTDIR] [--threads N] [--iters N]
+#   OUTDIR       the cache of bench/e2e.sh (default /tmp/megatron-bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "error: $*" >&2; exit 1; }
+
+outdir=/tmp/megatron-bench threads=$(nproc) iters=10
+while [ $# -gt 0 ]; do
+  case $1 in
+    --threads) threads=${2:?--threads needs a value}; shift 2 ;;
+    --iters) iters=${2:?--iters needs a value}; shift 2 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) die "unknown option $1 (see --help)" ;;
+    *) outdir=$1; shift ;;
+  esac
+done
+
+py=/usr/bin/python3 compile=build/bin/megatron-compile bench=build/bin/megatron-bench
+for tool in "$compile" "$bench"; do
+  [ -x "$tool" ] || die "$tool is missing: build first (scripts/build.sh)"
+done
+for model in bert gpt2; do
+  ckpt=$outdir/${model}_345m
+  if [ ! -f "$ckpt/latest_checkpointed_iteration.txt" ]; then
+    echo "generating $ckpt (once; ~0.7 GB)" >&2
+    "$py" test/fixtures/gen_fixtures.py --large "$model" "$ckpt" >/dev/null
+  fi
+done
+
+results=$outdir/tp
+mkdir -p "$results"
+for tp in 1 2; do
+  for model in bert gpt2; do
+    echo "megatron-compile $model --tp $tp" >&2
+    "$compile" "$outdir/${model}_345m" --tp "$tp" -o "$results/${model}_tp$tp.mtc"
+  done
+  echo "megatron-bench forward / decode, --tp $tp" >&2
+  "$bench" "$results/bert_tp$tp.mtc" forward --batch 1 --seq 128 --iters "$iters" \
+    --threads "$threads" >"$results/forward_tp$tp.json"
+  "$bench" "$results/gpt2_tp$tp.mtc" decode --prompt 32 --new-tokens 64 --iters 3 \
+    --threads "$threads" >"$results/decode_tp$tp.json"
+done
+
+echo
+echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $threads threads in all"
+echo
+"$py" - "$results" <<'PY'
+import json, os, sys
+r = sys.argv[1]
+def get(name):
+    with open(os.path.join(r, name)) as f:
+        return json.load(f)
+rows = [('BERT-345M forward 1x128, median ms', 'forward', 'median_ms', False),
+        ('GPT-2-345M prefill 32 tokens, median ms', 'decode', 'prefill_ms', False),
+        ('GPT-2-345M decode, tokens/s', 'decode', 'tokens_per_s', True)]
+print('| measurement | TP=1 | TP=2 | TP=2 vs TP=1 | collective bytes per token (TP=2) |')
+print('|---|---:|---:|---:|---:|')
+for what, mode, key, higher in rows:
+    one, two = get(f'{mode}_tp1.json'), get(f'{mode}_tp2.json')
+    ratio = two[key] / one[key] if higher else one[key] / two[key]
+    print(f'| {what} | {one[key]:.1f} | {two[key]:.1f} | {ratio:.2f}x | '
+          f'{two["collective_bytes_per_token"]:.0f} |')
+PY
