@@ -24,14 +24,20 @@ struct InsertKVCachePass : impl::InsertKVCacheBase<InsertKVCachePass> {
       return;
     bool already = false;
     module.walk([&](mm::KVCacheOp) { already = true; });
+    module.walk([&](mm::AttentionOp a) { already |= a.getKvSlot().has_value(); });
     if (already)
       return;
 
     // Attention is scores = Q K^T (a matmul with transpose_rhs) and
     // context = softmax(...) V: the right-hand sides are the keys and values.
-    // Slots count per function: each tensor-parallel rank has its own.
+    // Slots count per function: each tensor-parallel rank has its own. A
+    // fused attention keeps its cache itself; unfused, the keys and values
+    // go through megatron.kv_cache.
     for (auto func : module.getOps<mlir::func::FuncOp>()) {
       int64_t slot = 0;
+      func.walk([&](mm::AttentionOp attention) {
+        attention.setKvSlot(slot++);
+      });
       func.walk([&](mm::MatmulOp matmul) {
         mlir::OpBuilder b(matmul);
         mlir::Value rhs = matmul.getRhs();

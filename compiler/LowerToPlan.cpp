@@ -45,7 +45,25 @@ std::optional<StepSpec> stepFor(mlir::Operation *op) {
       })
       .Case([](mm::PositionsOp) { return StepSpec{K::Positions}; })
       .Case([](mm::AddOp) { return StepSpec{K::Add}; })
-      .Case([](mm::LinearOp) { return StepSpec{K::Linear}; })
+      .Case([](mm::LinearOp l) {
+        int64_t epilogue = !l.getGelu() ? 0
+                           : *l.getGelu() == mm::GeluApproximation::Tanh ? 2
+                                                                          : 1;
+        return StepSpec{K::Linear, {epilogue}};
+      })
+      .Case([](mm::AddLayerNormOp n) {
+        return StepSpec{K::AddLayerNorm, {}, {n.getEpsilon().convertToDouble()}};
+      })
+      .Case([](mm::LinearAddLayerNormOp n) {
+        return StepSpec{K::LinearAddLayerNorm, {n.getBias() ? 1 : 0},
+                        {n.getEpsilon().convertToDouble()}};
+      })
+      .Case([](mm::AttentionOp a) {
+        return StepSpec{K::Attention,
+                        {int64_t(a.getNumHeads()), a.getCausal() ? 1 : 0,
+                         a.getMask() ? 1 : 0, a.getKvSlot() ? 1 : 0},
+                        {a.getScale().convertToDouble()}};
+      })
       .Case([](mm::MatmulOp m) {
         return StepSpec{K::Matmul, {m.getTransposeRhs() ? 1 : 0}};
       })
@@ -209,6 +227,11 @@ llvm::Error Lowering::lowerFunction(mlir::func::FuncOp func, int64_t rankIndex,
     return shapes.takeError();
   llvm::SmallVector<mm::KVCacheOp> caches;
   func.walk([&](mm::KVCacheOp c) { caches.push_back(c); });
+  llvm::SmallVector<mm::AttentionOp> cachedAttention;
+  func.walk([&](mm::AttentionOp a) {
+    if (a.getKvSlot())
+      cachedAttention.push_back(a);
+  });
   llvm::DenseSet<Value> external;
   for (mm::KVCacheOp c : caches)
     external.insert(c.getResult());
@@ -266,6 +289,29 @@ llvm::Error Lowering::lowerFunction(mlir::func::FuncOp func, int64_t rankIndex,
     arenaSize += size;
     names[cache.getResult()] = refTo(buffer);
   }
+  // A fused attention keeps its keys and values itself: [batch, heads,
+  // positions, dim] each.
+  llvm::DenseMap<mlir::Operation *, std::pair<mlir::Attribute, mlir::Attribute>> kvOf;
+  for (mm::AttentionOp attention : cachedAttention) {
+    auto type = attention.getQkv().getType();
+    int64_t heads = attention.getNumHeads();
+    int64_t dim = type.getDimSize(2) / (3 * heads);
+    SymbolicShape shape = {SymbolicDim{1, {Symbol::Batch}}, SymbolicDim{heads, {}},
+                           SymbolicDim{positions, {}}, SymbolicDim{dim, {}}};
+    uint64_t size = alignUp(options.maxBatch * heads * positions * dim * sizeof(float));
+    mlir::Attribute refs[2];
+    const char *parts[] = {"k", "v"};
+    for (int i = 0; i < 2; ++i) {
+      b.setInsertionPointToEnd(body);
+      auto buffer = plan::BufferOp::create(
+          b, attention.getLoc(), llvm::formatv("{0}{1}", parts[i], *attention.getKvSlot()).str(),
+          plan::BufferKind::KVCache, type.getElementType(), shapeAttr(b, shape), arenaSize,
+          size);
+      arenaSize += size;
+      refs[i] = refTo(buffer);
+    }
+    kvOf[attention] = {refs[0], refs[1]};
+  }
 
   // One step per op, in program order.
   b.setInsertionPointToEnd(body);
@@ -288,20 +334,27 @@ llvm::Error Lowering::lowerFunction(mlir::func::FuncOp func, int64_t rankIndex,
       reads.push_back(isWeightValue(operand) ? weightFor(operand)
                                              : names.lookup(operand));
     }
-    Value result = op.getResult(0);
-    if (!names.count(result)) {
-      auto output = outputNames.find(result);
-      bool isOutput = output != outputNames.end();
-      bufferFor(result,
-                isOutput ? plan::BufferKind::Output : plan::BufferKind::Activation,
-                isOutput ? output->second.str()
-                         : llvm::formatv("t{0}", temporaries++).str());
-      if (isOutput)
-        outputs.push_back(names[result]);
+    if (auto kv = kvOf.find(&op); kv != kvOf.end()) {
+      reads.push_back(kv->second.first);
+      reads.push_back(kv->second.second);
+    }
+    llvm::SmallVector<mlir::Attribute> writes;
+    for (Value result : op.getResults()) {
+      if (!names.count(result)) {
+        auto output = outputNames.find(result);
+        bool isOutput = output != outputNames.end();
+        bufferFor(result,
+                  isOutput ? plan::BufferKind::Output : plan::BufferKind::Activation,
+                  isOutput ? output->second.str()
+                           : llvm::formatv("t{0}", temporaries++).str());
+        if (isOutput)
+          outputs.push_back(names[result]);
+      }
+      writes.push_back(names[result]);
     }
     b.setInsertionPointToEnd(steps);
     plan::StepOp::create(b, op.getLoc(), spec->kind, b.getArrayAttr(reads),
-                         b.getArrayAttr({names[result]}),
+                         b.getArrayAttr(writes),
                          b.getDenseI64ArrayAttr(spec->ints),
                          b.getDenseF64ArrayAttr(spec->floats));
   }
@@ -318,7 +371,7 @@ llvm::Error Lowering::lowerFunction(mlir::func::FuncOp func, int64_t rankIndex,
   entry->moveBefore(body, body->end()); // read top-down: buffers, then steps
 
   // With a KV cache the same steps serve both halves of generation.
-  if (!caches.empty()) {
+  if (!caches.empty() || !cachedAttention.empty()) {
     entry.setSymName("prefill");
     b.setInsertionPointAfter(entry);
     auto decode = mlir::cast<plan::EntryOp>(b.clone(*entry));

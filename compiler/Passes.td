@@ -33,6 +33,42 @@ def ShardTensorParallel : Pass<"megatron-shard-tensor-parallel", "::mlir::Module
   ];
 }
 
+def FuseQKV : Pass<"megatron-fuse-qkv", "::mlir::ModuleOp"> {
+  let summary = "merge separate Q, K, V projections into one GEMM";
+  let description = [{
+    Three linears of one input whose outputs are an attention's queries,
+    keys and values (split into heads, Q K^T, then softmax(...) V) become
+    one linear with concatenated weights, sliced into Q, K and V: the
+    layout Megatron's fused query_key_value already has.
+  }];
+  let dependentDialects = ["::mlir::megatron::MegatronDialect"];
+}
+
+def FuseAttention : Pass<"megatron-fuse-attention", "::mlir::ModuleOp"> {
+  let summary = "split heads, Q K^T, scale, mask, softmax, A V, merge heads -> one op";
+  let description = [{
+    The attention core over a fused QKV tensor becomes `megatron.attention`,
+    whose kernels never hold the [heads, seq, seq] scores.
+  }];
+  let dependentDialects = ["::mlir::megatron::MegatronDialect"];
+}
+
+def FuseBiasGelu : Pass<"megatron-fuse-bias-gelu", "::mlir::ModuleOp"> {
+  let summary = "GELU of a linear -> the linear's epilogue";
+  let dependentDialects = ["::mlir::megatron::MegatronDialect"];
+}
+
+def FuseResidualLayerNorm : Pass<"megatron-fuse-residual-layer-norm", "::mlir::ModuleOp"> {
+  let summary = "residual add + LayerNorm -> one op with both results";
+  let description = [{
+    layer_norm(add(a, b)) becomes `megatron.add_layer_norm` (the sum stays
+    available as the next residual), or `megatron.linear_add_layer_norm`
+    when one side is a linear used only there: projection, residual and
+    LayerNorm in one step.
+  }];
+  let dependentDialects = ["::mlir::megatron::MegatronDialect"];
+}
+
 def InsertKVCache : Pass<"megatron-insert-kv-cache", "::mlir::ModuleOp"> {
   let summary = "make a GPT-2 forward incremental with a KV cache";
   let description = [{

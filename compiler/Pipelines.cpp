@@ -14,6 +14,7 @@ std::optional<Phase> megatron::parsePhase(llvm::StringRef text) {
   return llvm::StringSwitch<std::optional<Phase>>(text)
       .Case("import", Phase::Import)
       .Case("shard", Phase::Shard)
+      .Case("fuse", Phase::Fuse)
       .Case("lower", Phase::Lower)
       .Default(std::nullopt);
 }
@@ -26,6 +27,18 @@ void megatron::buildPipeline(mlir::OpPassManager &pm, Phase last,
   shard.tp = options.tensorParallel;
   pm.addPass(createShardTensorParallel(shard));
   if (last == Phase::Shard)
+    return;
+  if (options.fuse) {
+    // QKV first: the attention pattern wants one Q/K/V tensor.
+    pm.addPass(createFuseQKV());
+    pm.addPass(mlir::createCSEPass());
+    pm.addPass(createFuseAttention());
+    pm.addPass(createFuseBiasGelu());
+    pm.addPass(createFuseResidualLayerNorm());
+    pm.addPass(mlir::createCanonicalizerPass());
+    pm.addPass(mlir::createCSEPass());
+  }
+  if (last == Phase::Fuse)
     return;
   pm.addPass(createInsertKVCache());
   pm.addPass(mlir::createCSEPass());

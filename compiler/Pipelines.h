@@ -11,7 +11,7 @@
 namespace megatron {
 
 /// The phases of DESIGN.md section 2 that this build has, in order.
-enum class Phase { Import, Shard, Lower };
+enum class Phase { Import, Shard, Fuse, Lower };
 
 std::optional<Phase> parsePhase(llvm::StringRef text);
 
@@ -21,6 +21,7 @@ struct PipelineOptions {
   int64_t maxChoices = 4;
   std::string weightType = "f32";
   int64_t tensorParallel = 1; ///< --tp
+  bool fuse = true;           ///< --no-fuse keeps the primitive graph
 };
 
 /// Adds the passes that take an imported module through `last`.

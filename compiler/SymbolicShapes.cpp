@@ -41,6 +41,7 @@ public:
   llvm::Error run(mlir::func::FuncOp func) {
     bool cached = false;
     func.walk([&](mm::KVCacheOp) { cached = true; });
+    func.walk([&](mm::AttentionOp a) { cached |= a.getKvSlot().has_value(); });
     for (Value arg : func.getArguments()) {
       auto type = mlir::dyn_cast<mlir::RankedTensorType>(arg.getType());
       if (!type || (type.getRank() != 2 && type.getRank() != 3))
@@ -61,15 +62,18 @@ public:
       if (!inferred)
         return inferred.takeError();
       // A static dimension is its own constant, whatever the rule said.
-      Value result = op.getResult(0);
-      if (auto type = mlir::dyn_cast<mlir::RankedTensorType>(result.getType())) {
-        if (inferred->size() != static_cast<size_t>(type.getRank()))
-          return error(&op, "rank mismatch");
-        for (auto [i, d] : llvm::enumerate(type.getShape()))
-          if (!mlir::ShapedType::isDynamic(d))
-            (*inferred)[i] = constantDim(d);
+      // Ops with several results (fused sum + norm) give each that shape.
+      for (Value result : op.getResults()) {
+        SymbolicShape shape = *inferred;
+        if (auto type = mlir::dyn_cast<mlir::RankedTensorType>(result.getType())) {
+          if (shape.size() != static_cast<size_t>(type.getRank()))
+            return error(&op, "rank mismatch");
+          for (auto [i, d] : llvm::enumerate(type.getShape()))
+            if (!mlir::ShapedType::isDynamic(d))
+              shape[i] = constantDim(d);
+        }
+        shapes[result] = std::move(shape);
       }
-      shapes[result] = std::move(*inferred);
     }
     return llvm::Error::success();
   }
@@ -126,6 +130,13 @@ private:
         .Case([&](mm::LinearOp l) -> Result {
           SymbolicShape s = of(l.getInput());
           s.back() = constantDim(l.getType().getShape().back());
+          return s;
+        })
+        .Case([&](mm::LinearAddLayerNormOp l) -> Result { return of(l.getResidual()); })
+        .Case([&](mm::AddLayerNormOp a) -> Result { return of(a.getLhs()); })
+        .Case([&](mm::AttentionOp a) -> Result {
+          SymbolicShape s = of(a.getQkv());
+          s.back() = constantDim(s.back().constant / 3);
           return s;
         })
         .Case([&](mm::MatmulOp m) -> Result {

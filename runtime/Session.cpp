@@ -183,18 +183,36 @@ Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
   size_t ints = step.ints() ? step.ints()->size() : 0;
   size_t floats = step.floats() ? step.floats()->size() : 0;
   if (inputs < sig->minInputs || inputs > sig->maxInputs || !step.outputs() ||
-      step.outputs()->size() != 1 || ints != sig->ints || floats != sig->floats)
+      step.outputs()->size() != sig->outputs || ints != sig->ints || floats != sig->floats)
     return Status::error(where + " has the wrong number of operands or parameters");
+  for (uint32_t id : *step.outputs()) {
+    const fb::Buffer &written = buffer(id);
+    if (written.kind() == fb::BufferKind::Weight || written.kind() == fb::BufferKind::Input)
+      return Status::error(where + " writes the read-only buffer '" + name(id) + "'");
+  }
   const fb::Buffer &out = buffer(step.outputs()->Get(0));
-  if (out.kind() == fb::BufferKind::Weight || out.kind() == fb::BufferKind::Input)
-    return Status::error(where + " writes the read-only buffer '" +
-                         name(step.outputs()->Get(0)) + "'");
   bool idOperand[3] = {false, false, false}; // which inputs hold ids
   bool idResult = false;
   switch (step.kind()) {
   case fb::StepKind::Embedding: idOperand[1] = true; break;
   case fb::StepKind::Positions: idOperand[0] = idResult = true; break;
   case fb::StepKind::AttentionMask: idOperand[1] = true; break;
+  case fb::StepKind::Attention: {
+    // qkv [, mask] [, k cache, v cache], as the flags say.
+    bool mask = step.ints()->Get(2) != 0, cached = step.ints()->Get(3) != 0;
+    if (inputs != 1 + size_t(mask) + 2 * size_t(cached))
+      return Status::error(where + ": its operands do not match its mask and cache flags");
+    idOperand[1] = mask;
+    for (size_t i = 1 + size_t(mask); i < inputs; ++i)
+      if (buffer(step.inputs()->Get(i)).kind() != fb::BufferKind::KVCache)
+        return Status::error(where + ": operand '" + name(step.inputs()->Get(i)) +
+                             "' is not a KV cache");
+    break;
+  }
+  case fb::StepKind::LinearAddLayerNorm:
+    if (inputs != 5 + size_t(step.ints()->Get(0) != 0))
+      return Status::error(where + ": its operands do not match its bias flag");
+    break;
   case fb::StepKind::Copy: // reshapes move ids too
     idResult = buffer(step.inputs()->Get(0)).dtype() == fb::DType::I64;
     idOperand[0] = idResult;
@@ -217,9 +235,10 @@ Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
       return Status::error(where + ": operand '" + name(step.inputs()->Get(i)) +
                            "' has the wrong element type");
   }
-  if (idResult ? out.dtype() != fb::DType::I64 : out.dtype() != fb::DType::F32)
-    return Status::error(where + ": result '" + name(step.outputs()->Get(0)) +
-                         "' has the wrong element type");
+  for (uint32_t id : *step.outputs())
+    if (idResult ? buffer(id).dtype() != fb::DType::I64 : buffer(id).dtype() != fb::DType::F32)
+      return Status::error(where + ": result '" + name(id) + "' has the wrong element type");
+  (void)out;
   return Status::success();
 }
 
@@ -319,6 +338,95 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
       return mismatch("expected x[..., in], w[out, in], b[out] -> [..., out]");
     cpu::linear(f(in(0)), elements(x) / w[1], w[1], f(in(1)),
                 step.inputs()->size() == 3 ? f(in(2)) : nullptr, w[0], f(outId));
+    if (int64_t epilogue = step.ints()->Get(0)) {
+      cpu::GeluKind kind = epilogue == 2 ? cpu::GeluKind::Tanh : cpu::GeluKind::Erf;
+      float *y = f(outId);
+      cpu::parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
+        cpu::gelu(y + begin, end - begin, kind, y + begin);
+      });
+    }
+    return Status::success();
+  }
+  case fb::StepKind::AddLayerNorm:
+  case fb::StepKind::LinearAddLayerNorm: {
+    // sum = lhs + rhs, or x W^T (+ b) + residual; then normalized = LN(sum).
+    bool linear = step.kind() == fb::StepKind::LinearAddLayerNorm;
+    size_t norm = step.inputs()->size() - 2; // gamma, beta come last
+    uint32_t normId = step.outputs()->Get(1);
+    int64_t width = last(out);
+    if (shapes[normId] != out || elements(shapes[in(norm)]) != width ||
+        elements(shapes[in(norm + 1)]) != width)
+      return mismatch("sum and norm share a shape; gamma and beta its last dimension");
+    float *sum = f(outId);
+    if (linear) {
+      const Shape &x = shapes[in(0)], &w = shapes[in(1)];
+      bool bias = step.ints()->Get(0) != 0;
+      uint32_t residual = in(bias ? 3 : 2);
+      if (w.size() != 2 || x.empty() || x.back() != w[1] || w[0] != width ||
+          shapes[residual] != out || elements(x) / w[1] * w[0] != n ||
+          (bias && elements(shapes[in(2)]) != width))
+        return mismatch("expected x[..., in], w[out, in], b[out], residual [..., out]");
+      // The GEMM accumulates into the residual (plus the bias).
+      const float *r = f(residual), *b = bias ? f(in(2)) : nullptr;
+      cpu::parallelFor(n / std::max<int64_t>(width, 1), rowGrain(width),
+                       [&](int64_t begin, int64_t end) {
+                         for (int64_t row = begin; row < end; ++row)
+                           for (int64_t i = 0; i < width; ++i)
+                             sum[row * width + i] =
+                                 r[row * width + i] + (b ? b[i] : 0.0f);
+                       });
+      cpu::linearAccumulate(f(in(0)), n / width, w[1], f(in(1)), w[0], sum);
+    } else {
+      if (shapes[in(0)] != out || shapes[in(1)] != out)
+        return mismatch("a residual add of two tensors of one shape");
+      const float *a = f(in(0)), *b = f(in(1));
+      cpu::parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
+        cpu::add(a, b, n, begin, end, sum);
+      });
+    }
+    const float *gamma = f(in(norm)), *beta = f(in(norm + 1));
+    float eps = static_cast<float>(step.floats()->Get(0));
+    float *y = f(normId);
+    cpu::parallelFor(n / std::max<int64_t>(width, 1), rowGrain(width),
+                     [&](int64_t begin, int64_t end) {
+                       cpu::layerNorm(sum + begin * width, end - begin, width, gamma,
+                                      beta, eps, y + begin * width);
+                     });
+    return Status::success();
+  }
+  case fb::StepKind::Attention: {
+    const Shape &qkv = shapes[in(0)];
+    int64_t heads = step.ints()->Get(0);
+    bool causal = step.ints()->Get(1) != 0, hasMask = step.ints()->Get(2) != 0,
+         cached = step.ints()->Get(3) != 0;
+    if (qkv.size() != 3 || heads <= 0 || qkv[2] % (3 * heads) != 0 || out.size() != 3 ||
+        out[0] != qkv[0] || out[1] != qkv[1] || out[2] * 3 != qkv[2])
+      return mismatch("expected qkv [batch, seq, 3 * heads * dim] -> [batch, seq, heads * dim]");
+    cpu::AttentionShape a{qkv[0], qkv[1], heads, qkv[2] / (3 * heads),
+                          static_cast<float>(step.floats()->Get(0)), causal};
+    float *kCache = nullptr, *vCache = nullptr;
+    if (cached) {
+      uint32_t k = in(hasMask ? 2 : 1), v = in(hasMask ? 3 : 2);
+      const Shape &cache = shapes[k];
+      if (cache.size() != 4 || shapes[v] != cache || cache[0] != a.batch ||
+          cache[1] != heads || cache[3] != a.dim)
+        return mismatch("the caches must be [batch, heads, capacity, dim]");
+      if (pastTokens + a.seq > cache[2])
+        return Status::error("the KV cache holds " + str(cache[2]) + " tokens; " +
+                             str(pastTokens) + " cached + " + str(a.seq) +
+                             " new ones do not fit");
+      a.past = pastTokens;
+      a.capacity = cache[2];
+      kCache = f(k);
+      vCache = f(v);
+    }
+    const int64_t *mask = nullptr;
+    if (hasMask) {
+      if (shapes[in(1)] != Shape{a.batch, a.past + a.seq})
+        return mismatch("the attention mask must be [batch, keys]");
+      mask = ids(in(1));
+    }
+    cpu::attention(a, f(in(0)), mask, kCache, vCache, f(outId));
     return Status::success();
   }
   case fb::StepKind::Matmul: {
@@ -759,6 +867,45 @@ Status Session::run(const std::string &entry, const Inputs &inputs,
 }
 
 int64_t Session::cachedTokens() const { return impl_->first().past; }
+Status Session::traffic(const std::string &entryName, int64_t batch, int64_t sequence,
+                        std::vector<StepTraffic> &out) const {
+  RankRunner &r = *impl_->ranks.front();
+  const fb::Entry *e = r.entry(entryName);
+  if (!e)
+    return Status::error("the artifact has no entry '" + entryName + "'");
+  if (batch < 1 || sequence < 1)
+    return Status::error("batch and sequence must be positive");
+  int64_t symbols[kSymbols] = {batch, sequence, 1, 0, sequence};
+  if (Status s = r.evaluateShapes(symbols); !s.ok())
+    return s;
+  out.clear();
+  auto bytes = [&](uint32_t id) {
+    return static_cast<uint64_t>(elements(r.shapes[id])) * elementSize(r.buffer(id).dtype());
+  };
+  for (const fb::Step *step : *e->steps()) {
+    StepTraffic t;
+    t.kind = stepSignature(static_cast<unsigned>(step->kind()))->name;
+    // A cache moves the rows of the tokens in use, not its capacity; a
+    // fused attention appends to the caches it reads.
+    auto used = [&](uint32_t id) {
+      bool cache = r.buffer(id).kind() == fb::BufferKind::KVCache && r.shapes[id].size() == 4;
+      return cache ? bytes(id) / std::max<int64_t>(r.shapes[id][2], 1) * sequence : bytes(id);
+    };
+    for (uint32_t id : *step->inputs()) {
+      const fb::Buffer &b = r.buffer(id);
+      if (b.kind() == fb::BufferKind::Weight)
+        continue;
+      t.bytesRead += used(id);
+      if (b.kind() == fb::BufferKind::KVCache && step->kind() == fb::StepKind::Attention)
+        t.bytesWritten += used(id);
+    }
+    for (uint32_t id : *step->outputs())
+      t.bytesWritten += used(id);
+    out.push_back(std::move(t));
+  }
+  return Status::success();
+}
+
 uint64_t Session::collectiveBytes() const { return impl_->first().collectiveBytes; }
 int Session::ranks() const {
   return static_cast<int>(impl_->artifact.root().ranks()->size());

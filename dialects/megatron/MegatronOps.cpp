@@ -177,6 +177,63 @@ LogicalResult LinearOp::verify() {
   return verifyResult(*this, expected, getInput());
 }
 
+LogicalResult AddLayerNormOp::verify() {
+  if (failed(verifySameElementType(*this, {getLhs(), getRhs(), getGamma(), getBeta()})))
+    return failure();
+  ArrayRef<int64_t> lhs = shapeOf(getLhs());
+  if (lhs.empty() || !shapesCompatible(lhs, shapeOf(getRhs())))
+    return emitOpError() << "operands must have one shape, got " << formatShape(lhs)
+                         << " and " << formatShape(shapeOf(getRhs()));
+  if (failed(verifyVector(*this, getGamma(), "gamma", lhs.back())) ||
+      failed(verifyVector(*this, getBeta(), "beta", lhs.back())))
+    return failure();
+  if (!(getEpsilon().convertToDouble() > 0.0))
+    return emitOpError() << "epsilon must be positive";
+  for (Value r : getResults())
+    if (!shapesCompatible(shapeOf(r), lhs))
+      return emitOpError() << "results must have the operands' shape " << formatShape(lhs);
+  return success();
+}
+
+LogicalResult LinearAddLayerNormOp::verify() {
+  ArrayRef<int64_t> input = shapeOf(getInput()), weight = shapeOf(getWeight());
+  if (input.empty() || weight.size() != 2 || !dimsCompatible(input.back(), weight[1]))
+    return emitOpError() << "input " << formatShape(input)
+                         << " does not match weight [out, in] " << formatShape(weight);
+  if (getBias() && failed(verifyVector(*this, getBias(), "bias", weight[0])))
+    return failure();
+  Shape expected(input);
+  expected.back() = weight[0];
+  if (!shapesCompatible(shapeOf(getResidual()), expected))
+    return emitOpError() << "residual " << formatShape(shapeOf(getResidual()))
+                         << " does not match the product " << formatShape(expected);
+  if (failed(verifyVector(*this, getGamma(), "gamma", weight[0])) ||
+      failed(verifyVector(*this, getBeta(), "beta", weight[0])))
+    return failure();
+  if (!(getEpsilon().convertToDouble() > 0.0))
+    return emitOpError() << "epsilon must be positive";
+  for (Value r : getResults())
+    if (!shapesCompatible(shapeOf(r), expected))
+      return emitOpError() << "results must be " << formatShape(expected);
+  return success();
+}
+
+LogicalResult AttentionOp::verify() {
+  ArrayRef<int64_t> qkv = shapeOf(getQkv());
+  if (qkv.size() != 3)
+    return emitOpError() << "qkv must be [batch, seq, 3 * heads * dim], got "
+                         << formatShape(qkv);
+  int64_t heads = getNumHeads();
+  if (!ShapedType::isDynamic(qkv[2]) && qkv[2] % (3 * heads) != 0)
+    return emitOpError() << "qkv width " << qkv[2] << " is not 3 x " << heads
+                         << " heads x a head size";
+  if (getMask() && shapeOf(getMask()).size() != 2)
+    return emitOpError() << "mask must be [batch, keys]";
+  Shape expected{qkv[0], qkv[1],
+                 ShapedType::isDynamic(qkv[2]) ? ShapedType::kDynamic : qkv[2] / 3};
+  return verifyResult(*this, expected, getQkv());
+}
+
 LogicalResult MatmulOp::verify() {
   if (failed(verifySameElementType(*this, {getLhs(), getRhs()})))
     return failure();

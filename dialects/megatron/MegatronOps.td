@@ -190,16 +190,88 @@ def Megatron_ScaleOp : Megatron_Op<"scale", [SameOperandsAndResultType]> {
 
 def Megatron_LinearOp : Megatron_Op<"linear"> {
   let summary = "x W^T + b, as torch.nn.Linear";
-  let description = [{
-    `input` is [..., in], `weight` is [out, in], optional `bias` is [out];
-    the result is [..., out].
-  }];
   let arguments = (ins Megatron_FloatTensor:$input,
                        Megatron_FloatTensor:$weight,
-                       Optional<Megatron_FloatTensor>:$bias);
+                       Optional<Megatron_FloatTensor>:$bias,
+                       OptionalAttr<Megatron_GeluApproximationAttr>:$gelu);
+  let results = (outs Megatron_FloatTensor:$result);
+  let builders = [
+    // Without an epilogue.
+    OpBuilder<(ins "Type":$result, "Value":$input, "Value":$weight, "Value":$bias), [{
+      build($_builder, $_state, result, input, weight, bias, nullptr);
+    }]>
+  ];
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? (`gelu` $gelu^)? attr-dict `:` type(operands) `->` type($result)
+  }];
+  let hasVerifier = 1;
+  let description = [{
+    `input` is [..., in], `weight` is [out, in], optional `bias` is [out];
+    the result is [..., out]. With `gelu` (after fusion) the GELU of that
+    is the result: the bias and activation are the GEMM's epilogue.
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Fused ops (the fuse phase makes them; the kernels do one pass each)
+//===----------------------------------------------------------------------===//
+
+def Megatron_AddLayerNormOp : Megatron_Op<"add_layer_norm"> {
+  let summary = "sum = lhs + rhs and layer_norm(sum), in one pass";
+  let description = [{
+    A residual connection and the LayerNorm after it: both results, since
+    the sum is the next residual.
+  }];
+  let arguments = (ins Megatron_FloatTensor:$lhs, Megatron_FloatTensor:$rhs,
+                       Megatron_FloatTensor:$gamma, Megatron_FloatTensor:$beta,
+                       F64Attr:$epsilon);
+  let results = (outs Megatron_FloatTensor:$sum, Megatron_FloatTensor:$normalized);
+  let assemblyFormat = [{
+    $lhs `,` $rhs `,` $gamma `,` $beta attr-dict `:` type(operands) `->` type(results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Megatron_LinearAddLayerNormOp : Megatron_Op<"linear_add_layer_norm"> {
+  let summary = "sum = x W^T + b + residual and layer_norm(sum), in one step";
+  let description = [{
+    An output projection, the residual connection and the next LayerNorm:
+    the GEMM writes into the residual's copy, then one pass normalises.
+  }];
+  let arguments = (ins Megatron_FloatTensor:$input, Megatron_FloatTensor:$weight,
+                       Optional<Megatron_FloatTensor>:$bias,
+                       Megatron_FloatTensor:$residual,
+                       Megatron_FloatTensor:$gamma, Megatron_FloatTensor:$beta,
+                       F64Attr:$epsilon);
+  let results = (outs Megatron_FloatTensor:$sum, Megatron_FloatTensor:$normalized);
+  let assemblyFormat = [{
+    $input `,` $weight (`bias` $bias^)? `residual` $residual `norm` $gamma `,` $beta
+    attr-dict `:` type(operands) `->` type(results)
+  }];
+  let hasVerifier = 1;
+}
+
+// Not Pure: with a kv_slot it appends to a cache.
+def Megatron_AttentionOp : Op<Megatron_Dialect, "attention"> {
+  let summary = "multi-head attention from a fused QKV projection";
+  let description = [{
+    `qkv` is [batch, seq, 3 * heads * dim] with Q, K and V blocks (each
+    heads x dim); the result is [batch, seq, heads * dim]:
+    softmax(Q K^T * scale + mask) V per head, heads merged. `mask`
+    ([batch, keys], 1 = attend) and `causal` mask as attention_mask does.
+    With `kv_slot` (set when a KV cache is inserted) the keys and values of
+    the new tokens are appended to cache slot `kv_slot` and the queries
+    attend to every cached token. Kernels work on blocks of keys with an
+    online softmax, never holding [heads, seq, seq] scores.
+  }];
+  let arguments = (ins Megatron_FloatTensor:$qkv, Optional<Megatron_IdTensor>:$mask,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_heads,
+                       F64Attr:$scale, UnitAttr:$causal,
+                       OptionalAttr<I64Attr>:$kv_slot);
   let results = (outs Megatron_FloatTensor:$result);
   let assemblyFormat = [{
-    $input `,` $weight (`,` $bias^)? attr-dict `:` type(operands) `->` type($result)
+    $qkv (`mask` $mask^)? `heads` $num_heads `scale` $scale attr-dict
+    `:` type(operands) `->` type($result)
   }];
   let hasVerifier = 1;
 }

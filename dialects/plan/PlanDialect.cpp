@@ -130,8 +130,8 @@ LogicalResult StepOp::verify() {
     return emitOpError() << sig.name << " takes " << sig.minInputs
                          << (sig.maxInputs == sig.minInputs ? "" : " or more")
                          << " inputs, has " << inputs;
-  if (getOutputs().size() != 1)
-    return emitOpError() << "writes exactly one buffer, has "
+  if (getOutputs().size() != sig.outputs)
+    return emitOpError() << sig.name << " writes " << sig.outputs << " buffer(s), has "
                          << getOutputs().size();
   if (getInts().size() != sig.ints || getFloats().size() != sig.floats)
     return emitOpError() << sig.name << " takes " << sig.ints
@@ -140,12 +140,13 @@ LogicalResult StepOp::verify() {
     if (!isa_and_nonnull<BufferOp, WeightOp>(lookupInRank(*this, name)))
       return emitOpError() << "reads " << name
                            << ", which is no buffer or weight of this rank";
-  auto out = dyn_cast_or_null<BufferOp>(
-      lookupInRank(*this, cast<FlatSymbolRefAttr>(getOutputs()[0])));
-  if (!out || out.getKind() == BufferKind::Input)
-    return emitOpError() << "writes " << getOutputs()[0]
-                         << ", which is no writable buffer of this rank";
-  if ((getKind() == StepKind::CacheWrite) != (out.getKind() == BufferKind::KVCache))
-    return emitOpError() << "only cache_write writes a kv_cache buffer";
+  for (auto name : getOutputs().getAsRange<FlatSymbolRefAttr>()) {
+    auto out = dyn_cast_or_null<BufferOp>(lookupInRank(*this, name));
+    if (!out || out.getKind() == BufferKind::Input)
+      return emitOpError() << "writes " << name
+                           << ", which is no writable buffer of this rank";
+    if ((getKind() == StepKind::CacheWrite) != (out.getKind() == BufferKind::KVCache))
+      return emitOpError() << "only cache_write writes a kv_cache buffer";
+  }
   return success();
 }

@@ -63,7 +63,10 @@ def Plan_StepKind : I32EnumAttr<"StepKind", "what a step computes", [
     I32EnumAttrCase<"Copy", 14, "copy">,
     I32EnumAttrCase<"AllReduce", 15, "all_reduce">,
     I32EnumAttrCase<"AllGather", 16, "all_gather">,
-    I32EnumAttrCase<"CacheWrite", 17, "cache_write">
+    I32EnumAttrCase<"CacheWrite", 17, "cache_write">,
+    I32EnumAttrCase<"AddLayerNorm", 18, "add_layer_norm">,
+    I32EnumAttrCase<"LinearAddLayerNorm", 19, "linear_add_layer_norm">,
+    I32EnumAttrCase<"Attention", 20, "attention">
   ]> {
   let cppNamespace = "::mlir::plan";
   let genSpecializedAttr = 0;

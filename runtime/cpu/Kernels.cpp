@@ -14,23 +14,31 @@
 using namespace megatron::runtime;
 using namespace megatron::runtime::cpu;
 
+namespace {
+/// y = x w^T + beta y; one row (a decode step) is a matrix-vector product,
+/// which OpenBLAS 0.3.21 would still pack as a GEMM.
+void gemm(const float *x, int64_t rows, int64_t in, const float *w, int64_t out, float beta,
+          float *y) {
+  if (rows == 1)
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, beta, y, 1);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in,
+                beta, y, out);
+}
+} // namespace
+
 void cpu::linear(const float *x, int64_t rows, int64_t in, const float *w,
                  const float *bias, int64_t out, float *y) {
   // Start from the bias (beta = 1) so the GEMM adds it for free.
-  float beta = 0.0f;
-  if (bias) {
+  if (bias)
     for (int64_t r = 0; r < rows; ++r)
       std::memcpy(y + r * out, bias, out * sizeof(float));
-    beta = 1.0f;
-  }
-  // One row (a decode step) is a matrix-vector product; OpenBLAS 0.3.21
-  // would still pack it as a GEMM.
-  if (rows == 1)
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, beta,
-                y, 1);
-  else
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f,
-                x, in, w, in, beta, y, out);
+  gemm(x, rows, in, w, out, bias ? 1.0f : 0.0f, y);
+}
+
+void cpu::linearAccumulate(const float *x, int64_t rows, int64_t in, const float *w,
+                           int64_t out, float *y) {
+  gemm(x, rows, in, w, out, 1.0f, y);
 }
 
 void cpu::batchedMatmul(const float *a, const float *b, int64_t batch,

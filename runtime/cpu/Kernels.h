@@ -21,6 +21,10 @@ enum class GeluKind { Erf, Tanh };
 void linear(const float *x, int64_t rows, int64_t in, const float *w,
             const float *bias, int64_t out, float *y);
 
+/// y[rows, out] += x[rows, in] * w[out, in]^T.
+void linearAccumulate(const float *x, int64_t rows, int64_t in, const float *w,
+                      int64_t out, float *y);
+
 /// c[b] = a[b] * (transposeB ? b[b]^T : b[b]) for each of `batch` matrices:
 /// a is [M, K], b is [K, N] (or [N, K] transposed), c is [M, N]. The b
 /// matrices start `bStride` floats apart, which may exceed their size: a KV
@@ -40,6 +44,25 @@ void tanh(const float *x, int64_t count, float *y);
 /// (period = the size of a) or a broadcast one (a bias row, say).
 void add(const float *a, const float *b, int64_t period, int64_t begin,
          int64_t end, float *y);
+
+/// x[i] = exp(x[i] - shift) in place; returns their sum.
+float expShift(float *x, int64_t n, float shift);
+
+struct AttentionShape {
+  int64_t batch, seq, heads, dim;
+  float scale;
+  bool causal;
+  /// With a KV cache: tokens cached before these, and the cache's rows.
+  int64_t past = 0, capacity = 0;
+};
+
+/// Multi-head attention from qkv [batch, seq, 3 * heads * dim] (Q, K, V
+/// blocks) into out [batch, seq, heads * dim]; `mask` is [batch, past +
+/// seq] (1 = attend) or null. With caches ([batch, heads, capacity, dim])
+/// the new keys and values are appended at row `past` and every cached
+/// token is attended to.
+void attention(const AttentionShape &shape, const float *qkv, const int64_t *mask,
+               float *kCache, float *vCache, float *out);
 
 /// Softmax over the last dimension, in place.
 void softmax(float *x, int64_t rows, int64_t width);

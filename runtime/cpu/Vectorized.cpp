@@ -47,6 +47,16 @@ void megatron::runtime::cpu::tanh(const float *x, int64_t count, float *y) {
 }
 
 MEGATRON_VECTOR_CLONES
+float megatron::runtime::cpu::expShift(float *x, int64_t n, float shift) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - shift);
+    sum += x[i];
+  }
+  return sum;
+}
+
+MEGATRON_VECTOR_CLONES
 void megatron::runtime::cpu::softmax(float *x, int64_t rows, int64_t width) {
   for (int64_t r = 0; r < rows; ++r) {
     float *row = x + r * width;

@@ -33,9 +33,11 @@ static cl::opt<int64_t>
     tensorParallel("tp", cl::desc("tensor-parallel ranks (default 1); must divide "
                                   "the heads, FFN size and padded vocabulary"),
                    cl::init(1));
+static cl::opt<bool>
+    noFuse("no-fuse", cl::desc("keep the primitive graph (no fusion passes), for debugging"));
 static cl::opt<std::string>
     compileTo("compile-to",
-              cl::desc("print the IR after this phase: import | shard | lower"),
+              cl::desc("print the IR after this phase: import | shard | fuse | lower"),
               cl::value_desc("phase"));
 static cl::opt<std::string>
     dtype("dtype", cl::desc("weight storage: f32 (default) | f16 | bf16"),
@@ -87,6 +89,7 @@ int main(int argc, char **argv) {
     return fail(llvm::createStringError("--tp must be at least 1, got " +
                                         std::to_string(tensorParallel)));
   options.pipeline.tensorParallel = tensorParallel;
+  options.pipeline.fuse = !noFuse;
   if (dtype != "f32" && dtype != "f16" && dtype != "bf16")
     return fail(llvm::createStringError("unknown --dtype '" + dtype +
                                         "' (expected f32, f16 or bf16)"));
@@ -100,7 +103,7 @@ int main(int argc, char **argv) {
   if (!compileTo.empty() &&
       !(options.compileTo = megatron::parsePhase(compileTo)))
     return fail(llvm::createStringError("unknown --compile-to phase '" +
-                                        compileTo + "' (available: import, shard, lower)"));
+                                        compileTo + "' (available: import, shard, fuse, lower)"));
   if (llvm::Error error = megatron::runCompile(options))
     return fail(std::move(error));
   return 0;

@@ -353,11 +353,13 @@ const std::map<std::string, std::set<std::string>> kValueFlags = {
     {"--top-p", {"generate"}},         {"--seed", {"generate"}},
     {"--stop", {"generate"}},          {"--question", {"qa"}},
     {"--context", {"qa"}},             {"--max-answer-tokens", {"qa"}},
+    {"--batch", {"info"}},             {"--seq", {"info"}},
     {"--input-file", {"fill-mask", "generate", "classify", "token-classify",
                       "qa", "next-sentence", "embed"}},
 };
 // Flags without a value.
 const std::map<std::string, std::set<std::string>> kSwitches = {
+    {"--steps", {"info"}},
     {"--greedy", {"generate"}},
     {"--last-hidden", {"embed"}},
     {"--keep-special", {"detokenize"}},
@@ -534,7 +536,11 @@ bool has(const std::vector<std::string> &names, const std::string &name) {
   return false;
 }
 
+int runSteps(const Options &opts, Session &session);
+
 int runInfo(const Options &opts, Session &session) {
+  if (opts.switches.count("--steps"))
+    return runSteps(opts, session);
   std::vector<std::string> entries = session.entries();
   std::ostringstream os;
   if (opts.json) {
@@ -740,6 +746,73 @@ double doubleFlag(const Options &opts, const std::string &flag, double fallback)
   if (it->second.empty() || *end != '\0' || !std::isfinite(v))
     fail(flag + ": '" + it->second + "' is not a number");
   return v;
+}
+
+/// info --steps: each entry's steps and activation traffic at one batch and
+/// sequence, in all and per transformer layer: the span from one layer's
+/// attention to the next (one attention, or one softmax unfused, each).
+int runSteps(const Options &opts, Session &session) {
+  int64_t batch = intFlag(opts, "--batch", 1);
+  int64_t seq = intFlag(opts, "--seq", std::min<int64_t>(128, session.maxSequence()));
+  std::ostringstream os;
+  os << (opts.json ? "[" : "");
+  bool first = true;
+  for (const std::string &entry : session.entries()) {
+    if (entry == "decode")
+      continue; // the same steps as prefill
+    std::vector<StepTraffic> steps;
+    check(session.traffic(entry, batch, seq, steps));
+    std::map<std::string, int> kinds;
+    uint64_t read = 0, written = 0, layerBytes = 0;
+    std::vector<size_t> starts; // each layer's attention (or softmax)
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const StepTraffic &t = steps[i];
+      ++kinds[t.kind];
+      read += t.bytesRead;
+      written += t.bytesWritten;
+      if (t.kind == "attention" || t.kind == "softmax")
+        starts.push_back(i);
+    }
+    int layers = static_cast<int>(starts.size());
+    double perLayer = 0, perLayerBytes = 0;
+    if (layers >= 2) {
+      for (size_t i = starts.front(); i < starts.back(); ++i)
+        layerBytes += steps[i].bytesRead + steps[i].bytesWritten;
+      perLayer = double(starts.back() - starts.front()) / (layers - 1);
+      perLayerBytes = double(layerBytes) / (layers - 1);
+    }
+    auto mib = [](double b) { return b / (1024.0 * 1024.0); };
+    if (opts.json) {
+      os << (first ? "" : ", ") << "{\"entry\": " << jsonString(entry) << ", \"batch\": " << batch
+         << ", \"sequence\": " << seq << ", \"steps\": " << steps.size()
+         << ", \"layers\": " << layers << ", \"steps_per_layer\": " << number(perLayer)
+         << ", \"bytes_read\": " << read << ", \"bytes_written\": " << written
+         << ", \"bytes_per_layer\": " << number(perLayerBytes)
+         << ", \"kinds\": {";
+      bool k0 = true;
+      for (const auto &[kind, count] : kinds) {
+        os << (k0 ? "" : ", ") << jsonString(kind) << ": " << count;
+        k0 = false;
+      }
+      os << "}}";
+    } else {
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "entry %s, batch %lld x sequence %lld: %zu steps, %d layers, %.2f steps "
+                    "per layer\n  activation traffic: %.1f MiB read + %.1f MiB written "
+                    "(%.2f MiB per layer)\n  steps:",
+                    entry.c_str(), (long long)batch, (long long)seq, steps.size(), layers,
+                    perLayer, mib(read), mib(written), mib(perLayerBytes));
+      os << line;
+      for (const auto &[kind, count] : kinds)
+        os << " " << kind << " " << count;
+      os << "\n";
+    }
+    first = false;
+  }
+  os << (opts.json ? "]\n" : "");
+  std::cout << os.str();
+  return 0;
 }
 
 int runTokenize(const Options &opts, const Tokenizer &tok) {

@@ -46,6 +46,13 @@ struct FloatTensor {
   std::vector<float> data;
 };
 
+/// What one step of a plan moves: activation bytes (everything but
+/// weights) read and written.
+struct StepTraffic {
+  std::string kind; ///< "linear", "attention", ...
+  uint64_t bytesRead = 0, bytesWritten = 0;
+};
+
 using Inputs = std::map<std::string, IdTensor>;
 using Outputs = std::map<std::string, FloatTensor>;
 
@@ -81,6 +88,11 @@ public:
   /// sequence, and (for decode) the context left are checked first; a
   /// failed check leaves the session as it was.
   Status run(const std::string &entry, const Inputs &inputs, Outputs &outputs);
+
+  /// The steps of `entry` on rank 0 and their activation traffic for a
+  /// batch x sequence call (no cached tokens), without running anything.
+  Status traffic(const std::string &entry, int64_t batch, int64_t sequence,
+                 std::vector<StepTraffic> &out) const;
 
   /// Tensor-parallel ranks of the artifact.
   int ranks() const;

@@ -15,14 +15,15 @@ namespace megatron::runtime {
 
 struct StepSignature {
   const char *name;
-  unsigned minInputs, maxInputs; ///< every step writes exactly one buffer
-  unsigned ints, floats;         ///< static parameters
+  unsigned minInputs, maxInputs;
+  unsigned ints, floats; ///< static parameters
+  unsigned outputs = 1;  ///< buffers written (fused sum + norm: 2)
 };
 
 inline std::optional<StepSignature> stepSignature(unsigned kind) {
   static constexpr StepSignature table[] = {
       {"embedding", 2, 2, 2, 0},       {"positions", 1, 1, 0, 0},
-      {"add", 2, 2, 0, 0},             {"linear", 2, 3, 0, 0},
+      {"add", 2, 2, 0, 0},             {"linear", 2, 3, 1, 0},
       {"matmul", 2, 2, 1, 0},          {"layer_norm", 3, 3, 0, 1},
       {"gelu", 1, 1, 1, 0},            {"tanh", 1, 1, 0, 0},
       {"scale", 1, 1, 0, 1},           {"softmax", 1, 1, 0, 0},
@@ -30,6 +31,9 @@ inline std::optional<StepSignature> stepSignature(unsigned kind) {
       {"slice", 1, 1, 2, 0},           {"concat", 1, ~0u, 1, 0},
       {"copy", 1, 1, 0, 0},            {"all_reduce", 1, 1, 1, 0},
       {"all_gather", 1, 1, 1, 0},      {"cache_write", 1, 1, 0, 0},
+      {"add_layer_norm", 4, 4, 0, 1, 2},
+      {"linear_add_layer_norm", 5, 6, 1, 1, 2},
+      {"attention", 1, 4, 4, 1},
   };
   if (kind >= sizeof(table) / sizeof(table[0]))
     return std::nullopt;

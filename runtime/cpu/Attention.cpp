@@ -1,0 +1,91 @@
+//===- Attention.cpp - fused multi-head attention -------------------------===//
+//
+// softmax(Q K^T * scale + mask) V per (batch, head), heads merged, read
+// straight from the fused QKV projection (no head split copies). Keys are
+// taken in blocks with an online softmax: a running row maximum and sum
+// rescale the partial output, so memory is a block of scores per thread,
+// never [heads, seq, seq]. The products are small GEMMs (single-threaded
+// inside the parallel loop over batch x heads).
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cpu/Kernels.h"
+#include "runtime/cpu/Parallel.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+using namespace megatron::runtime;
+
+void cpu::attention(const AttentionShape &a, const float *qkv, const int64_t *mask,
+                    float *kCache, float *vCache, float *out) {
+  constexpr int64_t kQueryBlock = 64, kKeyBlock = 256;
+  const int64_t width = a.heads * a.dim, stride = 3 * width; // qkv row
+  const int64_t keys = a.past + a.seq;
+  const float lowest = std::numeric_limits<float>::lowest();
+  parallelFor(a.batch * a.heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(kQueryBlock * kKeyBlock), acc(kQueryBlock * a.dim);
+    std::vector<float> rowMax(kQueryBlock), rowSum(kQueryBlock);
+    for (int64_t bh = begin; bh < end; ++bh) {
+      int64_t b = bh / a.heads, h = bh % a.heads;
+      const float *q = qkv + b * a.seq * stride + h * a.dim;
+      const float *k = q + width, *v = q + 2 * width;
+      int64_t keyStride = stride;
+      if (kCache) {
+        // Append this call's keys and values; attend to all cached ones.
+        float *kc = kCache + bh * a.capacity * a.dim, *vc = vCache + bh * a.capacity * a.dim;
+        for (int64_t s = 0; s < a.seq; ++s) {
+          std::memcpy(kc + (a.past + s) * a.dim, k + s * stride, a.dim * sizeof(float));
+          std::memcpy(vc + (a.past + s) * a.dim, v + s * stride, a.dim * sizeof(float));
+        }
+        k = kc;
+        v = vc;
+        keyStride = a.dim;
+      }
+      for (int64_t q0 = 0; q0 < a.seq; q0 += kQueryBlock) {
+        int64_t nq = std::min(kQueryBlock, a.seq - q0);
+        std::fill(rowMax.begin(), rowMax.begin() + nq, lowest);
+        std::fill(rowSum.begin(), rowSum.begin() + nq, 0.0f);
+        std::fill(acc.begin(), acc.begin() + nq * a.dim, 0.0f);
+        // Causal: query i (absolute position past + q0 + i) sees keys up to it.
+        int64_t lastKey = a.causal ? std::min(keys, a.past + q0 + nq) : keys;
+        for (int64_t k0 = 0; k0 < lastKey; k0 += kKeyBlock) {
+          int64_t nk = std::min(kKeyBlock, lastKey - k0);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, a.dim, a.scale,
+                      q + q0 * stride, stride, k + k0 * keyStride, keyStride, 0.0f,
+                      scores.data(), nk);
+          for (int64_t i = 0; i < nq; ++i) {
+            float *row = scores.data() + i * nk;
+            for (int64_t j = 0; j < nk; ++j)
+              if ((mask && mask[b * keys + k0 + j] == 0) ||
+                  (a.causal && k0 + j > a.past + q0 + i))
+                row[j] = lowest;
+            float previous = rowMax[i];
+            float blockMax = *std::max_element(row, row + nk);
+            rowMax[i] = std::max(previous, blockMax);
+            float correction = expShift(&previous, 1, rowMax[i]);
+            float sum = expShift(row, nk, rowMax[i]);
+            rowSum[i] = rowSum[i] * correction + sum;
+            float *o = acc.data() + i * a.dim;
+            for (int64_t d = 0; d < a.dim; ++d)
+              o[d] *= correction;
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, a.dim, nk, 1.0f,
+                      scores.data(), nk, v + k0 * keyStride, keyStride, 1.0f, acc.data(),
+                      a.dim);
+        }
+        for (int64_t i = 0; i < nq; ++i) {
+          float inv = rowSum[i] > 0 ? 1.0f / rowSum[i] : 0.0f;
+          float *dst = out + (b * a.seq + q0 + i) * width + h * a.dim;
+          const float *o = acc.data() + i * a.dim;
+          for (int64_t d = 0; d < a.dim; ++d)
+            dst[d] = o[d] * inv;
+        }
+      }
+    }
+  });
+}
