@@ -57,6 +57,8 @@ BERT_CASES = {
                     '--token-type-ids': '0,0,0,0,0,1,1,1,1,1;0,0,0,1,1,1,1,1,1,1',
                     '--attention-mask': PADDED},
     'ids-only': {'--input-ids': f'{ROW1};{ROW2}'},
+    'odd-length': {'--input-ids': '5,17,99,3,42,8,61;1,77,23,100,9,0,0',
+                   '--attention-mask': '1,1,1,1,1,1,1;1,1,1,1,1,0,0'},
 }
 MULTIPLE_CHOICE_CASES = {
     'choices-padded': {'--input-ids': '5,17,99,3|5,17,42,8;1,77,23,100|1,77,9,0',
@@ -69,6 +71,8 @@ GPT2_CASES = {
     'plain': {'--input-ids': f'{ROW1};{ROW2}'},
     'padded': {'--input-ids': f'{ROW1};{ROW2}', '--attention-mask': PADDED},
     'decode-last-3': {'--input-ids': f'{ROW1};{ROW2}', '--decode-last': '3'},
+    'odd-length-decode': {'--input-ids': '5,17,99,3,42,8,61;1,77,23,100,9,0,0',
+                          '--attention-mask': '1,1,1,1,1,1,1;1,1,1,1,1,0,0', '--decode-last': '2'},
     'padded-decode-last-3': {'--input-ids': f'{ROW1};{ROW2}', '--attention-mask': PADDED,
                              '--decode-last': '3'},
 }
@@ -265,6 +269,53 @@ class HalfPrecision(EndToEnd):
 
     def test_bf16(self):
         self.check_dtype('bf16')
+
+
+class Unfused(EndToEnd):
+    """--no-fuse keeps the primitive graph: every fixture and head still
+    matches the reference (the default, fused pipeline is Fixtures)."""
+
+    def check_family(self, fixture_family):
+        entries = [e for e in good_fixtures() if family(e) == fixture_family]
+        self.assertTrue(entries)
+        for entry in entries:
+            for task in tasks(entry):
+                with self.subTest(fixture=entry['path'], task=task):
+                    artifact = self.compile(entry, task, extra=('--no-fuse',))
+                    for case_name, case in cases(entry, task).items():
+                        with self.subTest(case=case_name):
+                            self.check(entry, task, artifact, case_name + '-unfused', case,
+                                       TOLERANCE['f32'])
+
+    def test_megatron_bert(self):
+        self.check_family(('megatron', 'bert'))
+
+    def test_megatron_gpt2(self):
+        self.check_family(('megatron', 'gpt2'))
+
+    def test_hf_bert(self):
+        self.check_family(('hf', 'bert'))
+
+    def test_hf_gpt2(self):
+        self.check_family(('hf', 'gpt2'))
+
+    def test_fusion_meets_the_step_and_traffic_targets(self):
+        """At most 6 steps per layer and at least 2x less activation traffic
+        per layer than unfused (megatron-run info --steps)."""
+        entries = {e['path']: e for e in good_fixtures()}
+        for path, task in (('megatron/gpt2_v3_tp1', 'causal-lm'), ('hf/megatron_bert_qa', 'question-answering'),
+                           ('megatron/bert_v3_tp2', 'pretraining')):
+            with self.subTest(fixture=path):
+                stats = {}
+                for label, extra in (('fused', ()), ('unfused', ('--no-fuse',))):
+                    artifact = self.compile(entries[path], task, extra=extra)
+                    r = run(self.runner, artifact, 'info', '--steps', '--seq', '48', '--json')
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    stats[label] = json.loads(r.stdout)[0]
+                fused, unfused = stats['fused'], stats['unfused']
+                self.assertLessEqual(fused['steps_per_layer'], 6, fused)
+                self.assertGreaterEqual(unfused['bytes_per_layer'] / fused['bytes_per_layer'], 2.0,
+                                        (fused, unfused))
 
 
 class TensorParallel(EndToEnd):

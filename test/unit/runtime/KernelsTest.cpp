@@ -228,3 +228,78 @@ TEST(Kernels, SplitAndMergeHeadsAreInverse) {
 }
 
 } // namespace
+
+namespace {
+/// Attention the plain way, in double: scores, mask, softmax, sum.
+std::vector<double> naiveAttention(const AttentionShape &a, const std::vector<float> &qkv,
+                                   const std::vector<float> &pastK,
+                                   const std::vector<float> &pastV, const int64_t *mask) {
+  int64_t width = a.heads * a.dim, keys = a.past + a.seq;
+  std::vector<double> out(a.batch * a.seq * width);
+  for (int64_t b = 0; b < a.batch; ++b)
+    for (int64_t h = 0; h < a.heads; ++h) {
+      auto key = [&](int64_t j, int64_t d, bool value) -> double {
+        if (j < a.past) // cached: [batch, heads, past, dim]
+          return (value ? pastV : pastK)[((b * a.heads + h) * a.past + j) * a.dim + d];
+        return qkv[(b * a.seq + j - a.past) * 3 * width + (value ? 2 : 1) * width +
+                   h * a.dim + d];
+      };
+      for (int64_t i = 0; i < a.seq; ++i) {
+        std::vector<double> s(keys);
+        double max = -1e300;
+        for (int64_t j = 0; j < keys; ++j) {
+          double dot = 0;
+          for (int64_t d = 0; d < a.dim; ++d)
+            dot += double(qkv[(b * a.seq + i) * 3 * width + h * a.dim + d]) * key(j, d, false);
+          bool masked = (mask && mask[b * keys + j] == 0) || (a.causal && j > a.past + i);
+          s[j] = masked ? -1e300 : dot * a.scale;
+          max = std::max(max, s[j]);
+        }
+        double sum = 0;
+        for (double &v : s)
+          sum += v = v <= -1e300 ? 0 : std::exp(v - max);
+        for (int64_t d = 0; d < a.dim; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < keys; ++j)
+            acc += s[j] / sum * key(j, d, true);
+          out[(b * a.seq + i) * width + h * a.dim + d] = acc;
+        }
+      }
+    }
+  return out;
+}
+} // namespace
+
+// Longer than one block of queries (64) and of keys (256), odd lengths,
+// padding and causal masks, with and without tokens already cached.
+TEST(Kernels, BlockedAttentionEqualsThePlainComputation) {
+  for (bool causal : {false, true})
+    for (int64_t past : {0, 37}) {
+      AttentionShape a{2, 301, 3, 8, 0.35f, causal};
+      a.past = past;
+      a.capacity = past + a.seq + 5;
+      int64_t keys = past + a.seq, width = a.heads * a.dim;
+      std::vector<float> qkv = randomVector(a.batch * a.seq * 3 * width);
+      std::vector<float> pastK = randomVector(a.batch * a.heads * past * a.dim),
+                         pastV = randomVector(a.batch * a.heads * past * a.dim);
+      std::vector<int64_t> mask(a.batch * keys, 1);
+      for (int64_t j = keys - 20; j < keys; ++j) // padding at the end of row 1
+        mask[keys + j] = 0;
+      mask[5] = 0;
+      std::vector<float> kCache(a.batch * a.heads * a.capacity * a.dim, 0.0f), vCache = kCache;
+      for (int64_t bh = 0; bh < a.batch * a.heads; ++bh)
+        for (int64_t j = 0; j < past * a.dim; ++j) {
+          kCache[bh * a.capacity * a.dim + j] = pastK[bh * past * a.dim + j];
+          vCache[bh * a.capacity * a.dim + j] = pastV[bh * past * a.dim + j];
+        }
+      std::vector<float> out(a.batch * a.seq * width);
+      AttentionShape run = a;
+      if (past == 0) { // the uncached form reads keys from qkv
+        run.capacity = 0;
+        attention(run, qkv.data(), mask.data(), nullptr, nullptr, out.data());
+      } else {
+        attention(run, qkv.data(), mask.data(), kCache.data(), vCache.data(), out.data());
+      }
+      expectClose(out, naiveAttention(a, qkv, pastK, pastV, mask.data()), 1e-5);
+    }
+}
