@@ -11,32 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-die() { echo "error: $*" >&2; exit 1; }
-
 outdir=/tmp/megatron-bench threads=$(nproc) iters=20
-while [ $# -gt 0 ]; do
-  case $1 in
-    --threads) threads=${2:?--threads needs a value}; shift 2 ;;
-    --iters) iters=${2:?--iters needs a value}; shift 2 ;;
-    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    -*) die "unknown option $1 (see --help)" ;;
-    *) outdir=$1; shift ;;
-  esac
-done
-
-py=/usr/bin/python3 compile=build/bin/megatron-compile bench=build/bin/megatron-bench
-runner=build/bin/megatron-run
-for tool in "$compile" "$bench" "$runner"; do
-  [ -x "$tool" ] || die "$tool is missing: build first (scripts/build.sh)"
-done
-"$py" -c 'import torch' 2>/dev/null || die "$py cannot import torch (apt-get install python3-torch)"
-for model in bert gpt2; do
-  ckpt=$outdir/${model}_345m
-  if [ ! -f "$ckpt/latest_checkpointed_iteration.txt" ]; then
-    echo "generating $ckpt (once; ~0.7 GB)" >&2
-    "$py" test/fixtures/gen_fixtures.py --large "$model" "$ckpt" >/dev/null
-  fi
-done
+source bench/common.sh
+bench_options "$@"
+ensure_checkpoints
 
 results=$outdir/fusion
 mkdir -p "$results"
@@ -63,7 +41,7 @@ echo "torch_peer.py" >&2
   --threads "$threads" --vocab "$(vocab "$results/decode_fused.json")" >"$results/decode_torch.json"
 
 echo
-echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $threads threads per side"
+machine_line
 echo
 "$py" - "$results" <<'PY'
 import json, os, sys

@@ -12,30 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-die() { echo "error: $*" >&2; exit 1; }
-
 outdir=/tmp/megatron-bench threads=$(nproc) iters=10
-while [ $# -gt 0 ]; do
-  case $1 in
-    --threads) threads=${2:?--threads needs a value}; shift 2 ;;
-    --iters) iters=${2:?--iters needs a value}; shift 2 ;;
-    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    -*) die "unknown option $1 (see --help)" ;;
-    *) outdir=$1; shift ;;
-  esac
-done
-
-py=/usr/bin/python3 compile=build/bin/megatron-compile bench=build/bin/megatron-bench
-for tool in "$compile" "$bench"; do
-  [ -x "$tool" ] || die "$tool is missing: build first (scripts/build.sh)"
-done
-for model in bert gpt2; do
-  ckpt=$outdir/${model}_345m
-  if [ ! -f "$ckpt/latest_checkpointed_iteration.txt" ]; then
-    echo "generating $ckpt (once; ~0.7 GB)" >&2
-    "$py" test/fixtures/gen_fixtures.py --large "$model" "$ckpt" >/dev/null
-  fi
-done
+source bench/common.sh
+bench_options "$@"
+ensure_checkpoints
 
 results=$outdir/tp
 mkdir -p "$results"
@@ -52,7 +32,7 @@ for tp in 1 2; do
 done
 
 echo
-echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $threads threads in all"
+machine_line
 echo
 "$py" - "$results" <<'PY'
 import json, os, sys

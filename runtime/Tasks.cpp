@@ -51,6 +51,15 @@ size_t completeUtf8(const std::string &text) {
   return n;
 }
 
+/// Texts without a second text of a pair.
+std::vector<std::pair<std::string, std::string>>
+singleTexts(const std::vector<std::string> &texts) {
+  std::vector<std::pair<std::string, std::string>> inputs;
+  for (const std::string &t : texts)
+    inputs.emplace_back(t, "");
+  return inputs;
+}
+
 } // namespace
 
 Status TextModel::open(const std::string &path, const SessionOptions &options,
@@ -176,11 +185,8 @@ Status TextModel::fillMask(const std::vector<std::string> &texts, int64_t topK,
                          tokenizer_->spec().maskToken + "'");
   if (topK < 1)
     return Status::error("top-k must be at least 1, got " + str(topK));
-  std::vector<std::pair<std::string, std::string>> inputs;
-  for (const std::string &t : texts)
-    inputs.emplace_back(t, "");
   std::vector<Encoding> encodings;
-  if (Status s = encodeAll(inputs, false, encodings); !s.ok())
+  if (Status s = encodeAll(singleTexts(texts), false, encodings); !s.ok())
     return s;
   for (size_t i = 0; i < encodings.size(); ++i)
     if (std::find(encodings[i].ids.begin(), encodings[i].ids.end(), *maskId) ==
@@ -396,11 +402,8 @@ Status TextModel::tokenClassify(const std::vector<std::string> &texts,
                          "was compiled with the '" + artifact_->task() + "' head");
   if (Status s = requireOutput("token-classify", {"logits"}, name); !s.ok())
     return s;
-  std::vector<std::pair<std::string, std::string>> inputs;
-  for (const std::string &t : texts)
-    inputs.emplace_back(t, "");
   std::vector<Encoding> encodings;
-  if (Status s = encodeAll(inputs, false, encodings); !s.ok())
+  if (Status s = encodeAll(singleTexts(texts), false, encodings); !s.ok())
     return s;
   out.assign(texts.size(), {});
   return forEachRow(encodings, [&](size_t index, int64_t row, const Outputs &outputs) {
@@ -477,11 +480,8 @@ Status TextModel::embed(const std::vector<std::string> &texts, bool pooled,
   if (Status s = requireOutput("embed", {pooled ? "pooler_output" : "last_hidden_state"}, name);
       !s.ok())
     return s;
-  std::vector<std::pair<std::string, std::string>> inputs;
-  for (const std::string &t : texts)
-    inputs.emplace_back(t, "");
   std::vector<Encoding> encodings;
-  if (Status s = encodeAll(inputs, false, encodings); !s.ok())
+  if (Status s = encodeAll(singleTexts(texts), false, encodings); !s.ok())
     return s;
   out.assign(texts.size(), FloatTensor());
   return forEachRow(encodings, [&](size_t index, int64_t row, const Outputs &outputs) {

@@ -214,16 +214,19 @@ class EndToEnd(unittest.TestCase):
             self.assertLessEqual(err, tolerance, f'{what}: max relative error {err:.3e} > {tolerance:.0e}')
         return errors
 
-    def check_fixtures(self, fixture_family):
+    def check_fixtures(self, fixture_family, extra=()):
+        """Every fixture of the family and head it carries, compiled with
+        the `extra` flags, against the reference."""
         entries = [e for e in good_fixtures() if family(e) == fixture_family]
         self.assertTrue(entries, f'the manifest has no {fixture_family} fixtures')
         for entry in entries:
             for task in tasks(entry):
                 with self.subTest(fixture=entry['path'], task=task):
-                    artifact = self.compile(entry, task)
+                    artifact = self.compile(entry, task, extra=extra)
                     for case_name, case in cases(entry, task).items():
                         with self.subTest(case=case_name):
-                            self.check(entry, task, artifact, case_name, case, TOLERANCE['f32'])
+                            self.check(entry, task, artifact, case_name + ''.join(extra), case,
+                                       TOLERANCE['f32'])
 
 
 class Fixtures(EndToEnd):
@@ -276,16 +279,7 @@ class Unfused(EndToEnd):
     matches the reference (the default, fused pipeline is Fixtures)."""
 
     def check_family(self, fixture_family):
-        entries = [e for e in good_fixtures() if family(e) == fixture_family]
-        self.assertTrue(entries)
-        for entry in entries:
-            for task in tasks(entry):
-                with self.subTest(fixture=entry['path'], task=task):
-                    artifact = self.compile(entry, task, extra=('--no-fuse',))
-                    for case_name, case in cases(entry, task).items():
-                        with self.subTest(case=case_name):
-                            self.check(entry, task, artifact, case_name + '-unfused', case,
-                                       TOLERANCE['f32'])
+        self.check_fixtures(fixture_family, extra=('--no-fuse',))
 
     def test_megatron_bert(self):
         self.check_family(('megatron', 'bert'))
