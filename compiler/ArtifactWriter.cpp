@@ -66,8 +66,8 @@ std::string configJson(mlir::DictionaryAttr config) {
 class Writer {
 public:
   Writer(mlir::ModuleOp module, const Checkpoint &ckpt,
-         const runtime::TokenizerSpec *tokenizerSpec)
-      : module(module), ckpt(ckpt), tokenizerSpec(tokenizerSpec) {}
+         const runtime::TokenizerSpec *tokenizerSpec, llvm::ArrayRef<PtxModule> ptx)
+      : module(module), ckpt(ckpt), tokenizerSpec(tokenizerSpec), ptx(ptx) {}
   llvm::Error write(llvm::StringRef path);
 
 private:
@@ -80,6 +80,7 @@ private:
   mlir::ModuleOp module;
   const Checkpoint &ckpt;
   const runtime::TokenizerSpec *tokenizerSpec;
+  llvm::ArrayRef<PtxModule> ptx;
   flatbuffers::FlatBufferBuilder fbb;
   /// Where each rank's weight region starts in the weight segment.
   std::vector<uint64_t> regionOffsets;
@@ -217,7 +218,13 @@ llvm::Error Writer::write(llvm::StringRef path) {
                                intAttr("plan.max_choices"), tokenizer(),
                                labels(config));
   auto rankVector = fbb.CreateVector(ranks);
-  fb::FinishArtifactBuffer(fbb, fb::CreateArtifact(fbb, model, rankVector));
+  std::vector<flatbuffers::Offset<fb::KernelModule>> modules;
+  for (const PtxModule &m : ptx)
+    modules.push_back(fb::CreateKernelModule(fbb, fbb.CreateString(m.arch),
+                                             fbb.CreateString(m.ptx),
+                                             fbb.CreateVectorOfStrings(m.kernels)));
+  auto kernelVector = modules.empty() ? 0 : fbb.CreateVector(modules);
+  fb::FinishArtifactBuffer(fbb, fb::CreateArtifact(fbb, model, rankVector, kernelVector));
 
   runtime::ArtifactHeader header{};
   std::memcpy(header.magic, runtime::kArtifactMagic, sizeof(header.magic));
@@ -295,6 +302,7 @@ flatbuffers::Offset<fb::Tokenizer> Writer::tokenizer() {
 
 llvm::Error megatron::writeArtifact(mlir::ModuleOp module, const Checkpoint &ckpt,
                                     const runtime::TokenizerSpec *tokenizer,
+                                    llvm::ArrayRef<PtxModule> kernels,
                                     llvm::StringRef path) {
-  return Writer(module, ckpt, tokenizer).write(path);
+  return Writer(module, ckpt, tokenizer, kernels).write(path);
 }

@@ -11,6 +11,7 @@
 #define MEGATRON_COMPILER_ARTIFACTWRITER_H
 
 #include "frontends/Checkpoint.h"
+#include "compiler/cuda/CudaCodegen.h"
 #include "megatron/runtime/Tokenizer.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -23,7 +24,7 @@ namespace megatron {
 /// given, the tokenizer.
 llvm::Error writeArtifact(mlir::ModuleOp module, const Checkpoint &checkpoint,
                           const runtime::TokenizerSpec *tokenizer,
-                          llvm::StringRef path);
+                          llvm::ArrayRef<PtxModule> kernels, llvm::StringRef path);
 
 } // namespace megatron
 

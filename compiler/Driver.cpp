@@ -156,8 +156,16 @@ llvm::Error megatron::runCompile(const CompileOptions &options) {
     auto tokenizer = resolveTokenizer(options, **checkpoint, **module);
     if (!tokenizer)
       return tokenizer.takeError();
-    return writeArtifact(**module, **checkpoint,
-                         *tokenizer ? &**tokenizer : nullptr, options.output);
+    std::vector<PtxModule> kernels;
+    if (options.target == "cuda") {
+      auto ptx = generateCudaKernels(options.cudaArchs,
+                                     options.cudaRoot + "/nvvm/libdevice/libdevice.10.bc");
+      if (!ptx)
+        return ptx.takeError();
+      kernels = std::move(*ptx);
+    }
+    return writeArtifact(**module, **checkpoint, *tokenizer ? &**tokenizer : nullptr,
+                         kernels, options.output);
   }
 
   std::string error;

@@ -25,6 +25,10 @@ struct CompileOptions {
   /// --vocab / --merges; when empty, tokenizer files next to the checkpoint
   /// are embedded if there are any.
   std::string vocabFile, mergesFile;
+  /// --target cuda: PTX of the kernel library for each --cuda-arch.
+  std::string target = "cpu";
+  std::vector<std::string> cudaArchs;
+  std::string cudaRoot;
   PipelineOptions pipeline;
 };
 

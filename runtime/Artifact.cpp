@@ -214,3 +214,18 @@ Status Artifact::tokenizer(std::unique_ptr<Tokenizer> &out) const {
 }
 
 int Artifact::ranks() const { return static_cast<int>(root_->ranks()->size()); }
+
+std::vector<KernelModuleInfo> Artifact::kernelModules() const {
+  std::vector<KernelModuleInfo> out;
+  if (const auto *modules = root_->kernels())
+    for (const fb::KernelModule *m : *modules) {
+      KernelModuleInfo info;
+      info.arch = m->arch() ? m->arch()->str() : "";
+      info.ptx = m->ptx() ? m->ptx()->str() : "";
+      if (m->kernels())
+        for (const auto *k : *m->kernels())
+          info.kernels.push_back(k ? k->str() : "");
+      out.push_back(std::move(info));
+    }
+  return out;
+}

@@ -17,6 +17,11 @@ config.test_exec_root = os.path.join(config.megatron_obj_root, "test")
 
 config.substitutions.append(("%fixtures", config.megatron_fixtures_dir))
 config.substitutions.append(("%python", config.python_executable))
+# ptxas (CUDA toolkit) checks the generated PTX; without it those tests are
+# unsupported, not failed.
+if config.ptxas and os.path.isfile(config.ptxas):
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", config.ptxas))
 
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)

@@ -33,6 +33,15 @@ static cl::opt<int64_t>
     tensorParallel("tp", cl::desc("tensor-parallel ranks (default 1); must divide "
                                   "the heads, FFN size and padded vocabulary"),
                    cl::init(1));
+static cl::opt<std::string>
+    target("target", cl::desc("cpu (default) | cuda: also generate PTX for the GPU kernels"),
+           cl::init("cpu"));
+static cl::list<std::string>
+    cudaArch("cuda-arch", cl::desc("GPU architectures for --target cuda (default sm_80,sm_90)"),
+             cl::CommaSeparated, cl::value_desc("sm_XY,..."));
+static cl::opt<std::string>
+    cudaRoot("cuda-root", cl::desc("CUDA toolkit, for libdevice (default " MEGATRON_CUDA_ROOT_DEFAULT ")"),
+             cl::init(MEGATRON_CUDA_ROOT_DEFAULT), cl::value_desc("dir"));
 static cl::opt<bool>
     noFuse("no-fuse", cl::desc("keep the primitive graph (no fusion passes), for debugging"));
 static cl::opt<std::string>
@@ -90,6 +99,16 @@ int main(int argc, char **argv) {
                                         std::to_string(tensorParallel)));
   options.pipeline.tensorParallel = tensorParallel;
   options.pipeline.fuse = !noFuse;
+  if (target != "cpu" && target != "cuda")
+    return fail(llvm::createStringError("unknown --target '" + target +
+                                        "' (expected cpu or cuda)"));
+  if (target != "cuda" && !cudaArch.empty())
+    return fail(llvm::createStringError("--cuda-arch needs --target cuda"));
+  options.target = target;
+  options.cudaArchs.assign(cudaArch.begin(), cudaArch.end());
+  if (options.cudaArchs.empty())
+    options.cudaArchs = {"sm_80", "sm_90"};
+  options.cudaRoot = cudaRoot;
   if (dtype != "f32" && dtype != "f16" && dtype != "bf16")
     return fail(llvm::createStringError("unknown --dtype '" + dtype +
                                         "' (expected f32, f16 or bf16)"));

@@ -354,6 +354,7 @@ const std::map<std::string, std::set<std::string>> kValueFlags = {
     {"--stop", {"generate"}},          {"--question", {"qa"}},
     {"--context", {"qa"}},             {"--max-answer-tokens", {"qa"}},
     {"--batch", {"info"}},             {"--seq", {"info"}},
+    {"--dump-ptx", {"info"}},
     {"--input-file", {"fill-mask", "generate", "classify", "token-classify",
                       "qa", "next-sentence", "embed"}},
 };
@@ -538,9 +539,36 @@ bool has(const std::vector<std::string> &names, const std::string &name) {
 
 int runSteps(const Options &opts, Session &session);
 
-int runInfo(const Options &opts, Session &session) {
+/// info --dump-ptx DIR: each PTX module the artifact carries as
+/// DIR/<arch>.ptx (to assemble with ptxas, or load by hand).
+int dumpPtx(const Options &opts, const Artifact &artifact) {
+  std::filesystem::path dir = opts.values.at("--dump-ptx");
+  std::vector<KernelModuleInfo> modules = artifact.kernelModules();
+  if (modules.empty())
+    fail(opts.artifact + " carries no GPU code (compile it with --target cuda)");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    fail("cannot create " + dir.string() + ": " + ec.message());
+  for (const KernelModuleInfo &m : modules) {
+    if (m.arch.empty() || m.arch.find('/') != std::string::npos || m.arch[0] == '.')
+      fail("the artifact names an architecture '" + m.arch + "', not a file name");
+    std::filesystem::path path = dir / (m.arch + ".ptx");
+    std::ofstream out(path, std::ios::binary);
+    out.write(m.ptx.data(), static_cast<std::streamsize>(m.ptx.size()));
+    out.close();
+    if (!out)
+      fail("cannot write " + path.string());
+    std::cout << "wrote " << path.string() << " (" << m.kernels.size() << " kernels)\n";
+  }
+  return 0;
+}
+
+int runInfo(const Options &opts, Session &session, const Artifact &artifact) {
   if (opts.switches.count("--steps"))
     return runSteps(opts, session);
+  if (opts.values.count("--dump-ptx"))
+    return dumpPtx(opts, artifact);
   std::vector<std::string> entries = session.entries();
   std::ostringstream os;
   if (opts.json) {
@@ -558,6 +586,9 @@ int runInfo(const Options &opts, Session &session) {
     os << "artifact: " << opts.artifact << "\nmax batch: " << session.maxBatch()
        << "\nmax sequence: " << session.maxSequence()
        << "\ntensor-parallel ranks: " << session.ranks() << "\n";
+    for (const KernelModuleInfo &m : artifact.kernelModules())
+      os << "GPU code: " << m.arch << " PTX, " << m.ptx.size() << " bytes, "
+         << m.kernels.size() << " kernels\n";
     for (const std::string &e : entries)
       os << "entry " << e << "\n  inputs:  " << joined(session.inputNames(e))
          << "\n  outputs: " << joined(session.outputNames(e)) << "\n";
@@ -1140,7 +1171,8 @@ int run(int argc, char **argv) {
     return runText(opts);
   std::unique_ptr<Artifact> artifact;
   std::unique_ptr<Session> session = openSession(opts, artifact);
-  return opts.command == "info" ? runInfo(opts, *session) : runForward(opts, *session);
+  return opts.command == "info" ? runInfo(opts, *session, *artifact)
+                                : runForward(opts, *session);
 }
 
 } // namespace

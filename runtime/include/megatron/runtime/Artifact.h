@@ -9,12 +9,20 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace megatron::artifact {
 struct Artifact;
 } // namespace megatron::artifact
 
 namespace megatron::runtime {
+
+/// GPU code in an artifact (megatron-compile --target cuda).
+struct KernelModuleInfo {
+  std::string arch; ///< "sm_90"
+  std::string ptx;
+  std::vector<std::string> kernels;
+};
 
 class Artifact {
 public:
@@ -34,6 +42,8 @@ public:
 
   /// Tensor-parallel ranks (each with its plan and weight region).
   int ranks() const;
+  /// The PTX modules it carries, one per architecture (none for CPU).
+  std::vector<KernelModuleInfo> kernelModules() const;
   /// "bert" or "gpt2", and the task the artifact's head serves.
   std::string architecture() const;
   std::string task() const;
