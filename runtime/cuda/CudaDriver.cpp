@@ -1,0 +1,151 @@
+//===- CudaDriver.cpp - the CUDA driver API, loaded at run time -----------===//
+
+#include "runtime/cuda/CudaDriver.h"
+
+#include <cuda.h>
+#include <dlfcn.h>
+
+using namespace megatron::runtime;
+using namespace megatron::runtime::cuda;
+
+/// The driver entry points this backend uses, by their versioned names.
+struct Device::Api {
+  void *library = nullptr;
+  CUcontext context = nullptr;
+  CUdevice device = 0;
+  CUmodule module = nullptr;
+#define MEGATRON_CUDA_FUNCTIONS(X)                                             \
+  X(cuInit, "cuInit")                                                          \
+  X(cuDeviceGetCount, "cuDeviceGetCount")                                      \
+  X(cuDeviceGet, "cuDeviceGet")                                                \
+  X(cuDeviceGetAttribute, "cuDeviceGetAttribute")                              \
+  X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")                      \
+  X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2")                 \
+  X(cuCtxSetCurrent, "cuCtxSetCurrent")                                        \
+  X(cuCtxSynchronize, "cuCtxSynchronize")                                      \
+  X(cuModuleLoadDataEx, "cuModuleLoadDataEx")                                  \
+  X(cuModuleUnload, "cuModuleUnload")                                          \
+  X(cuModuleGetFunction, "cuModuleGetFunction")                                \
+  X(cuMemAlloc, "cuMemAlloc_v2")                                               \
+  X(cuMemFree, "cuMemFree_v2")                                                 \
+  X(cuMemcpyHtoD, "cuMemcpyHtoD_v2")                                           \
+  X(cuMemcpyDtoH, "cuMemcpyDtoH_v2")                                           \
+  X(cuLaunchKernel, "cuLaunchKernel")                                          \
+  X(cuGetErrorString, "cuGetErrorString")
+#define MEGATRON_CUDA_POINTER(name, symbol) decltype(&::name) name = nullptr;
+  MEGATRON_CUDA_FUNCTIONS(MEGATRON_CUDA_POINTER)
+#undef MEGATRON_CUDA_POINTER
+
+  Status check(CUresult code, const char *what) const {
+    if (code == CUDA_SUCCESS)
+      return Status::success();
+    const char *text = nullptr;
+    if (cuGetErrorString)
+      cuGetErrorString(code, &text);
+    return Status::error(std::string("CUDA driver: ") + what + ": " +
+                         (text ? text : "error " + std::to_string(int(code))));
+  }
+};
+
+Device::~Device() {
+  if (!api_)
+    return;
+  if (api_->module)
+    api_->cuModuleUnload(api_->module);
+  if (api_->context)
+    api_->cuDevicePrimaryCtxRelease(api_->device);
+  if (api_->library)
+    dlclose(api_->library);
+}
+
+Status Device::open(int ordinal, std::unique_ptr<Device> &out) {
+  std::unique_ptr<Device> device(new Device());
+  device->api_ = std::make_unique<Api>();
+  Api &api = *device->api_;
+  api.library = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!api.library)
+    return Status::error(std::string("the CUDA driver is not installed (") + dlerror() + ")");
+#define MEGATRON_CUDA_RESOLVE(name, symbol)                                    \
+  api.name = reinterpret_cast<decltype(api.name)>(dlsym(api.library, symbol)); \
+  if (!api.name)                                                               \
+    return Status::error("the CUDA driver lacks " symbol " (too old?)");
+  MEGATRON_CUDA_FUNCTIONS(MEGATRON_CUDA_RESOLVE)
+#undef MEGATRON_CUDA_RESOLVE
+  if (Status s = api.check(api.cuInit(0), "cuInit"); !s.ok())
+    return s;
+  int count = 0;
+  if (Status s = api.check(api.cuDeviceGetCount(&count), "cuDeviceGetCount"); !s.ok())
+    return s;
+  if (ordinal < 0 || ordinal >= count)
+    return Status::error("no CUDA device " + std::to_string(ordinal) + " (this machine has " +
+                         std::to_string(count) + ")");
+  if (Status s = api.check(api.cuDeviceGet(&api.device, ordinal), "cuDeviceGet"); !s.ok())
+    return s;
+  int major = 0, minor = 0;
+  api.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, api.device);
+  api.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, api.device);
+  device->arch_ = "sm_" + std::to_string(major) + std::to_string(minor);
+  if (Status s = api.check(api.cuDevicePrimaryCtxRetain(&api.context, api.device),
+                           "cuDevicePrimaryCtxRetain");
+      !s.ok())
+    return s;
+  if (Status s = api.check(api.cuCtxSetCurrent(api.context), "cuCtxSetCurrent"); !s.ok())
+    return s;
+  out = std::move(device);
+  return Status::success();
+}
+
+Status Device::loadModule(const std::string &ptx) {
+  char log[8192] = {0};
+  CUjit_option options[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+  void *values[] = {log, reinterpret_cast<void *>(sizeof(log))};
+  if (api_->module) {
+    api_->cuModuleUnload(api_->module);
+    api_->module = nullptr;
+  }
+  CUresult code = api_->cuModuleLoadDataEx(&api_->module, ptx.c_str(), 2, options, values);
+  if (code != CUDA_SUCCESS)
+    return Status::error(api_->check(code, "loading PTX").message() +
+                         (log[0] ? std::string(": ") + log : ""));
+  return Status::success();
+}
+
+Status Device::allocate(size_t bytes, uint64_t &pointer) {
+  CUdeviceptr p = 0;
+  if (Status s = api_->check(api_->cuMemAlloc(&p, bytes ? bytes : 1), "cuMemAlloc"); !s.ok())
+    return s;
+  pointer = static_cast<uint64_t>(p);
+  return Status::success();
+}
+
+Status Device::free(uint64_t pointer) {
+  return api_->check(api_->cuMemFree(static_cast<CUdeviceptr>(pointer)), "cuMemFree");
+}
+
+Status Device::copyToDevice(uint64_t pointer, const void *host, size_t bytes) {
+  return api_->check(api_->cuMemcpyHtoD(static_cast<CUdeviceptr>(pointer), host, bytes),
+                     "cuMemcpyHtoD");
+}
+
+Status Device::copyToHost(void *host, uint64_t pointer, size_t bytes) {
+  return api_->check(api_->cuMemcpyDtoH(host, static_cast<CUdeviceptr>(pointer), bytes),
+                     "cuMemcpyDtoH");
+}
+
+Status Device::launch(const std::string &name, const unsigned grid[3], const unsigned block[3],
+                      unsigned sharedBytes, std::vector<void *> params) {
+  if (!api_->module)
+    return Status::error("no PTX module is loaded");
+  CUfunction function = nullptr;
+  if (Status s = api_->check(api_->cuModuleGetFunction(&function, api_->module, name.c_str()),
+                             ("kernel '" + name + "'").c_str());
+      !s.ok())
+    return s;
+  if (Status s = api_->check(api_->cuLaunchKernel(function, grid[0], grid[1], grid[2], block[0],
+                                                  block[1], block[2], sharedBytes, nullptr,
+                                                  params.data(), nullptr),
+                             ("launching '" + name + "'").c_str());
+      !s.ok())
+    return s;
+  return api_->check(api_->cuCtxSynchronize(), ("running '" + name + "'").c_str());
+}

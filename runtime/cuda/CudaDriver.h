@@ -1,0 +1,71 @@
+//===- CudaDriver.h - the CUDA driver API, loaded at run time --*- C++ -*-===//
+//
+// The CUDA backend talks to the driver (libcuda.so.1) through dlopen, so a
+// runtime built with the toolkit still starts, and runs on the CPU, on a
+// machine without a GPU or driver: opening the driver is then an error to
+// report, not a missing library at load time.
+//
+// This is the backend's first piece: a device context, PTX modules loaded
+// with their JIT error log, device memory and kernel launches.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MEGATRON_RUNTIME_CUDA_CUDADRIVER_H
+#define MEGATRON_RUNTIME_CUDA_CUDADRIVER_H
+
+#include "megatron/runtime/Status.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace megatron::runtime::cuda {
+
+class Device {
+public:
+  /// Opens the driver and device `ordinal`'s primary context.
+  static Status open(int ordinal, std::unique_ptr<Device> &out);
+  ~Device();
+
+  /// Compute capability as "sm_XY".
+  const std::string &arch() const { return arch_; }
+
+  /// JIT-compiles PTX (a newer device runs an older architecture's PTX).
+  Status loadModule(const std::string &ptx);
+  Status allocate(size_t bytes, uint64_t &pointer);
+  Status free(uint64_t pointer);
+  Status copyToDevice(uint64_t pointer, const void *host, size_t bytes);
+  Status copyToHost(void *host, uint64_t pointer, size_t bytes);
+  /// Launches kernel `name` of the loaded module and waits for it.
+  /// `params` point at each kernel parameter's value.
+  Status launch(const std::string &name, const unsigned grid[3], const unsigned block[3],
+                unsigned sharedBytes, std::vector<void *> params);
+
+  Device(const Device &) = delete;
+  Device &operator=(const Device &) = delete;
+
+private:
+  struct Api;
+  Device() = default;
+  std::unique_ptr<Api> api_;
+  std::string arch_;
+};
+
+/// The parameters a memref<?xT> argument of an MLIR gpu.func becomes:
+/// allocated and aligned pointers, offset, size and stride.
+struct MemRef1D {
+  uint64_t allocated, aligned;
+  int64_t offset, size, stride;
+  explicit MemRef1D(uint64_t pointer, int64_t n)
+      : allocated(pointer), aligned(pointer), offset(0), size(n), stride(1) {}
+  void append(std::vector<void *> &params) {
+    for (void *p : {(void *)&allocated, (void *)&aligned, (void *)&offset, (void *)&size,
+                    (void *)&stride})
+      params.push_back(p);
+  }
+};
+
+} // namespace megatron::runtime::cuda
+
+#endif // MEGATRON_RUNTIME_CUDA_CUDADRIVER_H

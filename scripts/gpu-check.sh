@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: build, run the whole suite, then the GPU
+# checks CI cannot run (the generated PTX launched through the driver and
+# compared with the CPU kernels; NCCL collectives), and print what ran.
+# Usage: scripts/gpu-check.sh   (BUILD_DIR as for scripts/build.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+nvidia-smi -L || { echo "error: no NVIDIA GPU visible (nvidia-smi)" >&2; exit 1; }
+bash scripts/build.sh
+build_dir=${BUILD_DIR:-build}
+ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)"
+# The GPU tests skip without a device; here none may skip.
+out=$("$build_dir/bin/cuda-tests" 2>&1) || { echo "$out"; exit 1; }
+echo "$out" | tail -n 5
+if echo "$out" | grep -q SKIPPED; then
+  echo "error: GPU kernel tests were skipped on a GPU machine" >&2
+  exit 1
+fi

@@ -1,0 +1,160 @@
+//===- CudaKernelsTest.cpp - the generated PTX on a GPU -------------------===//
+//
+// Loads the PTX an artifact compiled with --target cuda carries, launches
+// each kernel of the library through the driver API and compares with the
+// CPU kernels. Without a GPU (CI) the device cannot open: that must be a
+// clear error, and the kernel tests are skipped; on a GPU machine
+// (scripts/gpu-check.sh) they run.
+//
+//===----------------------------------------------------------------------===//
+
+#include "megatron/runtime/Artifact.h"
+#include "runtime/cpu/Kernels.h"
+#include "runtime/cuda/CudaDriver.h"
+
+#include "gtest/gtest.h"
+
+#include <cmath>
+#include <random>
+
+using namespace megatron::runtime;
+
+namespace {
+
+class CudaKernels : public ::testing::Test {
+protected:
+  void SetUp() override {
+    Status s = cuda::Device::open(0, device);
+    if (!s.ok())
+      GTEST_SKIP() << "no GPU here: " << s.message();
+    std::unique_ptr<Artifact> artifact;
+    s = Artifact::open(MEGATRON_CUDA_ARTIFACT, artifact);
+    ASSERT_TRUE(s.ok()) << s.message();
+    // The newest architecture the device runs (PTX JIT-compiles forward).
+    std::string best;
+    int bestVersion = -1, deviceVersion = std::stoi(device->arch().substr(3));
+    for (const KernelModuleInfo &m : artifact->kernelModules()) {
+      int v = std::stoi(m.arch.substr(3));
+      if (v <= deviceVersion && v > bestVersion) {
+        bestVersion = v;
+        best = m.ptx;
+      }
+    }
+    ASSERT_FALSE(best.empty()) << "no PTX for " << device->arch() << " or older";
+    s = device->loadModule(best);
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+
+  uint64_t upload(const void *data, size_t bytes) {
+    uint64_t p = 0;
+    EXPECT_TRUE(device->allocate(bytes, p).ok());
+    EXPECT_TRUE(device->copyToDevice(p, data, bytes).ok());
+    pointers.push_back(p);
+    return p;
+  }
+  void TearDown() override {
+    for (uint64_t p : pointers)
+      (void)device->free(p);
+  }
+
+  std::unique_ptr<cuda::Device> device;
+  std::vector<uint64_t> pointers;
+};
+
+std::vector<float> random(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 2.0f);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = d(rng);
+  return v;
+}
+
+TEST(CudaDriver, OpensOrSaysWhyNot) {
+  std::unique_ptr<cuda::Device> device;
+  Status s = cuda::Device::open(0, device);
+  if (s.ok())
+    EXPECT_EQ(device->arch().rfind("sm_", 0), 0u);
+  else
+    EXPECT_TRUE(s.message().find("CUDA") != std::string::npos) << s.message();
+}
+
+TEST_F(CudaKernels, GeluMatchesTheCpu) {
+  const int64_t n = 100003;
+  std::vector<float> x = random(n, 1), y(n), want(n);
+  for (auto [name, kind] : {std::pair{"gelu_erf", cpu::GeluKind::Erf},
+                            std::pair{"gelu_tanh", cpu::GeluKind::Tanh}}) {
+    uint64_t dx = upload(x.data(), n * 4), dy = upload(y.data(), n * 4);
+    cuda::MemRef1D mx(dx, n), my(dy, n);
+    int64_t count = n;
+    std::vector<void *> params;
+    mx.append(params);
+    my.append(params);
+    params.push_back(&count);
+    unsigned grid[3] = {unsigned((n + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
+    Status s = device->launch(name, grid, block, 0, params);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_TRUE(device->copyToHost(y.data(), dy, n * 4).ok());
+    cpu::gelu(x.data(), n, kind, want.data());
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_NEAR(y[i], want[i], 1e-5f * (1 + std::fabs(want[i]))) << name << " at " << i;
+  }
+}
+
+TEST_F(CudaKernels, AddLayerNormMatchesTheCpu) {
+  const int64_t rows = 37, cols = 1000;
+  std::vector<float> a = random(rows * cols, 2), b = random(rows * cols, 3),
+                     gamma = random(cols, 4), beta = random(cols, 5);
+  std::vector<float> sum(rows * cols), out(rows * cols), wantSum(rows * cols),
+      wantOut(rows * cols);
+  uint64_t da = upload(a.data(), a.size() * 4), db = upload(b.data(), b.size() * 4),
+           dg = upload(gamma.data(), cols * 4), dbeta = upload(beta.data(), cols * 4),
+           ds = upload(sum.data(), sum.size() * 4), dout = upload(out.data(), out.size() * 4);
+  cuda::MemRef1D ma(da, rows * cols), mb(db, rows * cols), mg(dg, cols), mbeta(dbeta, cols),
+      ms(ds, rows * cols), mo(dout, rows * cols);
+  int64_t width = cols;
+  float eps = 1e-5f;
+  std::vector<void *> params;
+  for (cuda::MemRef1D *m : {&ma, &mb, &mg, &mbeta, &ms, &mo})
+    m->append(params);
+  params.push_back(&width);
+  params.push_back(&eps);
+  unsigned grid[3] = {unsigned(rows), 1, 1}, block[3] = {128, 1, 1};
+  Status s = device->launch("add_layer_norm", grid, block, 0, params);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_TRUE(device->copyToHost(sum.data(), ds, sum.size() * 4).ok());
+  ASSERT_TRUE(device->copyToHost(out.data(), dout, out.size() * 4).ok());
+  cpu::add(a.data(), b.data(), rows * cols, 0, rows * cols, wantSum.data());
+  cpu::layerNorm(wantSum.data(), rows, cols, gamma.data(), beta.data(), eps, wantOut.data());
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    ASSERT_NEAR(sum[i], wantSum[i], 1e-5f * (1 + std::fabs(wantSum[i]))) << i;
+    ASSERT_NEAR(out[i], wantOut[i], 1e-4f * (1 + std::fabs(wantOut[i]))) << i;
+  }
+}
+
+TEST_F(CudaKernels, VocabParallelEmbeddingMatchesTheCpu) {
+  const int64_t rows = 50, width = 96, offset = 50, numIds = 100;
+  std::vector<float> table = random(rows * width, 6);
+  std::vector<int64_t> ids = {0, 49, 50, 77, 99, 51, 3};
+  int64_t count = static_cast<int64_t>(ids.size());
+  std::vector<float> out(count * width), want(count * width);
+  uint64_t dt = upload(table.data(), table.size() * 4), di = upload(ids.data(), ids.size() * 8),
+           dout = upload(out.data(), out.size() * 4);
+  cuda::MemRef1D mt(dt, rows * width), mi(di, count), mo(dout, count * width);
+  int64_t w = width, r = rows, o = offset;
+  std::vector<void *> params;
+  for (cuda::MemRef1D *m : {&mt, &mi, &mo})
+    m->append(params);
+  for (int64_t *v : {&w, &r, &o})
+    params.push_back(v);
+  unsigned grid[3] = {unsigned(count), 1, 1}, block[3] = {64, 1, 1};
+  Status s = device->launch("embedding", grid, block, 0, params);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_TRUE(device->copyToHost(out.data(), dout, out.size() * 4).ok());
+  ASSERT_TRUE(cpu::embedding(table.data(), rows, width, ids.data(), count, want.data(), offset,
+                             numIds)
+                  .ok());
+  EXPECT_EQ(out, want);
+}
+
+} // namespace
