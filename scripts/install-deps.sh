@@ -8,7 +8,7 @@ packages=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   flatbuffers-compiler libflatbuffers-dev
   nlohmann-json3-dev libzip-dev zlib1g-dev libutf8proc-dev
-  libgtest-dev libopenmpi-dev openmpi-bin
+  libgtest-dev libopenmpi-dev openmpi-bin clang-22 libclang-rt-22-dev
   libopenblas-openmp-dev libopenblas0-pthread
   python3-torch python3-numpy time
 )

@@ -6,3 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/build.sh
 build_dir=${BUILD_DIR:-build}
 ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)"
+# Fuzz smoke: every target (ASan + UBSan + libFuzzer) briefly, from a fixed
+# seed; scripts/fuzz.sh SECONDS runs them longer.
+FUZZ_SEED=1 bash scripts/fuzz.sh 10
