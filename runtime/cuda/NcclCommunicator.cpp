@@ -3,6 +3,7 @@
 #include "megatron/runtime/NcclCommunicator.h"
 
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 #include <nccl.h>
 
 #include <cstring>
@@ -13,22 +14,97 @@ using namespace megatron::runtime;
 
 namespace {
 
+// NCCL and the CUDA runtime are loaded when first used, not linked: they
+// map hundreds of MB, and megatron-run must start (and run on the CPU) on
+// machines without them.
+struct Api {
+  cudaError_t (*cudaGetDeviceCount)(int *) = nullptr;
+  cudaError_t (*cudaSetDevice)(int) = nullptr;
+  cudaError_t (*cudaMalloc)(void **, size_t) = nullptr;
+  cudaError_t (*cudaFree)(void *) = nullptr;
+  cudaError_t (*cudaMemcpyAsync)(void *, const void *, size_t, cudaMemcpyKind,
+                                 cudaStream_t) = nullptr;
+  cudaError_t (*cudaStreamCreate)(cudaStream_t *) = nullptr;
+  cudaError_t (*cudaStreamDestroy)(cudaStream_t) = nullptr;
+  cudaError_t (*cudaStreamSynchronize)(cudaStream_t) = nullptr;
+  const char *(*cudaGetErrorString)(cudaError_t) = nullptr;
+  ncclResult_t (*ncclGetUniqueId)(ncclUniqueId *) = nullptr;
+  ncclResult_t (*ncclCommInitRank)(ncclComm_t *, int, ncclUniqueId, int) = nullptr;
+  ncclResult_t (*ncclCommInitAll)(ncclComm_t *, int, const int *) = nullptr;
+  ncclResult_t (*ncclAllReduce)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t,
+                                ncclComm_t, cudaStream_t) = nullptr;
+  ncclResult_t (*ncclAllGather)(const void *, void *, size_t, ncclDataType_t, ncclComm_t,
+                                cudaStream_t) = nullptr;
+  ncclResult_t (*ncclCommAbort)(ncclComm_t) = nullptr;
+  ncclResult_t (*ncclCommDestroy)(ncclComm_t) = nullptr;
+  const char *(*ncclGetErrorString)(ncclResult_t) = nullptr;
+};
+
+#define MEGATRON_NCCL_FUNCTIONS(X)                                             \
+  X(cudart, cudaGetDeviceCount) X(cudart, cudaSetDevice) X(cudart, cudaMalloc) \
+  X(cudart, cudaFree) X(cudart, cudaMemcpyAsync) X(cudart, cudaStreamCreate)   \
+  X(cudart, cudaStreamDestroy) X(cudart, cudaStreamSynchronize)                \
+  X(cudart, cudaGetErrorString) X(nccl, ncclGetUniqueId)                       \
+  X(nccl, ncclCommInitRank) X(nccl, ncclCommInitAll) X(nccl, ncclAllReduce)    \
+  X(nccl, ncclAllGather) X(nccl, ncclCommAbort) X(nccl, ncclCommDestroy)       \
+  X(nccl, ncclGetErrorString)
+
+/// The loaded libraries, or why they could not be loaded.
+const Api *api(std::string &error) {
+  static Api loaded;
+  static std::string failure;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    auto open = [](std::initializer_list<const char *> names) -> void * {
+      for (const char *name : names)
+        if (void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL))
+          return h;
+      return nullptr;
+    };
+    void *cudart = open({MEGATRON_CUDA_LIB_DIR "/libcudart.so", "libcudart.so",
+                         "libcudart.so.13", "libcudart.so.12"});
+    void *nccl = open({MEGATRON_CUDA_LIB_DIR "/libnccl.so.2", "libnccl.so.2"});
+    if (!cudart || !nccl) {
+      failure = std::string("NCCL collectives need ") +
+                (!cudart ? "the CUDA runtime (libcudart)" : "NCCL (libnccl.so.2)") +
+                ", which cannot be loaded here";
+      return;
+    }
+#define MEGATRON_NCCL_RESOLVE(library, name)                                   \
+  loaded.name = reinterpret_cast<decltype(loaded.name)>(dlsym(library, #name)); \
+  if (!loaded.name && failure.empty())                                         \
+    failure = "the loaded CUDA libraries lack " #name;
+    MEGATRON_NCCL_FUNCTIONS(MEGATRON_NCCL_RESOLVE)
+#undef MEGATRON_NCCL_RESOLVE
+  });
+  error = failure;
+  return failure.empty() ? &loaded : nullptr;
+}
+
+const Api &A() {
+  std::string ignored;
+  return *api(ignored); // only after a successful load (checkDevices)
+}
+
 Status cudaStatus(cudaError_t code, const char *what) {
   if (code == cudaSuccess)
     return Status::success();
-  return Status::error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(code));
+  return Status::error(std::string("CUDA: ") + what + ": " + A().cudaGetErrorString(code));
 }
 
 Status ncclStatus(ncclResult_t code, const char *what) {
   if (code == ncclSuccess)
     return Status::success();
-  return Status::error(std::string("NCCL: ") + what + ": " + ncclGetErrorString(code));
+  return Status::error(std::string("NCCL: ") + what + ": " + A().ncclGetErrorString(code));
 }
 
 /// Needs `ranks` devices in this process.
 Status checkDevices(int ranks) {
+  std::string error;
+  if (!api(error))
+    return Status::error(error);
   int devices = 0;
-  if (Status s = cudaStatus(cudaGetDeviceCount(&devices), "cudaGetDeviceCount"); !s.ok())
+  if (Status s = cudaStatus(A().cudaGetDeviceCount(&devices), "cudaGetDeviceCount"); !s.ok())
     return Status::error(s.message() + " (NCCL collectives need CUDA devices)");
   if (devices < ranks)
     return Status::error("NCCL: " + std::to_string(ranks) + " rank(s) here need as many "
@@ -47,25 +123,25 @@ struct Rank {
   Status reserve(size_t floats) {
     if (floats <= capacity)
       return Status::success();
-    cudaFree(send);
-    cudaFree(receive);
+    A().cudaFree(send);
+    A().cudaFree(receive);
     send = receive = nullptr;
     capacity = 0;
-    if (Status s = cudaStatus(cudaMalloc(&send, floats * sizeof(float)), "cudaMalloc"); !s.ok())
+    if (Status s = cudaStatus(A().cudaMalloc(reinterpret_cast<void **>(&send), floats * sizeof(float)), "cudaMalloc"); !s.ok())
       return s;
-    if (Status s = cudaStatus(cudaMalloc(&receive, floats * sizeof(float)), "cudaMalloc"); !s.ok())
+    if (Status s = cudaStatus(A().cudaMalloc(reinterpret_cast<void **>(&receive), floats * sizeof(float)), "cudaMalloc"); !s.ok())
       return s;
     capacity = floats;
     return Status::success();
   }
   void release() {
-    cudaSetDevice(device);
-    cudaFree(send);
-    cudaFree(receive);
+    A().cudaSetDevice(device);
+    A().cudaFree(send);
+    A().cudaFree(receive);
     if (stream)
-      cudaStreamDestroy(stream);
+      A().cudaStreamDestroy(stream);
     if (comm)
-      ncclCommDestroy(comm);
+      A().ncclCommDestroy(comm);
   }
 };
 
@@ -83,7 +159,7 @@ public:
 
   Status allReduceSum(int rank, const float *in, float *out, int64_t n) override {
     return collective(rank, in, n, n, [&](Rank &r) {
-      return ncclAllReduce(r.send, r.receive, n, ncclFloat, ncclSum, r.comm, r.stream);
+      return A().ncclAllReduce(r.send, r.receive, n, ncclFloat, ncclSum, r.comm, r.stream);
     }, [&](const float *result) { std::memcpy(out, result, n * sizeof(float)); });
   }
 
@@ -91,7 +167,7 @@ public:
                    float *out) override {
     int64_t n = outer * inner;
     return collective(rank, in, n, n * size_, [&](Rank &r) {
-      return ncclAllGather(r.send, r.receive, n, ncclFloat, r.comm, r.stream);
+      return A().ncclAllGather(r.send, r.receive, n, ncclFloat, r.comm, r.stream);
     }, [&](const float *blocks) { // rank-major blocks -> rows side by side
       for (int k = 0; k < size_; ++k)
         for (int64_t o = 0; o < outer; ++o)
@@ -107,7 +183,7 @@ public:
     aborted_ = why;
     for (Rank &r : ranks_) // wakes ranks blocked in a collective
       if (r.comm)
-        ncclCommAbort(r.comm), r.comm = nullptr;
+        A().ncclCommAbort(r.comm), r.comm = nullptr;
   }
 
 private:
@@ -122,11 +198,11 @@ private:
     if (rank - firstRank_ < 0 || rank - firstRank_ >= static_cast<int>(ranks_.size()))
       return Status::error("NCCL: rank " + std::to_string(rank) + " is not in this process");
     Rank &r = ranks_[rank - firstRank_];
-    if (Status s = cudaStatus(cudaSetDevice(r.device), "cudaSetDevice"); !s.ok())
+    if (Status s = cudaStatus(A().cudaSetDevice(r.device), "cudaSetDevice"); !s.ok())
       return s;
     if (Status s = r.reserve(static_cast<size_t>(received)); !s.ok())
       return s;
-    if (Status s = cudaStatus(cudaMemcpyAsync(r.send, in, sent * sizeof(float),
+    if (Status s = cudaStatus(A().cudaMemcpyAsync(r.send, in, sent * sizeof(float),
                                               cudaMemcpyHostToDevice, r.stream),
                               "copy to the device");
         !s.ok())
@@ -134,12 +210,12 @@ private:
     if (Status s = ncclStatus(call(r), "collective"); !s.ok())
       return s;
     std::vector<float> host(static_cast<size_t>(received));
-    if (Status s = cudaStatus(cudaMemcpyAsync(host.data(), r.receive, received * sizeof(float),
+    if (Status s = cudaStatus(A().cudaMemcpyAsync(host.data(), r.receive, received * sizeof(float),
                                               cudaMemcpyDeviceToHost, r.stream),
                               "copy to the host");
         !s.ok())
       return s;
-    if (Status s = cudaStatus(cudaStreamSynchronize(r.stream), "cudaStreamSynchronize"); !s.ok())
+    if (Status s = cudaStatus(A().cudaStreamSynchronize(r.stream), "cudaStreamSynchronize"); !s.ok())
       return s;
     unpack(host.data());
     return Status::success();
@@ -155,8 +231,11 @@ private:
 } // namespace
 
 Status nccl::uniqueId(UniqueId &id) {
+  std::string error;
+  if (!api(error))
+    return Status::error(error);
   ncclUniqueId raw;
-  if (Status s = ncclStatus(ncclGetUniqueId(&raw), "ncclGetUniqueId"); !s.ok())
+  if (Status s = ncclStatus(A().ncclGetUniqueId(&raw), "ncclGetUniqueId"); !s.ok())
     return s;
   static_assert(sizeof(raw) == sizeof(UniqueId), "NCCL's unique id is 128 bytes");
   std::memcpy(id.data(), &raw, sizeof(raw));
@@ -169,13 +248,13 @@ Status nccl::joinRank(int size, int rank, int device, const UniqueId &id,
     return s;
   Rank r;
   r.device = device;
-  if (Status s = cudaStatus(cudaSetDevice(device), "cudaSetDevice"); !s.ok())
+  if (Status s = cudaStatus(A().cudaSetDevice(device), "cudaSetDevice"); !s.ok())
     return s;
   ncclUniqueId raw;
   std::memcpy(&raw, id.data(), sizeof(raw));
-  if (Status s = ncclStatus(ncclCommInitRank(&r.comm, size, raw, rank), "ncclCommInitRank"); !s.ok())
+  if (Status s = ncclStatus(A().ncclCommInitRank(&r.comm, size, raw, rank), "ncclCommInitRank"); !s.ok())
     return s;
-  if (Status s = cudaStatus(cudaStreamCreate(&r.stream), "cudaStreamCreate"); !s.ok()) {
+  if (Status s = cudaStatus(A().cudaStreamCreate(&r.stream), "cudaStreamCreate"); !s.ok()) {
     r.release();
     return s;
   }
@@ -192,15 +271,15 @@ Status nccl::joinLocal(int size, std::shared_ptr<Communicator> &out) {
   std::vector<int> devices(size);
   for (int d = 0; d < size; ++d)
     devices[d] = d;
-  if (Status s = ncclStatus(ncclCommInitAll(comms.data(), size, devices.data()), "ncclCommInitAll");
+  if (Status s = ncclStatus(A().ncclCommInitAll(comms.data(), size, devices.data()), "ncclCommInitAll");
       !s.ok())
     return s;
   std::vector<Rank> ranks(size);
   for (int d = 0; d < size; ++d) {
     ranks[d].device = d;
     ranks[d].comm = comms[d];
-    cudaSetDevice(d);
-    if (Status s = cudaStatus(cudaStreamCreate(&ranks[d].stream), "cudaStreamCreate"); !s.ok()) {
+    A().cudaSetDevice(d);
+    if (Status s = cudaStatus(A().cudaStreamCreate(&ranks[d].stream), "cudaStreamCreate"); !s.ok()) {
       for (Rank &r : ranks)
         r.release();
       return s;
