@@ -229,25 +229,33 @@ class EndToEnd(unittest.TestCase):
                                        TOLERANCE['f32'])
 
 
-class Fixtures(EndToEnd):
+class EveryFamily:
+    """One test per fixture family; the class says what check_family does."""
+
+    def test_megatron_bert(self):
+        self.check_family(('megatron', 'bert'))
+
+    def test_megatron_gpt2(self):
+        self.check_family(('megatron', 'gpt2'))
+
+    def test_hf_bert(self):
+        self.check_family(('hf', 'bert'))
+
+    def test_hf_gpt2(self):
+        self.check_family(('hf', 'gpt2'))
+
+
+class Fixtures(EveryFamily, EndToEnd):
     """Every good fixture, every head it carries, at fp32 tolerance."""
+
+    def check_family(self, fixture_family):
+        self.check_fixtures(fixture_family)
 
     def test_every_fixture_has_a_family(self):
         families = {('megatron', 'bert'), ('megatron', 'gpt2'), ('hf', 'bert'), ('hf', 'gpt2')}
         for entry in good_fixtures():
             self.assertIn(family(entry), families, entry['path'])
 
-    def test_megatron_bert(self):
-        self.check_fixtures(('megatron', 'bert'))
-
-    def test_megatron_gpt2(self):
-        self.check_fixtures(('megatron', 'gpt2'))
-
-    def test_hf_bert(self):
-        self.check_fixtures(('hf', 'bert'))
-
-    def test_hf_gpt2(self):
-        self.check_fixtures(('hf', 'gpt2'))
 
 
 class HalfPrecision(EndToEnd):
@@ -274,24 +282,13 @@ class HalfPrecision(EndToEnd):
         self.check_dtype('bf16')
 
 
-class Unfused(EndToEnd):
+class Unfused(EveryFamily, EndToEnd):
     """--no-fuse keeps the primitive graph: every fixture and head still
     matches the reference (the default, fused pipeline is Fixtures)."""
 
     def check_family(self, fixture_family):
         self.check_fixtures(fixture_family, extra=('--no-fuse',))
 
-    def test_megatron_bert(self):
-        self.check_family(('megatron', 'bert'))
-
-    def test_megatron_gpt2(self):
-        self.check_family(('megatron', 'gpt2'))
-
-    def test_hf_bert(self):
-        self.check_family(('hf', 'bert'))
-
-    def test_hf_gpt2(self):
-        self.check_family(('hf', 'gpt2'))
 
     def test_fusion_meets_the_step_and_traffic_targets(self):
         """At most 6 steps per layer and at least 2x less activation traffic
@@ -312,7 +309,7 @@ class Unfused(EndToEnd):
                                         (fused, unfused))
 
 
-class TensorParallel(EndToEnd):
+class TensorParallel(EveryFamily, EndToEnd):
     """--tp 2 and --tp 4: every fixture (Megatron checkpoints saved with TP=1
     or TP=2 re-sharded alike) and head against the reference, and against
     the TP=1 artifact's outputs within TP_TOLERANCE."""
@@ -341,17 +338,6 @@ class TensorParallel(EndToEnd):
                                     self.assertLessEqual(err, self.TP_TOLERANCE,
                                                          f'{entry["path"]} {task} {name} {npy} vs TP=1')
 
-    def test_megatron_bert(self):
-        self.check_family(('megatron', 'bert'))
-
-    def test_megatron_gpt2(self):
-        self.check_family(('megatron', 'gpt2'))
-
-    def test_hf_bert(self):
-        self.check_family(('hf', 'bert'))
-
-    def test_hf_gpt2(self):
-        self.check_family(('hf', 'gpt2'))
 
     def mpirun(self, ranks, *argv):
         mpirun = shutil.which('mpirun')

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "megatron/runtime/Tokenizer.h"
+#include "test/unit/runtime/TinyTokenizers.h"
 
 #include "gtest/gtest.h"
 
@@ -104,31 +105,8 @@ TEST(WordPiece, RefusesAVocabularyWithoutUnk) {
 
 /// GPT-2's byte symbols, a few merges and <|endoftext|>.
 TokenizerSpec gpt2Spec() {
-  TokenizerSpec spec;
-  spec.kind = TokenizerSpec::Kind::ByteLevelBpe;
-  char32_t next = 0x100;
-  for (int b = 0; b < 256; ++b) {
-    bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) ||
-                     (b >= 0xAE && b <= 0xFF);
-    char32_t c = printable ? char32_t(b) : next++;
-    std::string s;
-    if (c < 0x80) {
-      s += char(c);
-    } else {
-      s += char(0xC0 | (c >> 6));
-      s += char(0x80 | (c & 0x3F));
-    }
-    spec.vocab.push_back(s);
-  }
-  for (const char *m : {"h e", "l l", "he ll", "hell o", "Ġ w", "Ġw o", "Ġwo r",
-                        "Ġwor l", "Ġworl d", "' s"}) {
-    std::string merge = m;
-    size_t space = merge.find(' ');
-    spec.vocab.push_back(merge.substr(0, space) + merge.substr(space + 1));
-    spec.merges.push_back(merge);
-  }
-  spec.vocab.push_back("<|endoftext|>");
-  return spec;
+  return megatron::test::byteLevelSpec({"h e", "l l", "he ll", "hell o", "Ġ w", "Ġw o",
+                                        "Ġwo r", "Ġwor l", "Ġworl d", "' s"});
 }
 
 TEST(ByteLevelBpe, MergesByRankAndSplitsLikeGpt2) {
