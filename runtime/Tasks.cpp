@@ -83,6 +83,18 @@ std::string TextModel::labelName(int64_t index) const {
                                                        : "LABEL_" + str(index);
 }
 
+Status TextModel::requireHead(const std::string &command,
+                              std::initializer_list<const char *> tasks) const {
+  std::string wanted;
+  for (const char *t : tasks) {
+    if (artifact_->task() == t)
+      return Status::success();
+    wanted += (wanted.empty() ? "" : " or ") + std::string(t);
+  }
+  return Status::error(command + " needs a " + wanted + " artifact; this one was compiled "
+                       "with the '" + artifact_->task() + "' head");
+}
+
 Status TextModel::requireOutput(const std::string &task,
                                 const std::vector<std::string> &names,
                                 std::string &found) const {
@@ -174,11 +186,10 @@ Status TextModel::forEachRow(
 Status TextModel::fillMask(const std::vector<std::string> &texts, int64_t topK,
                            std::vector<FillMaskResult> &out) {
   std::string logitsName;
+  if (Status s = requireHead("fill-mask", {"masked-lm", "pretraining"}); !s.ok())
+    return s;
   if (Status s = requireOutput("fill-mask", {"logits", "prediction_logits"}, logitsName); !s.ok())
     return s;
-  if (artifact_->task() != "masked-lm" && artifact_->task() != "pretraining")
-    return Status::error("fill-mask needs a masked-lm or pretraining artifact; this one "
-                         "was compiled with the '" + artifact_->task() + "' head");
   std::optional<int64_t> maskId = tokenizer_->maskId();
   if (!maskId)
     return Status::error("the tokenizer has no mask token '" +
@@ -223,9 +234,8 @@ Status TextModel::fillMask(const std::vector<std::string> &texts, int64_t topK,
 Status TextModel::generate(const std::string &prompt, const GenerationOptions &options,
                            const std::function<void(const std::string &)> &onText,
                            GenerationResult &out) {
-  if (artifact_->task() != "causal-lm")
-    return Status::error("generate needs a causal-lm artifact; this one was compiled "
-                         "with the '" + artifact_->task() + "' head");
+  if (Status s = requireHead("generate", {"causal-lm"}); !s.ok())
+    return s;
   if (options.maxNewTokens < 1)
     return Status::error("max-new-tokens must be at least 1, got " + str(options.maxNewTokens));
   if (options.sample && !(options.temperature > 0))
@@ -350,9 +360,8 @@ Classification classification(const float *logits, int64_t n,
 Status TextModel::classify(const std::vector<std::pair<std::string, std::string>> &inputs,
                            std::vector<Classification> &out) {
   std::string name;
-  if (artifact_->task() != "sequence-classification")
-    return Status::error("classify needs a sequence-classification artifact; this one "
-                         "was compiled with the '" + artifact_->task() + "' head");
+  if (Status s = requireHead("classify", {"sequence-classification"}); !s.ok())
+    return s;
   if (Status s = requireOutput("classify", {"logits"}, name); !s.ok())
     return s;
   // A batch is all single texts or all pairs.
@@ -375,9 +384,8 @@ Status TextModel::classify(const std::vector<std::pair<std::string, std::string>
 Status TextModel::nextSentence(const std::vector<std::pair<std::string, std::string>> &inputs,
                                std::vector<Classification> &out) {
   std::string name;
-  if (artifact_->task() != "next-sentence" && artifact_->task() != "pretraining")
-    return Status::error("next-sentence needs a next-sentence or pretraining artifact; "
-                         "this one was compiled with the '" + artifact_->task() + "' head");
+  if (Status s = requireHead("next-sentence", {"next-sentence", "pretraining"}); !s.ok())
+    return s;
   if (Status s = requireOutput("next-sentence", {"seq_relationship_logits", "logits"}, name);
       !s.ok())
     return s;
@@ -397,9 +405,8 @@ Status TextModel::nextSentence(const std::vector<std::pair<std::string, std::str
 Status TextModel::tokenClassify(const std::vector<std::string> &texts,
                                 std::vector<std::vector<TokenLabel>> &out) {
   std::string name;
-  if (artifact_->task() != "token-classification")
-    return Status::error("token-classify needs a token-classification artifact; this one "
-                         "was compiled with the '" + artifact_->task() + "' head");
+  if (Status s = requireHead("token-classify", {"token-classification"}); !s.ok())
+    return s;
   if (Status s = requireOutput("token-classify", {"logits"}, name); !s.ok())
     return s;
   std::vector<Encoding> encodings;
@@ -430,9 +437,8 @@ Status TextModel::tokenClassify(const std::vector<std::string> &texts,
 Status TextModel::answer(const std::vector<std::pair<std::string, std::string>> &questionContext,
                          int64_t maxAnswerTokens, std::vector<Answer> &out) {
   std::string name;
-  if (artifact_->task() != "question-answering")
-    return Status::error("qa needs a question-answering artifact; this one was compiled "
-                         "with the '" + artifact_->task() + "' head");
+  if (Status s = requireHead("qa", {"question-answering"}); !s.ok())
+    return s;
   if (Status s = requireOutput("qa", {"start_logits"}, name); !s.ok())
     return s;
   if (maxAnswerTokens < 1)

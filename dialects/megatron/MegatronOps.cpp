@@ -177,6 +177,22 @@ LogicalResult LinearOp::verify() {
   return verifyResult(*this, expected, getInput());
 }
 
+/// The LayerNorm half of a fused op: gamma and beta match the last
+/// dimension, epsilon is positive, and both results (sum, normalised) have
+/// `shape`.
+static LogicalResult verifyNormedResults(Operation *op, Value gamma, Value beta,
+                                         APFloat epsilon, ArrayRef<int64_t> shape) {
+  if (failed(verifyVector(op, gamma, "gamma", shape.back())) ||
+      failed(verifyVector(op, beta, "beta", shape.back())))
+    return failure();
+  if (!(epsilon.convertToDouble() > 0.0))
+    return op->emitOpError() << "epsilon must be positive";
+  for (Value r : op->getResults())
+    if (!shapesCompatible(shapeOf(r), shape))
+      return op->emitOpError() << "results must be " << formatShape(shape);
+  return success();
+}
+
 LogicalResult AddLayerNormOp::verify() {
   if (failed(verifySameElementType(*this, {getLhs(), getRhs(), getGamma(), getBeta()})))
     return failure();
@@ -184,15 +200,7 @@ LogicalResult AddLayerNormOp::verify() {
   if (lhs.empty() || !shapesCompatible(lhs, shapeOf(getRhs())))
     return emitOpError() << "operands must have one shape, got " << formatShape(lhs)
                          << " and " << formatShape(shapeOf(getRhs()));
-  if (failed(verifyVector(*this, getGamma(), "gamma", lhs.back())) ||
-      failed(verifyVector(*this, getBeta(), "beta", lhs.back())))
-    return failure();
-  if (!(getEpsilon().convertToDouble() > 0.0))
-    return emitOpError() << "epsilon must be positive";
-  for (Value r : getResults())
-    if (!shapesCompatible(shapeOf(r), lhs))
-      return emitOpError() << "results must have the operands' shape " << formatShape(lhs);
-  return success();
+  return verifyNormedResults(*this, getGamma(), getBeta(), getEpsilon(), lhs);
 }
 
 LogicalResult LinearAddLayerNormOp::verify() {
@@ -207,15 +215,7 @@ LogicalResult LinearAddLayerNormOp::verify() {
   if (!shapesCompatible(shapeOf(getResidual()), expected))
     return emitOpError() << "residual " << formatShape(shapeOf(getResidual()))
                          << " does not match the product " << formatShape(expected);
-  if (failed(verifyVector(*this, getGamma(), "gamma", weight[0])) ||
-      failed(verifyVector(*this, getBeta(), "beta", weight[0])))
-    return failure();
-  if (!(getEpsilon().convertToDouble() > 0.0))
-    return emitOpError() << "epsilon must be positive";
-  for (Value r : getResults())
-    if (!shapesCompatible(shapeOf(r), expected))
-      return emitOpError() << "results must be " << formatShape(expected);
-  return success();
+  return verifyNormedResults(*this, getGamma(), getBeta(), getEpsilon(), expected);
 }
 
 LogicalResult AttentionOp::verify() {

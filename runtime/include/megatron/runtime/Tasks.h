@@ -24,6 +24,7 @@
 #include "megatron/runtime/Tokenizer.h"
 
 #include <functional>
+#include <initializer_list>
 
 namespace megatron::runtime {
 
@@ -125,6 +126,10 @@ public:
 
 private:
   TextModel() = default;
+  /// The artifact's head is one of `tasks`, or an error naming it.
+  Status requireHead(const std::string &command,
+                     std::initializer_list<const char *> tasks) const;
+  /// The first of `names` the artifact outputs.
   Status requireOutput(const std::string &task, const std::vector<std::string> &names,
                        std::string &found) const;
   Status encodeAll(const std::vector<std::pair<std::string, std::string>> &inputs,
