@@ -6,13 +6,18 @@ the way a careful eager user would (torch.nn.functional, fused QKV, KV cache
 by concatenation, torch.inference_mode), on the weights of the same
 checkpoint, and prints one JSON line with the same keys as megatron-bench:
 
-    torch_peer.py CKPT forward [--batch 1] [--seq 128] [--warmup 3] [--iters 20] [--threads N]
-    torch_peer.py CKPT decode [--prompt 32] [--new-tokens 64] [--warmup 1] [--iters 3] [--threads N]
+    torch_peer.py CKPT forward [--batch 1] [--seq 128] [--warmup 3] [--iters 20] [--threads N] [--quantize int8]
+    torch_peer.py CKPT decode [--prompt 32] [--new-tokens 64] [--warmup 1] [--iters 3] [--threads N] [--quantize int8]
 
 forward: BERT masked-lm logits (megatron-compile's default task) for random
 ids; decode: GPT-2 prefill of a random prompt, then greedy decode steps.
 Input ids come from the same splitmix64 stream as megatron-bench's, so both
 see the same tokens and greedy decoding should pick the same ones.
+
+--quantize int8: PyTorch's dynamic int8 quantization of the linear layers
+that megatron-compile --quantize int8 quantizes (per-channel qint8 weights
+prepacked once, activations quantized per call: quantized::linear_dynamic);
+the tied LM head stays fp32, as ours does by default.
 """
 
 import argparse
@@ -37,6 +42,7 @@ def parse_args(argv):
     ap.add_argument('--iters', type=int, default=None, help='timed runs (forward 20, decode 3)')
     ap.add_argument('--threads', type=int, default=os.cpu_count())
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--quantize', choices=('none', 'int8'), default='none')
     ap.add_argument('--vocab', type=int, default=None,
                     help="logits width and id range (default: the checkpoint's vocab_size); e2e.sh passes "
                          "the artifact's, as megatron-compile may drop Megatron's vocab padding")
@@ -100,7 +106,7 @@ def blas_backend():
 class Peer:
     """The model's weights, rearranged once for eager execution."""
 
-    def __init__(self, model, vocab):
+    def __init__(self, model, vocab, quantize='none'):
         cfg, w = model.config, model.weights
         self.cfg, self.vocab = cfg, vocab
         self.gelu = 'tanh' if cfg.gelu == 'tanh' else 'none'
@@ -113,17 +119,28 @@ class Peer:
         def pair(prefix):
             return w[prefix + '.weight'], w[prefix + '.bias']
 
+        def linear(weight, bias):
+            """x -> x W^T + b, in fp32 or torch's dynamic int8."""
+            if quantize == 'none':
+                return lambda x: F.linear(x, weight, bias)
+            scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+            q = torch.quantize_per_channel(weight, scales, torch.zeros_like(scales, dtype=torch.long),
+                                           0, torch.qint8)
+            packed = torch.ops.quantized.linear_prepack(q, bias)
+            return lambda x: torch.ops.quantized.linear_dynamic(x, packed)
+
         self.layers = []
         for i in range(cfg.layers):
             p = f'layers.{i}.'
             # One [3h, h] GEMM instead of three, as Megatron and HF GPT-2 do.
-            qkv = (torch.cat([w[p + n + '.weight'] for n in ('query', 'key', 'value')]),
-                   torch.cat([w[p + n + '.bias'] for n in ('query', 'key', 'value')]))
-            self.layers.append(dict(ln1=pair(p + 'ln1'), qkv=qkv, out=pair(p + 'attn_out'),
-                                    ln2=pair(p + 'ln2'), fc1=pair(p + 'fc1'), fc2=pair(p + 'fc2')))
+            qkv = linear(torch.cat([w[p + n + '.weight'] for n in ('query', 'key', 'value')]),
+                         torch.cat([w[p + n + '.bias'] for n in ('query', 'key', 'value')]))
+            self.layers.append(dict(ln1=pair(p + 'ln1'), qkv=qkv, out=linear(*pair(p + 'attn_out')),
+                                    ln2=pair(p + 'ln2'), fc1=linear(*pair(p + 'fc1')),
+                                    fc2=linear(*pair(p + 'fc2'))))
         self.final_ln = pair('final_ln')
         if cfg.model_type == 'bert':
-            self.mlm_dense, self.mlm_ln = pair('mlm.dense'), pair('mlm.ln')
+            self.mlm_dense, self.mlm_ln = linear(*pair('mlm.dense')), pair('mlm.ln')
             self.mlm_bias = w['mlm.bias'][:vocab]
 
     def ln(self, x, wb):
@@ -133,7 +150,7 @@ class Peer:
         batch, seq, hidden = x.shape
         heads = self.cfg.heads
         head_dim = hidden // heads
-        qkv = F.linear(x, *layer['qkv']).view(batch, seq, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+        qkv = layer['qkv'](x).view(batch, seq, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0] * head_dim ** -0.5, qkv[1], qkv[2]   # scale q: [S, d] is smaller than [S, S]
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
@@ -141,7 +158,7 @@ class Peer:
         if mask is not None:
             scores = scores + mask
         context = torch.matmul(torch.softmax(scores, dim=-1), v)
-        return F.linear(context.transpose(1, 2).reshape(batch, seq, hidden), *layer['out']), (k, v)
+        return layer['out'](context.transpose(1, 2).reshape(batch, seq, hidden)), (k, v)
 
     def encode(self, ids, cache=None):
         """Final-LN hidden states of ids [B, S] after `cache` (a list of per-layer (K, V)), and the new cache."""
@@ -157,14 +174,13 @@ class Peer:
         for i, layer in enumerate(self.layers):
             a, kv = self.attention(self.ln(x, layer['ln1']), layer, None if cache is None else cache[i], mask)
             h = x + a
-            x = h + F.linear(F.gelu(F.linear(self.ln(h, layer['ln2']), *layer['fc1']), approximate=self.gelu),
-                             *layer['fc2'])
+            x = h + layer['fc2'](F.gelu(layer['fc1'](self.ln(h, layer['ln2'])), approximate=self.gelu))
             new_cache.append(kv)
         return self.ln(x, self.final_ln), new_cache
 
     def mlm_logits(self, ids):
         hidden, _ = self.encode(ids)
-        h = F.gelu(F.linear(hidden, *self.mlm_dense), approximate=self.head_gelu)
+        h = F.gelu(self.mlm_dense(hidden), approximate=self.head_gelu)
         return F.linear(self.ln(h, self.mlm_ln), self.decoder, self.mlm_bias)
 
     def lm_logits(self, ids, cache=None):
@@ -225,11 +241,11 @@ def main():
     vocab = OPTS.vocab or model.config.vocab_size
     if not 0 < vocab <= model.config.vocab_rows:
         raise SystemExit(f'error: --vocab must lie in [1, {model.config.vocab_rows}], got {vocab}')
-    peer = Peer(model, vocab)
+    peer = Peer(model, vocab, OPTS.quantize)
     del model
     with torch.inference_mode():
         result = (bench_forward if OPTS.mode == 'forward' else bench_decode)(peer, OPTS)
-    print(json.dumps(dict(impl='torch', mode=OPTS.mode, threads=torch.get_num_threads(), warmup=OPTS.warmup,
+    print(json.dumps(dict(impl='torch', mode=OPTS.mode, quantize=OPTS.quantize, threads=torch.get_num_threads(), warmup=OPTS.warmup,
                           iters=OPTS.iters, **result, **blas_backend(),
                           omp_wait_policy=os.environ['OMP_WAIT_POLICY'])))
 

@@ -9,7 +9,9 @@
 #include "megatron/runtime/Half.h"
 #include "runtime/schema/artifact_generated.h"
 
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Signals.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -178,6 +180,10 @@ llvm::Error Writer::streamWeights(llvm::raw_fd_ostream &os, uint64_t segmentStar
       if (storage.isF32()) {
         os.write(reinterpret_cast<const char *>(value->data.data()),
                  value->data.size() * sizeof(float));
+      } else if (storage.isInteger(8)) {
+        // Quantized values: integers in [-127, 127] already.
+        std::vector<int8_t> bytes(value->data.begin(), value->data.end());
+        os.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
       } else {
         std::vector<uint16_t> narrow(value->data.size());
         for (size_t i = 0; i < narrow.size(); ++i)
@@ -247,6 +253,9 @@ llvm::Error Writer::write(llvm::StringRef path) {
   // half-written artifact behind.
   std::string temporary = (path + ".partial").str();
   std::error_code ec;
+  // Also gone when the compile is interrupted or runs out of memory.
+  llvm::sys::RemoveFileOnSignal(temporary);
+  llvm::scope_exit release([&] { llvm::sys::DontRemoveFileOnSignal(temporary); });
   {
     llvm::raw_fd_ostream os(temporary, ec);
     if (ec)

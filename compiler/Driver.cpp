@@ -12,12 +12,17 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 
+#include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/Signals.h"
 #include "llvm/Support/ToolOutputFile.h"
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <unistd.h>
 
 using namespace megatron;
 using llvm::createStringError;
@@ -111,6 +116,22 @@ resolveTokenizer(const CompileOptions &options, const Checkpoint &checkpoint,
         "{0} has {1} tokens, but the model's word embedding has only {2} rows",
         files->vocab, spec.vocab.size(), rows.getInt()));
   return spec;
+}
+
+void megatron::installOutOfMemoryHandler() {
+  // Failed `new`s go to LLVM's bad-alloc handler too.
+  llvm::install_out_of_memory_new_handler();
+  llvm::install_bad_alloc_error_handler([](void *, const char *reason, bool) {
+    llvm::sys::RunInterruptHandlers(); // removes the files registered for removal
+    // Only async-signal-safe calls: the heap is exhausted.
+    const char prefix[] = "error: out of memory (";
+    const char suffix[] = "); raise the memory limit (ulimit -v) or compile with --tp or a "
+                          "smaller --max-seq / --max-batch\n";
+    (void)!::write(2, prefix, sizeof(prefix) - 1);
+    (void)!::write(2, reason, std::strlen(reason));
+    (void)!::write(2, suffix, sizeof(suffix) - 1);
+    std::_Exit(1);
+  });
 }
 
 llvm::Error megatron::runCompile(const CompileOptions &options) {

@@ -32,6 +32,11 @@ struct CompileOptions {
   PipelineOptions pipeline;
 };
 
+/// Makes running out of memory (an address-space limit, say) end the
+/// process with `error: out of memory ...` and status 1, after removing the
+/// half-written artifact, rather than with LLVM's crash report.
+void installOutOfMemoryHandler();
+
 /// Runs the compiler as the command line asked. Every failure is an Error
 /// with a message fit for `error: ...`.
 llvm::Error runCompile(const CompileOptions &options);

@@ -143,12 +143,16 @@ mlir::FlatSymbolRefAttr Lowering::weightFor(Value value) {
   if (auto it = names.find(value); it != names.end())
     return it->second;
   auto type = mlir::cast<mlir::RankedTensorType>(value.getType());
-  uint64_t size = type.getNumElements() * storageType.getIntOrFloatBitWidth() / 8;
+  // Quantized values and their scales are stored as they are; other
+  // weights in the artifact's weight type.
+  mlir::Type storage =
+      value.getDefiningOp<mm::QuantizeOp>() ? type.getElementType() : storageType;
+  uint64_t size = type.getNumElements() * storage.getIntOrFloatBitWidth() / 8;
   mlir::OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToEnd(&rank.getBody().front());
   auto weight = plan::WeightOp::create(
       b, value.getLoc(), llvm::formatv("w{0}", weights++).str(), type,
-      storageType, weightBytes, size);
+      storage, weightBytes, size);
   weightBytes = alignUp(weightBytes + size);
   b.setInsertionPointToStart(&weight.getBody().emplaceBlock());
   // Clone the chain of weight ops in dependency order.
@@ -322,17 +326,30 @@ llvm::Error Lowering::lowerFunction(mlir::func::FuncOp func, int64_t rankIndex,
   for (mlir::Operation &op : func.getBody().front().without_terminator()) {
     if (mlir::isa<mlir::tensor::DimOp, mlir::arith::ConstantIndexOp,
                   mlir::arith::MulIOp>(op) ||
-        (op.getNumResults() == 1 && isWeightValue(op.getResult(0))))
-      continue; // shape arithmetic lives in the symbolic shapes
+        (op.getNumResults() > 0 && llvm::all_of(op.getResults(), isWeightValue)))
+      continue; // shape arithmetic lives in the symbolic shapes, weights in plan.weight
     std::optional<StepSpec> spec = stepFor(&op);
     if (!spec)
       return error(&op, "no plan step computes it on activations");
     llvm::SmallVector<mlir::Attribute> reads;
-    for (Value operand : op.getOperands()) {
-      if (operand.getType().isIndex())
+    for (mlir::OpOperand &operand : op.getOpOperands()) {
+      Value value = operand.get();
+      if (value.getType().isIndex())
         continue;
-      reads.push_back(isWeightValue(operand) ? weightFor(operand)
-                                             : names.lookup(operand));
+      // A step reads a quantized weight as its int8 values followed by
+      // their scales.
+      if (auto dequantize = value.getDefiningOp<mm::DequantizeOp>()) {
+        bool weightOperand =
+            (mlir::isa<mm::LinearOp, mm::LinearAddLayerNormOp>(op) &&
+             operand.getOperandNumber() == 1) ||
+            (mlir::isa<mm::EmbeddingOp>(op) && operand.getOperandNumber() == 0);
+        if (!weightOperand)
+          return error(&op, "only linear weights and embedding tables can be int8");
+        reads.push_back(weightFor(dequantize.getValues()));
+        reads.push_back(weightFor(dequantize.getScales()));
+        continue;
+      }
+      reads.push_back(isWeightValue(value) ? weightFor(value) : names.lookup(value));
     }
     if (auto kv = kvOf.find(&op); kv != kvOf.end()) {
       reads.push_back(kv->second.first);

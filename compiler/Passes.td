@@ -69,6 +69,26 @@ def FuseResidualLayerNorm : Pass<"megatron-fuse-residual-layer-norm", "::mlir::M
   let dependentDialects = ["::mlir::megatron::MegatronDialect"];
 }
 
+def QuantizeWeights : Pass<"megatron-quantize-weights", "::mlir::ModuleOp"> {
+  let summary = "int8 weight-only quantization of the linear layers";
+  let description = [{
+    The weight of every linear (QKV, attention output, MLP, pooler, heads)
+    becomes `megatron.dequantize(megatron.quantize(w))`: int8 values with
+    symmetric scales per output channel, or per `group-size` columns of it.
+    Activations keep their type. The word embedding and the LM head tied to
+    it are left alone unless `embeddings` is set; then both read one int8
+    table (per-row scales serve the lookup and the head's output channels).
+    Runs after sharding, so each rank quantizes its own shard.
+  }];
+  let dependentDialects = ["::mlir::megatron::MegatronDialect"];
+  let options = [
+    Option<"groupSize", "group-size", "int64_t", /*default=*/"0",
+           "columns per scale (0: one scale per output channel)">,
+    Option<"embeddings", "embeddings", "bool", /*default=*/"false",
+           "also quantize the word embedding and the LM head tied to it">,
+  ];
+}
+
 def InsertKVCache : Pass<"megatron-insert-kv-cache", "::mlir::ModuleOp"> {
   let summary = "make a GPT-2 forward incremental with a KV cache";
   let description = [{

@@ -15,6 +15,7 @@ std::optional<Phase> megatron::parsePhase(llvm::StringRef text) {
       .Case("import", Phase::Import)
       .Case("shard", Phase::Shard)
       .Case("fuse", Phase::Fuse)
+      .Case("quantize", Phase::Quantize)
       .Case("lower", Phase::Lower)
       .Default(std::nullopt);
 }
@@ -39,6 +40,18 @@ void megatron::buildPipeline(mlir::OpPassManager &pm, Phase last,
     pm.addPass(mlir::createCSEPass());
   }
   if (last == Phase::Fuse)
+    return;
+  if (options.quantizeInt8) {
+    // Unfused graphs have not been through CSE: merge equal weight values
+    // first so that each is quantized (and stored) once.
+    if (!options.fuse)
+      pm.addPass(mlir::createCSEPass());
+    QuantizeWeightsOptions quantize;
+    quantize.groupSize = options.groupSize;
+    quantize.embeddings = options.quantizeEmbeddings;
+    pm.addPass(createQuantizeWeights(quantize));
+  }
+  if (last == Phase::Quantize)
     return;
   pm.addPass(createInsertKVCache());
   pm.addPass(mlir::createCSEPass());

@@ -11,7 +11,7 @@
 namespace megatron {
 
 /// The phases of DESIGN.md section 2 that this build has, in order.
-enum class Phase { Import, Shard, Fuse, Lower };
+enum class Phase { Import, Shard, Fuse, Quantize, Lower };
 
 std::optional<Phase> parsePhase(llvm::StringRef text);
 
@@ -22,6 +22,9 @@ struct PipelineOptions {
   std::string weightType = "f32";
   int64_t tensorParallel = 1; ///< --tp
   bool fuse = true;           ///< --no-fuse keeps the primitive graph
+  bool quantizeInt8 = false;  ///< --quantize int8
+  int64_t groupSize = 0;      ///< --group-size (0: per output channel)
+  bool quantizeEmbeddings = false; ///< --quantize-embeddings
 };
 
 /// Adds the passes that take an imported module through `last`.

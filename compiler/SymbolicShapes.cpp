@@ -102,7 +102,7 @@ private:
     using Result = llvm::Expected<SymbolicShape>;
     return llvm::TypeSwitch<mlir::Operation *, Result>(op)
         .Case<mm::WeightOp, mm::ReshapeOp, mm::TransposeOp, mm::ConcatOp,
-              mm::SliceOp>([&](auto) -> Result { return reshapeLike(op); })
+              mm::SliceOp, mm::QuantizeOp, mm::DequantizeOp>([&](auto) -> Result { return reshapeLike(op); })
         .Case([&](mm::EmbeddingOp e) -> Result {
           SymbolicShape s = of(e.getIds());
           s.push_back(constantDim(e.getType().getShape().back()));

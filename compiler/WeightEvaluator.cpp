@@ -8,6 +8,7 @@
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -78,6 +79,25 @@ void copyBlock(const DenseTensor &in, int64_t dim, int64_t start, int64_t size,
                 size * inner * sizeof(float));
 }
 
+/// Result `which` (0: int8 values as floats, 1: scales) of quantizing
+/// `in` [rows, cols] with `groups` scales per row.
+DenseTensor quantize(const DenseTensor &in, int64_t groups, unsigned which) {
+  int64_t rows = in.shape[0], cols = in.shape[1], width = cols / groups;
+  DenseTensor values{in.shape, std::vector<float>(in.data.size())};
+  DenseTensor scales{{rows, groups}, std::vector<float>(rows * groups)};
+  for (int64_t g = 0; g < rows * groups; ++g) {
+    const float *w = &in.data[g * width];
+    float max = 0;
+    for (int64_t i = 0; i < width; ++i)
+      max = std::max(max, std::fabs(w[i]));
+    float scale = max > 0 ? max / 127.0f : 1.0f;
+    scales.data[g] = scale;
+    for (int64_t i = 0; i < width; ++i)
+      values.data[g * width + i] = std::clamp(std::round(w[i] / scale), -127.0f, 127.0f);
+  }
+  return which == 0 ? std::move(values) : std::move(scales);
+}
+
 class Evaluator {
 public:
   explicit Evaluator(const Checkpoint &ckpt) : ckpt(ckpt) {}
@@ -128,6 +148,25 @@ public:
             offset += size;
           }
           return out;
+        })
+        .Case([&](mm::QuantizeOp q) -> llvm::Expected<DenseTensor> {
+          auto in = eval(q.getInput());
+          if (!in)
+            return in.takeError();
+          return quantize(*in, q.getScales().getType().getDimSize(1),
+                          mlir::cast<mlir::OpResult>(value).getResultNumber());
+        })
+        .Case([&](mm::DequantizeOp d) -> llvm::Expected<DenseTensor> {
+          auto values = eval(d.getValues());
+          if (!values)
+            return values.takeError();
+          auto scales = eval(d.getScales());
+          if (!scales)
+            return scales.takeError();
+          int64_t width = values->shape[1] / scales->shape[1];
+          for (size_t i = 0; i < values->data.size(); ++i)
+            values->data[i] *= scales->data[i / width];
+          return std::move(*values);
         })
         .Default([&](mlir::Operation *other) -> llvm::Expected<DenseTensor> {
           return createStringError(formatv(
@@ -196,7 +235,8 @@ bool megatron::isWeightValue(mlir::Value value) {
     return false;
   if (mlir::isa<mm::WeightOp>(op))
     return true;
-  if (!mlir::isa<mm::TransposeOp, mm::ReshapeOp, mm::SliceOp, mm::ConcatOp>(op))
+  if (!mlir::isa<mm::TransposeOp, mm::ReshapeOp, mm::SliceOp, mm::ConcatOp,
+                 mm::QuantizeOp, mm::DequantizeOp>(op))
     return false;
   // Weight reshapes are static: they carry no dynamic sizes.
   return llvm::all_of(op->getOperands(), isWeightValue);

@@ -1,9 +1,9 @@
 //===- WeightEvaluator.h - compute weight values from a checkpoint -*- C++ -*-===//
 //
 // Weights stay symbolic through the pipeline: a `megatron.weight` plus the
-// transforms applied to it (transpose, reshape, slice, concat). This computes
-// such a value from the checkpoint, as the artifact writer does while it
-// streams tensors, one weight at a time.
+// transforms applied to it (transpose, reshape, slice, concat, int8
+// quantization). This computes such a value from the checkpoint, as the
+// artifact writer does while it streams tensors, one weight at a time.
 //
 //===----------------------------------------------------------------------===//
 

@@ -6,6 +6,7 @@
 #include "runtime/DTypes.h"
 #include "runtime/schema/artifact_generated.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -214,6 +215,20 @@ Status Artifact::tokenizer(std::unique_ptr<Tokenizer> &out) const {
 }
 
 int Artifact::ranks() const { return static_cast<int>(root_->ranks()->size()); }
+
+std::map<std::string, uint64_t> Artifact::weightBytes() const {
+  std::map<std::string, uint64_t> bytes;
+  for (const fb::Rank *rank : *root_->ranks())
+    for (const fb::Buffer *b : *rank->buffers())
+      if (b->kind() == fb::BufferKind::Weight) {
+        // Lower case, as the command line spells them.
+        std::string name = fb::EnumNameDType(b->dtype());
+        for (char &c : name)
+          c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        bytes[name] += b->size();
+      }
+  return bytes;
+}
 
 std::vector<KernelModuleInfo> Artifact::kernelModules() const {
   std::vector<KernelModuleInfo> out;

@@ -15,6 +15,7 @@
 #include "megatron/runtime/Half.h"
 #include "megatron/runtime/StepSignature.h"
 #include "megatron/runtime/Communicator.h"
+#include "runtime/cpu/Blas.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cpu/Parallel.h"
 #include "runtime/DTypes.h"
@@ -109,6 +110,12 @@ struct RankRunner {
   }
   Status evaluateShapes(const int64_t symbols[kSymbols]);
   Status checkStep(const fb::Step &step, size_t index) const;
+  /// Whether the step's weight operand is int8 (followed by its scales).
+  bool quantizedOperand(const fb::Step &step) const {
+    int q = quantizableOperand(static_cast<unsigned>(step.kind()));
+    return q >= 0 && step.inputs() && size_t(q) < step.inputs()->size() &&
+           buffer(step.inputs()->Get(q)).dtype() == fb::DType::I8;
+  }
   Status runStep(const fb::Step &step, int64_t pastTokens);
   /// Checks the inputs and binds them: nothing runs, nothing changes when
   /// this fails.
@@ -143,13 +150,15 @@ Status RankRunner::prepare() {
       continue;
     }
     const uint8_t *stored = weights + b.offset();
-    if (b.dtype() == fb::DType::F32) {
-      data[i] = const_cast<uint8_t *>(stored); // read only, like the mapping
+    // f32 and int8 (quantized) weights are used in place, read only like
+    // the mapping.
+    if (b.dtype() == fb::DType::F32 || b.dtype() == fb::DType::I8) {
+      data[i] = const_cast<uint8_t *>(stored);
       continue;
     }
     if (b.dtype() != fb::DType::F16 && b.dtype() != fb::DType::BF16)
       return Status::error("weight '" + name(i) + "': this runtime computes "
-                           "with f32, f16 or bf16 weights only");
+                           "with f32, f16, bf16 or int8 weights only");
     std::vector<float> &wide = widened.emplace_back(b.size() / 2);
     for (size_t k = 0; k < wide.size(); ++k) {
       uint16_t h;
@@ -190,11 +199,31 @@ Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
     if (written.kind() == fb::BufferKind::Weight || written.kind() == fb::BufferKind::Input)
       return Status::error(where + " writes the read-only buffer '" + name(id) + "'");
   }
-  const fb::Buffer &out = buffer(step.outputs()->Get(0));
+  // An int8 weight operand comes with its f32 scales right after it.
+  int q = quantizableOperand(static_cast<unsigned>(step.kind()));
+  size_t quantized = quantizedOperand(step) ? 1 : 0;
+  for (size_t i = 0; i < inputs; ++i) {
+    const fb::Buffer &in = buffer(step.inputs()->Get(i));
+    bool values = quantized && i == size_t(q), scales = quantized && i == size_t(q) + 1;
+    if ((in.dtype() == fb::DType::I8) != values ||
+        ((values || scales) && in.kind() != fb::BufferKind::Weight) ||
+        (scales && in.dtype() != fb::DType::F32))
+      return Status::error(where + ": operand '" + name(step.inputs()->Get(i)) +
+                           (values || scales ? "' is not an int8 weight followed by f32 scales"
+                                             : "' is int8 where no quantized weight belongs"));
+  }
   bool idOperand[3] = {false, false, false}; // which inputs hold ids
   bool idResult = false;
   switch (step.kind()) {
-  case fb::StepKind::Embedding: idOperand[1] = true; break;
+  case fb::StepKind::Embedding:
+    if (inputs != 2 + quantized)
+      return Status::error(where + ": expected a table [and its scales] and ids");
+    idOperand[1 + quantized] = true;
+    break;
+  case fb::StepKind::Linear:
+    if (inputs - quantized > 3)
+      return Status::error(where + ": expected x, a weight [and its scales] and a bias");
+    break;
   case fb::StepKind::Positions: idOperand[0] = idResult = true; break;
   case fb::StepKind::AttentionMask: idOperand[1] = true; break;
   case fb::StepKind::Attention: {
@@ -210,7 +239,7 @@ Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
     break;
   }
   case fb::StepKind::LinearAddLayerNorm:
-    if (inputs != 5 + size_t(step.ints()->Get(0) != 0))
+    if (inputs != 5 + quantized + size_t(step.ints()->Get(0) != 0))
       return Status::error(where + ": its operands do not match its bias flag");
     break;
   case fb::StepKind::Copy: // reshapes move ids too
@@ -228,6 +257,8 @@ Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
     return t == fb::DType::F32 || t == fb::DType::F16 || t == fb::DType::BF16;
   };
   for (size_t i = 0; i < inputs; ++i) {
+    if (quantized && (i == size_t(q) || i == size_t(q) + 1))
+      continue; // checked above
     const fb::Buffer &in = buffer(step.inputs()->Get(i));
     bool ok = (i < 3 && idOperand[i]) ? in.dtype() == fb::DType::I64
                                       : floatLike(in.dtype());
@@ -238,7 +269,6 @@ Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
   for (uint32_t id : *step.outputs())
     if (idResult ? buffer(id).dtype() != fb::DType::I64 : buffer(id).dtype() != fb::DType::F32)
       return Status::error(where + ": result '" + name(id) + "' has the wrong element type");
-  (void)out;
   return Status::success();
 }
 
@@ -288,6 +318,21 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     return Status::error(text + " -> " + shapeText(out) + ")");
   };
   auto last = [](const Shape &s) { return s.empty() ? int64_t(1) : s.back(); };
+  // The step's weight operand: f32, or int8 values with their scales.
+  bool quantized = quantizedOperand(step);
+  auto weights = [&](size_t i) -> cpu::Weights {
+    if (!quantized)
+      return f(in(i));
+    return {reinterpret_cast<const int8_t *>(data[in(i)]), f(in(i + 1)),
+            shapes[in(i + 1)][1]};
+  };
+  if (quantized) {
+    int q = quantizableOperand(static_cast<unsigned>(step.kind()));
+    const Shape &values = shapes[in(q)], &scales = shapes[in(q + 1)];
+    if (values.size() != 2 || scales.size() != 2 || scales[0] != values[0] ||
+        scales[1] <= 0 || values[1] % scales[1] != 0)
+      return mismatch("int8 values [rows, cols] need scales [rows, groups], groups dividing cols");
+  }
   int64_t n = elements(out);
   // Below about this many floats a step is not worth splitting.
   constexpr int64_t kGrain = 16384;
@@ -297,12 +342,13 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
 
   switch (step.kind()) {
   case fb::StepKind::Embedding: {
-    const Shape &table = shapes[in(0)], &index = shapes[in(1)];
+    uint32_t idsId = in(quantized ? 2 : 1);
+    const Shape &table = shapes[in(0)], &index = shapes[idsId];
     if (table.size() != 2 || n != elements(index) * table[1])
       return mismatch("the table must be [rows, width] and the result ids x width");
     if (step.ints()->Get(0) < 0 || step.ints()->Get(1) < step.ints()->Get(0) + table[0])
       return mismatch("the table's rows lie outside the valid ids");
-    if (Status s = cpu::embedding(f(in(0)), table[0], table[1], ids(in(1)),
+    if (Status s = cpu::embedding(weights(0), table[0], table[1], ids(idsId),
                                   elements(index), f(outId), step.ints()->Get(0),
                                   step.ints()->Get(1));
         !s.ok())
@@ -332,12 +378,14 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   }
   case fb::StepKind::Linear: {
     const Shape &x = shapes[in(0)], &w = shapes[in(1)];
+    size_t biasIndex = quantized ? 3 : 2;
+    bool bias = step.inputs()->size() > biasIndex;
     if (w.size() != 2 || x.empty() || x.back() != w[1] || last(out) != w[0] ||
         n != elements(x) / w[1] * w[0] ||
-        (step.inputs()->size() == 3 && elements(shapes[in(2)]) != w[0]))
+        (bias && elements(shapes[in(biasIndex)]) != w[0]))
       return mismatch("expected x[..., in], w[out, in], b[out] -> [..., out]");
-    cpu::linear(f(in(0)), elements(x) / w[1], w[1], f(in(1)),
-                step.inputs()->size() == 3 ? f(in(2)) : nullptr, w[0], f(outId));
+    cpu::linear(f(in(0)), elements(x) / w[1], w[1], weights(1),
+                bias ? f(in(biasIndex)) : nullptr, w[0], f(outId));
     if (int64_t epilogue = step.ints()->Get(0)) {
       cpu::GeluKind kind = epilogue == 2 ? cpu::GeluKind::Tanh : cpu::GeluKind::Erf;
       float *y = f(outId);
@@ -361,13 +409,14 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     if (linear) {
       const Shape &x = shapes[in(0)], &w = shapes[in(1)];
       bool bias = step.ints()->Get(0) != 0;
-      uint32_t residual = in(bias ? 3 : 2);
+      size_t biasIndex = quantized ? 3 : 2;
+      uint32_t residual = in(biasIndex + (bias ? 1 : 0));
       if (w.size() != 2 || x.empty() || x.back() != w[1] || w[0] != width ||
           shapes[residual] != out || elements(x) / w[1] * w[0] != n ||
-          (bias && elements(shapes[in(2)]) != width))
+          (bias && elements(shapes[in(biasIndex)]) != width))
         return mismatch("expected x[..., in], w[out, in], b[out], residual [..., out]");
       // The GEMM accumulates into the residual (plus the bias).
-      const float *r = f(residual), *b = bias ? f(in(2)) : nullptr;
+      const float *r = f(residual), *b = bias ? f(in(biasIndex)) : nullptr;
       cpu::parallelFor(n / std::max<int64_t>(width, 1), rowGrain(width),
                        [&](int64_t begin, int64_t end) {
                          for (int64_t row = begin; row < end; ++row)
@@ -375,7 +424,7 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
                              sum[row * width + i] =
                                  r[row * width + i] + (b ? b[i] : 0.0f);
                        });
-      cpu::linearAccumulate(f(in(0)), n / width, w[1], f(in(1)), w[0], sum);
+      cpu::linearAccumulate(f(in(0)), n / width, w[1], weights(1), w[0], sum);
     } else {
       if (shapes[in(0)] != out || shapes[in(1)] != out)
         return mismatch("a residual add of two tensors of one shape");
@@ -797,6 +846,8 @@ Session::~Session() = default;
 
 Status Session::create(const Artifact &artifact, const SessionOptions &options,
                        std::unique_ptr<Session> &out) {
+  if (Status s = cpu::loadBlas(); !s.ok())
+    return s;
   auto impl = std::make_unique<Impl>(artifact);
   int ranks = static_cast<int>(artifact.root().ranks()->size());
   std::vector<int> mine;

@@ -105,6 +105,37 @@ LogicalResult WeightOp::verify() {
   return success();
 }
 
+/// int8 `values` [rows, cols] and `scales` [rows, groups] of one quantized
+/// weight, with groups dividing cols.
+static LogicalResult verifyQuantized(Operation *op, ArrayRef<int64_t> values,
+                                     ArrayRef<int64_t> scales) {
+  if (values.size() != 2 || ShapedType::isDynamicShape(values))
+    return op->emitOpError() << "quantizes a static [rows, cols] weight, got "
+                             << formatShape(values);
+  if (scales.size() != 2 || scales[0] != values[0] || scales[1] < 1 ||
+      values[1] % scales[1] != 0)
+    return op->emitOpError() << "scales " << formatShape(scales)
+                             << " must be [rows, groups] with groups dividing the "
+                             << values[1] << " columns of " << formatShape(values);
+  return success();
+}
+
+LogicalResult QuantizeOp::verify() {
+  if (shapeOf(getValues()) != shapeOf(getInput()))
+    return emitOpError() << "values " << formatShape(shapeOf(getValues()))
+                         << " must have the input's shape "
+                         << formatShape(shapeOf(getInput()));
+  return verifyQuantized(*this, shapeOf(getInput()), shapeOf(getScales()));
+}
+
+LogicalResult DequantizeOp::verify() {
+  if (shapeOf(getResult()) != shapeOf(getValues()))
+    return emitOpError() << "result " << formatShape(shapeOf(getResult()))
+                         << " must have the values' shape "
+                         << formatShape(shapeOf(getValues()));
+  return verifyQuantized(*this, shapeOf(getValues()), shapeOf(getScales()));
+}
+
 LogicalResult EmbeddingOp::verify() {
   ArrayRef<int64_t> table = shapeOf(getTable());
   if (table.size() != 2)

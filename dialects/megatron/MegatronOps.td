@@ -96,6 +96,41 @@ def Megatron_WeightOp : Megatron_Op<"weight"> {
   let hasVerifier = 1;
 }
 
+def Megatron_QuantizeOp : Megatron_Op<"quantize"> {
+  let summary = "symmetric int8 weight quantization with per-group scales";
+  let description = [{
+    A weight transform: `input` [rows, cols] becomes int8 values q and f32
+    scales [rows, groups], one per group of cols / groups consecutive
+    columns (groups = 1: one per row, i.e. per output channel of a linear
+    weight). scale = max |w| / 127 over the group (1 where the group is all
+    zeros) and q = round(w / scale), so w ~ q * scale with q in [-127, 127].
+
+    ```mlir
+    %q, %s = megatron.quantize %w : tensor<64x32xf32> -> tensor<64x32xi8>, tensor<64x1xf32>
+    ```
+  }];
+  let arguments = (ins Megatron_FloatTensor:$input);
+  let results = (outs TensorOf<[I8]>:$values, TensorOf<[F32]>:$scales);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type(results)";
+  let hasVerifier = 1;
+}
+
+def Megatron_DequantizeOp : Megatron_Op<"dequantize"> {
+  let summary = "int8 values times their group scales";
+  let description = [{
+    The inverse of `megatron.quantize`: result[r, c] = values[r, c] *
+    scales[r, c / (cols / groups)]. Linear and embedding steps read the int8
+    values and scales of a dequantized weight directly, a block at a time,
+    so the full-precision matrix never exists at run time.
+  }];
+  let arguments = (ins TensorOf<[I8]>:$values, TensorOf<[F32]>:$scales);
+  let results = (outs Megatron_FloatTensor:$result);
+  let assemblyFormat = [{
+    $values `,` $scales attr-dict `:` type($values) `,` type($scales) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 def Megatron_EmbeddingOp : Megatron_Op<"embedding"> {
   let summary = "row lookup: result[..., :] = table[ids[...], :]";
   let description = [{

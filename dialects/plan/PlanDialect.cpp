@@ -98,6 +98,9 @@ LogicalResult WeightOp::verify() {
   if (!storage.isF32() && !storage.isF16() && !storage.isBF16() &&
       !storage.isInteger(8))
     return emitOpError() << "cannot store weights as " << storage;
+  if (storage.isInteger(8) != type.getElementType().isInteger(8))
+    return emitOpError() << "stores " << type.getElementType() << " values as "
+                         << storage << ": int8 values are stored as i8, and only they";
   int64_t bytes = type.getNumElements() * *elementBytes(storage);
   if (bytes != getSize())
     return emitOpError() << "holds " << bytes << " bytes, its size says "
@@ -136,10 +139,23 @@ LogicalResult StepOp::verify() {
   if (getInts().size() != sig.ints || getFloats().size() != sig.floats)
     return emitOpError() << sig.name << " takes " << sig.ints
                          << " ints and " << sig.floats << " floats";
-  for (auto name : getInputs().getAsRange<FlatSymbolRefAttr>())
-    if (!isa_and_nonnull<BufferOp, WeightOp>(lookupInRank(*this, name)))
+  auto names = llvm::to_vector(getInputs().getAsRange<FlatSymbolRefAttr>());
+  int quantizable = megatron::runtime::quantizableOperand(static_cast<unsigned>(getKind()));
+  for (auto [i, name] : llvm::enumerate(names)) {
+    Operation *input = lookupInRank(*this, name);
+    if (!isa_and_nonnull<BufferOp, WeightOp>(input))
       return emitOpError() << "reads " << name
                            << ", which is no buffer or weight of this rank";
+    auto weight = dyn_cast<WeightOp>(input);
+    if (!weight || !weight.getStorageType().isInteger(8))
+      continue;
+    auto scales = i + 1 < names.size()
+                      ? dyn_cast_or_null<WeightOp>(lookupInRank(*this, names[i + 1]))
+                      : WeightOp();
+    if (int(i) != quantizable || !scales || !scales.getStorageType().isF32())
+      return emitOpError() << "reads the int8 weight " << name
+                           << " where it takes none, or without f32 scales after it";
+  }
   for (auto name : getOutputs().getAsRange<FlatSymbolRefAttr>()) {
     auto out = dyn_cast_or_null<BufferOp>(lookupInRank(*this, name));
     if (!out || out.getKind() == BufferKind::Input)

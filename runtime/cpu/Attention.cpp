@@ -9,10 +9,10 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/cpu/Blas.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cpu/Parallel.h"
 
-#include <cblas.h>
 
 #include <algorithm>
 #include <cstring>
@@ -55,7 +55,7 @@ void cpu::attention(const AttentionShape &a, const float *qkv, const int64_t *ma
         int64_t lastKey = a.causal ? std::min(keys, a.past + q0 + nq) : keys;
         for (int64_t k0 = 0; k0 < lastKey; k0 += kKeyBlock) {
           int64_t nk = std::min(kKeyBlock, lastKey - k0);
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, a.dim, a.scale,
+          blas().sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, a.dim, a.scale,
                       q + q0 * stride, stride, k + k0 * keyStride, keyStride, 0.0f,
                       scores.data(), nk);
           for (int64_t i = 0; i < nq; ++i) {
@@ -74,7 +74,7 @@ void cpu::attention(const AttentionShape &a, const float *qkv, const int64_t *ma
             for (int64_t d = 0; d < a.dim; ++d)
               o[d] *= correction;
           }
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, a.dim, nk, 1.0f,
+          blas().sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, a.dim, nk, 1.0f,
                       scores.data(), nk, v + k0 * keyStride, keyStride, 1.0f, acc.data(),
                       a.dim);
         }

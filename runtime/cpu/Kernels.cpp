@@ -1,9 +1,10 @@
 //===- Kernels.cpp - CPU kernels for the plan's steps ---------------------===//
 
+#include "runtime/cpu/Blas.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cpu/Parallel.h"
+#include "runtime/cpu/QuantizedLinear.h"
 
-#include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
@@ -20,25 +21,29 @@ namespace {
 void gemm(const float *x, int64_t rows, int64_t in, const float *w, int64_t out, float beta,
           float *y) {
   if (rows == 1)
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, beta, y, 1);
+    blas().sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, beta, y, 1);
   else
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in,
+    blas().sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in,
                 beta, y, out);
 }
 } // namespace
 
-void cpu::linear(const float *x, int64_t rows, int64_t in, const float *w,
+void cpu::linear(const float *x, int64_t rows, int64_t in, const Weights &w,
                  const float *bias, int64_t out, float *y) {
+  if (w.i8)
+    return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, bias, out, 0.0f, y);
   // Start from the bias (beta = 1) so the GEMM adds it for free.
   if (bias)
     for (int64_t r = 0; r < rows; ++r)
       std::memcpy(y + r * out, bias, out * sizeof(float));
-  gemm(x, rows, in, w, out, bias ? 1.0f : 0.0f, y);
+  gemm(x, rows, in, w.f32, out, bias ? 1.0f : 0.0f, y);
 }
 
-void cpu::linearAccumulate(const float *x, int64_t rows, int64_t in, const float *w,
+void cpu::linearAccumulate(const float *x, int64_t rows, int64_t in, const Weights &w,
                            int64_t out, float *y) {
-  gemm(x, rows, in, w, out, 1.0f, y);
+  if (w.i8)
+    return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, nullptr, out, 1.0f, y);
+  gemm(x, rows, in, w.f32, out, 1.0f, y);
 }
 
 void cpu::batchedMatmul(const float *a, const float *b, int64_t batch,
@@ -49,7 +54,7 @@ void cpu::batchedMatmul(const float *a, const float *b, int64_t batch,
   // parallel region on its caller's thread).
   parallelFor(batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans,
+      blas().sgemm(CblasRowMajor, CblasNoTrans,
                   transposeB ? CblasTrans : CblasNoTrans, m, n, k, 1.0f,
                   a + i * m * k, k, b + i * bStride, transposeB ? k : n, 0.0f,
                   c + i * m * n, n);
@@ -87,7 +92,7 @@ void cpu::attentionMask(float *scores, int64_t heads, int64_t queries,
   }
 }
 
-Status cpu::embedding(const float *table, int64_t rows, int64_t width,
+Status cpu::embedding(const Weights &table, int64_t rows, int64_t width,
                       const int64_t *ids, int64_t count, float *out,
                       int64_t rowOffset, int64_t numIds) {
   if (numIds < 0)
@@ -99,9 +104,15 @@ Status cpu::embedding(const float *table, int64_t rows, int64_t width,
                            " is outside the vocabulary [0, " +
                            std::to_string(numIds) + ")");
     int64_t row = ids[i] - rowOffset;
-    if (row >= 0 && row < rows)
-      std::memcpy(out + i * width, table + row * width, width * sizeof(float));
-    else
+    if (row >= 0 && row < rows && table.f32) {
+      std::memcpy(out + i * width, table.f32 + row * width, width * sizeof(float));
+    } else if (row >= 0 && row < rows) {
+      const int8_t *values = table.i8 + row * width;
+      const float *scales = table.scales + row * table.groups;
+      int64_t group = width / table.groups;
+      for (int64_t k = 0; k < width; ++k)
+        out[i * width + k] = values[k] * scales[k / group];
+    } else
       std::fill(out + i * width, out + (i + 1) * width, 0.0f);
   }
   return Status::success();

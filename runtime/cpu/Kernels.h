@@ -17,12 +17,25 @@ namespace megatron::runtime::cpu {
 
 enum class GeluKind { Erf, Tanh };
 
+/// A weight matrix [rows, cols]: float32, or int8 values with float32
+/// scales [rows, groups] (element = value * the scale of its group of
+/// cols / groups columns), as `megatron-compile --quantize int8` stores it.
+struct Weights {
+  Weights(const float *f32) : f32(f32) {}
+  Weights(const int8_t *i8, const float *scales, int64_t groups)
+      : i8(i8), scales(scales), groups(groups) {}
+  const float *f32 = nullptr;
+  const int8_t *i8 = nullptr;
+  const float *scales = nullptr;
+  int64_t groups = 1;
+};
+
 /// y[rows, out] = x[rows, in] * w[out, in]^T (+ bias[out]): torch.nn.Linear.
-void linear(const float *x, int64_t rows, int64_t in, const float *w,
+void linear(const float *x, int64_t rows, int64_t in, const Weights &w,
             const float *bias, int64_t out, float *y);
 
 /// y[rows, out] += x[rows, in] * w[out, in]^T.
-void linearAccumulate(const float *x, int64_t rows, int64_t in, const float *w,
+void linearAccumulate(const float *x, int64_t rows, int64_t in, const Weights &w,
                       int64_t out, float *y);
 
 /// c[b] = a[b] * (transposeB ? b[b]^T : b[b]) for each of `batch` matrices:
@@ -78,7 +91,7 @@ void attentionMask(float *scores, int64_t heads, int64_t queries, int64_t keys,
 /// out[i, :] = table[ids[i] - rowOffset, :] for ids in [rowOffset,
 /// rowOffset + rows), zeros for other ids (the rows of other tensor-parallel
 /// ranks); an id outside [0, numIds) is an error.
-Status embedding(const float *table, int64_t rows, int64_t width,
+Status embedding(const Weights &table, int64_t rows, int64_t width,
                  const int64_t *ids, int64_t count, float *out,
                  int64_t rowOffset = 0, int64_t numIds = -1);
 

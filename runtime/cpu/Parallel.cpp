@@ -1,8 +1,8 @@
 //===- Parallel.cpp - split a kernel's rows across cores ------------------===//
 
 #include "runtime/cpu/Parallel.h"
+#include "runtime/cpu/Blas.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -14,7 +14,7 @@ void cpu::setThreads(int threads) {
   if (threads <= 0)
     threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   omp_set_num_threads(threads);
-  openblas_set_num_threads(threads);
+  setBlasThreads(threads);
 }
 
 int cpu::threads() { return omp_get_max_threads(); }

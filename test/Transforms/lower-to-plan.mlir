@@ -81,3 +81,26 @@ module attributes {megatron.config = {model_type = "bert", task = "base", max_po
     return %o : tensor<?x?x8xf32>
   }
 }
+
+// -----
+
+// int8 weights: the values are stored as i8 and their scales as f32 (not
+// in the weight type), and a step reads them as two operands in a row,
+// before the bias.
+// CHECK-LABEL: module attributes
+// CHECK: plan.weight @w0 : tensor<16x8xi8> as i8 at 0 size 128
+// CHECK-NEXT: megatron.weight "fc.weight"
+// CHECK-NEXT: %{{.*}}, %{{.*}} = megatron.quantize
+// CHECK: plan.weight @w1 : tensor<16x2xf32> as f32 at 128 size 128
+// CHECK: plan.weight @w2 : tensor<16xf32> as f16 at 256 size 32
+// CHECK: linear [@x, @w0, @w1, @w2] -> [@y] ints [0]
+module attributes {megatron.config = {model_type = "bert", task = "base", max_positions = 16 : i64}} {
+  func.func @forward(%x: tensor<?x8xf32> {megatron.input = "x"}) -> (tensor<?x16xf32> {megatron.output = "y"}) {
+    %w = megatron.weight "fc.weight" : tensor<16x8xf32>
+    %b = megatron.weight "fc.bias" : tensor<16xf32>
+    %q, %s = megatron.quantize %w : tensor<16x8xf32> -> tensor<16x8xi8>, tensor<16x2xf32>
+    %d = megatron.dequantize %q, %s : tensor<16x8xi8>, tensor<16x2xf32> -> tensor<16x8xf32>
+    %y = megatron.linear %x, %d, %b : tensor<?x8xf32>, tensor<16x8xf32>, tensor<16xf32> -> tensor<?x16xf32>
+    return %y : tensor<?x16xf32>
+  }
+}

@@ -171,9 +171,9 @@ class EndToEnd(unittest.TestCase):
         self.assertTrue(os.path.isfile(artifact), f'megatron-compile wrote no {artifact}')
         return artifact
 
-    def reference(self, entry, task, case):
+    def reference(self, entry, task, case, flags=()):
         """Outputs of reference.py (run in-process: its main(), without the torch import per call)."""
-        argv = [fixture(entry['path']), '--task', task, *checkpoint_flags(entry)]
+        argv = [fixture(entry['path']), '--task', task, *checkpoint_flags(entry), *flags]
         for flag, value in case.items():
             if flag not in RUN_ONLY_FLAGS:
                 argv += [flag, value]
@@ -195,12 +195,12 @@ class EndToEnd(unittest.TestCase):
         r = run(*argv)
         self.assertEqual(r.returncode, 0, f'{" ".join(argv[1:])}: {r.stderr.strip()}')
 
-    def check(self, entry, task, artifact, case_name, case, tolerance):
+    def check(self, entry, task, artifact, case_name, case, tolerance, reference_flags=()):
         """Runs one case and compares every reference output; returns {name: error}."""
         out = os.path.join(os.path.dirname(artifact), 'out-' + case_name)
         self.run_artifact(artifact, case, out)
         errors = {}
-        for name, want in self.reference(entry, task, case).items():
+        for name, want in self.reference(entry, task, case, reference_flags).items():
             path = os.path.join(out, name + '.npy')
             self.assertTrue(os.path.isfile(path), f'megatron-run wrote no {name}.npy '
                                                   f'(it wrote {sorted(os.listdir(out))})')
@@ -214,9 +214,9 @@ class EndToEnd(unittest.TestCase):
             self.assertLessEqual(err, tolerance, f'{what}: max relative error {err:.3e} > {tolerance:.0e}')
         return errors
 
-    def check_fixtures(self, fixture_family, extra=()):
+    def check_fixtures(self, fixture_family, extra=(), reference_flags=()):
         """Every fixture of the family and head it carries, compiled with
-        the `extra` flags, against the reference."""
+        the `extra` flags, against the reference (run with `reference_flags`)."""
         entries = [e for e in good_fixtures() if family(e) == fixture_family]
         self.assertTrue(entries, f'the manifest has no {fixture_family} fixtures')
         for entry in entries:
@@ -226,7 +226,7 @@ class EndToEnd(unittest.TestCase):
                     for case_name, case in cases(entry, task).items():
                         with self.subTest(case=case_name):
                             self.check(entry, task, artifact, case_name + ''.join(extra), case,
-                                       TOLERANCE['f32'])
+                                       TOLERANCE['f32'], reference_flags)
 
 
 class EveryFamily:
@@ -280,6 +280,67 @@ class HalfPrecision(EndToEnd):
 
     def test_bf16(self):
         self.check_dtype('bf16')
+
+
+class Int8(EveryFamily, EndToEnd):
+    """--quantize int8: every fixture and head against the reference computing
+    with the same quantized weights (reference.py --quantize int8, its own
+    quantizer). The runtime dequantizes exactly, so the fp32 tolerance holds;
+    the quantization error itself is test/quantize's business."""
+
+    QUANTIZE = ('--quantize', 'int8')
+
+    def check_family(self, fixture_family):
+        self.check_fixtures(fixture_family, extra=self.QUANTIZE, reference_flags=self.QUANTIZE)
+
+    def test_variants(self):
+        """Group-wise scales, the tied embedding and LM head, and tensor
+        parallelism (each rank quantizes its shard), fused and unfused."""
+        entries = {e['path']: e for e in good_fixtures()}
+        variants = (('--group-size', '16'), ('--quantize-embeddings',), ('--tp', '2'),
+                    ('--tp', '2', '--group-size', '8', '--quantize-embeddings'),
+                    ('--no-fuse', '--tp', '2'))
+        for path, task in (('megatron/gpt2_v3_tp1', 'causal-lm'), ('megatron/bert_v3_tp2', 'pretraining'),
+                           ('hf/megatron_bert_qa', 'question-answering')):
+            entry = entries[path]
+            for variant in variants:
+                with self.subTest(fixture=path, variant=variant):
+                    flags = self.QUANTIZE + variant
+                    artifact = self.compile(entry, task, extra=flags)
+                    reference_flags = tuple(f for f in flags if f != '--no-fuse')
+                    for case_name, case in cases(entry, task).items():
+                        with self.subTest(case=case_name):
+                            self.check(entry, task, artifact, case_name, case, TOLERANCE['f32'],
+                                       reference_flags)
+
+    def test_weights_are_int8(self):
+        """Linear weights take a quarter of their f32 bytes (plus scales)."""
+        entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']
+        sizes = {}
+        for label, extra in (('f32', ()), ('int8', self.QUANTIZE),
+                             ('int8-embeddings', self.QUANTIZE + ('--quantize-embeddings',))):
+            r = run(self.runner, self.compile(entry, 'causal-lm', extra=extra), 'info', '--json')
+            self.assertEqual(r.returncode, 0, r.stderr)
+            sizes[label] = json.loads(r.stdout)['weight_bytes']
+        # The tiny GPT-2: 2 layers of 12,288 linear weights, a 128 x 32
+        # word embedding, 64 x 32 positions and a few vectors.
+        self.assertLess(sizes['int8'], 0.55 * sizes['f32'], sizes)
+        self.assertLess(sizes['int8-embeddings'], 0.4 * sizes['f32'], sizes)
+
+    def test_bad_quantize_flags(self):
+        entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']
+        out = os.path.join(self.work, 'bad.mtc')
+        for flags, message in ((('--quantize', 'int4'), "unknown --quantize 'int4'"),
+                               (('--group-size', '16'), 'need --quantize int8'),
+                               (('--quantize', 'int8', '--group-size', '0'), '--group-size must be positive'),
+                               (('--quantize', 'int8', '--group-size', '24'),
+                                '--group-size 24 does not divide the 32 input columns')):
+            with self.subTest(flags=flags):
+                r = run(self.compiler, fixture(entry['path']), *flags, '-o', out)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertTrue(ONE_ERROR_LINE.fullmatch(r.stderr), r.stderr)
+                self.assertIn(message, r.stderr)
+                self.assertFalse(os.path.exists(out))
 
 
 class Unfused(EveryFamily, EndToEnd):

@@ -959,6 +959,47 @@ def load(path, model_type=None, config_overrides=None):
 
 
 # ---------------------------------------------------------------------------
+# int8 weight-only quantization (megatron-compile --quantize int8)
+# ---------------------------------------------------------------------------
+
+# Linear weights the compiler quantizes; the word embedding (and the LM head
+# tied to it) only with --quantize-embeddings.
+_QUANTIZED_LINEARS = re.compile(
+    r'^(layers\.\d+\.(query|key|value|attn_out|fc1|fc2)|pooler|mlm\.dense|nsp|classifier|qa_outputs)\.weight$')
+# Row-parallel weights: with TP each rank holds a [out, in / tp] slice and
+# quantizes it on its own, so a per-channel scale covers in / tp columns.
+_ROW_PARALLEL = re.compile(r'^layers\.\d+\.(attn_out|fc2)\.weight$')
+
+
+def fake_quantize(w, groups):
+    """w [rows, cols] through symmetric int8 with `groups` scales per row and
+    back, in the compiler's float32 arithmetic: scale = max|w| / 127 (1 for
+    an all-zero group), q = round-half-away(w / scale) in [-127, 127]."""
+    rows, cols = w.shape
+    g = w.to(torch.float32).reshape(rows, groups, cols // groups)
+    amax = g.abs().amax(dim=-1, keepdim=True)
+    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    v = (g / scale).to(torch.float64)
+    q = (torch.sign(v) * torch.floor(v.abs() + 0.5)).clamp(-127, 127).to(torch.float32)
+    return (q * scale).reshape(rows, cols)
+
+
+def quantize_int8(model, group_size=None, embeddings=False, tp=1):
+    """The model as a `--quantize int8 [--group-size G] [--quantize-embeddings]
+    [--tp N]` artifact computes it: quantized weights, dequantized."""
+    weights = dict(model.weights)
+    for name, w in model.weights.items():
+        if not (_QUANTIZED_LINEARS.match(name) or (embeddings and name == 'embeddings.word')):
+            continue
+        cols = w.shape[1]
+        width = group_size or (cols // tp if _ROW_PARALLEL.match(name) else cols)
+        if cols % width:
+            raise ReferenceError(f'group size {width} does not divide the {cols} columns of {name}')
+        weights[name] = fake_quantize(w, cols // width)
+    return dataclasses.replace(model, weights=weights)
+
+
+# ---------------------------------------------------------------------------
 # Forward
 # ---------------------------------------------------------------------------
 
@@ -1159,6 +1200,12 @@ def main(argv=None):
     ap.add_argument('--config', help='JSON file of Hugging Face config keys')
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                     help='one config key (highest precedence)')
+    ap.add_argument('--quantize', choices=('none', 'int8'), default='none',
+                    help='compute with the weights an int8 artifact holds')
+    ap.add_argument('--group-size', type=int, help='with --quantize int8: columns per scale')
+    ap.add_argument('--quantize-embeddings', action='store_true')
+    ap.add_argument('--tp', type=int, default=1,
+                    help='with --quantize int8: the TP degree of the artifact (ranks quantize their shards)')
     ap.add_argument('--output-dir', required=True)
     opts = ap.parse_args(argv)
     try:
@@ -1168,6 +1215,8 @@ def main(argv=None):
                 overrides.update(json.load(f))
         overrides.update(parse_set(opts.set))
         model = load(opts.checkpoint, opts.model_type, overrides)
+        if opts.quantize == 'int8':
+            model = quantize_int8(model, opts.group_size, opts.quantize_embeddings, opts.tp)
         task = opts.task or model.default_task
         nested = task == 'multiple-choice'
         inputs = {name: parse_batch(text, nested) if text else None

@@ -46,11 +46,25 @@ static cl::opt<bool>
     noFuse("no-fuse", cl::desc("keep the primitive graph (no fusion passes), for debugging"));
 static cl::opt<std::string>
     compileTo("compile-to",
-              cl::desc("print the IR after this phase: import | shard | fuse | lower"),
+              cl::desc("print the IR after this phase: import | shard | fuse | "
+                       "quantize | lower"),
               cl::value_desc("phase"));
 static cl::opt<std::string>
     dtype("dtype", cl::desc("weight storage: f32 (default) | f16 | bf16"),
           cl::init("f32"));
+static cl::opt<std::string>
+    quantize("quantize",
+             cl::desc("none (default) | int8: linear weights as int8 with symmetric "
+                      "per-output-channel scales; activations keep --dtype"),
+             cl::init("none"));
+static cl::opt<int64_t>
+    groupSize("group-size",
+              cl::desc("with --quantize int8: one scale per G input columns of "
+                       "each output channel instead of one per channel"),
+              cl::value_desc("G"), cl::init(0));
+static cl::opt<bool> quantizeEmbeddings(
+    "quantize-embeddings",
+    cl::desc("with --quantize int8: also the word embedding and the LM head tied to it"));
 static cl::opt<std::string>
     vocab("vocab",
           cl::desc("tokenizer vocabulary to embed: vocab.txt (BERT), vocab.json or "
@@ -81,6 +95,7 @@ static int fail(llvm::Error error) {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  megatron::installOutOfMemoryHandler();
   cl::ParseCommandLineOptions(argc, argv,
                               "megatron-compile: Megatron checkpoint -> "
                               "megatron IR / artifact\n");
@@ -113,6 +128,18 @@ int main(int argc, char **argv) {
     return fail(llvm::createStringError("unknown --dtype '" + dtype +
                                         "' (expected f32, f16 or bf16)"));
   options.pipeline.weightType = dtype;
+  if (quantize != "none" && quantize != "int8")
+    return fail(llvm::createStringError("unknown --quantize '" + quantize +
+                                        "' (expected none or int8)"));
+  options.pipeline.quantizeInt8 = quantize == "int8";
+  if ((groupSize.getNumOccurrences() || quantizeEmbeddings) && !options.pipeline.quantizeInt8)
+    return fail(llvm::createStringError(
+        "--group-size and --quantize-embeddings need --quantize int8"));
+  if (groupSize < 0 || (groupSize.getNumOccurrences() && groupSize == 0))
+    return fail(llvm::createStringError("--group-size must be positive, got " +
+                                        std::to_string(groupSize)));
+  options.pipeline.groupSize = groupSize;
+  options.pipeline.quantizeEmbeddings = quantizeEmbeddings;
   if (!modelType.empty() &&
       !(options.modelType = megatron::parseModelType(modelType)))
     return fail(llvm::createStringError("unknown --model-type '" + modelType +
@@ -122,7 +149,7 @@ int main(int argc, char **argv) {
   if (!compileTo.empty() &&
       !(options.compileTo = megatron::parsePhase(compileTo)))
     return fail(llvm::createStringError("unknown --compile-to phase '" +
-                                        compileTo + "' (available: import, shard, fuse, lower)"));
+                                        compileTo + "' (available: import, shard, fuse, quantize, lower)"));
   if (llvm::Error error = megatron::runCompile(options))
     return fail(std::move(error));
   return 0;

@@ -30,6 +30,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <new>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -570,12 +571,21 @@ int runInfo(const Options &opts, Session &session, const Artifact &artifact) {
   if (opts.values.count("--dump-ptx"))
     return dumpPtx(opts, artifact);
   std::vector<std::string> entries = session.entries();
+  std::map<std::string, uint64_t> weightBytes = artifact.weightBytes();
+  uint64_t totalWeightBytes = 0;
+  for (const auto &[dtype, bytes] : weightBytes)
+    totalWeightBytes += bytes;
   std::ostringstream os;
   if (opts.json) {
     os << "{\"artifact\": " << jsonString(opts.artifact)
        << ", \"max_batch\": " << session.maxBatch()
        << ", \"max_sequence\": " << session.maxSequence()
-       << ", \"tensor_parallel\": " << session.ranks() << ", \"entries\": [";
+       << ", \"tensor_parallel\": " << session.ranks()
+       << ", \"weight_bytes\": " << totalWeightBytes << ", \"weight_bytes_by_dtype\": {";
+    for (auto it = weightBytes.begin(); it != weightBytes.end(); ++it)
+      os << (it == weightBytes.begin() ? "" : ", ") << jsonString(it->first) << ": "
+         << it->second;
+    os << "}, \"entries\": [";
     for (size_t i = 0; i < entries.size(); ++i)
       os << (i ? ", " : "") << "{\"name\": " << jsonString(entries[i])
          << ", \"inputs\": " << jsonList(session.inputNames(entries[i]))
@@ -585,7 +595,11 @@ int runInfo(const Options &opts, Session &session, const Artifact &artifact) {
   } else {
     os << "artifact: " << opts.artifact << "\nmax batch: " << session.maxBatch()
        << "\nmax sequence: " << session.maxSequence()
-       << "\ntensor-parallel ranks: " << session.ranks() << "\n";
+       << "\ntensor-parallel ranks: " << session.ranks() << "\nweights: "
+       << totalWeightBytes << " bytes (";
+    for (auto it = weightBytes.begin(); it != weightBytes.end(); ++it)
+      os << (it == weightBytes.begin() ? "" : ", ") << it->first << " " << it->second;
+    os << ")\n";
     for (const KernelModuleInfo &m : artifact.kernelModules())
       os << "GPU code: " << m.arch << " PTX, " << m.ptx.size() << " bytes, "
          << m.kernels.size() << " kernels\n";
@@ -1183,6 +1197,9 @@ int main(int argc, char **argv) {
     status = run(argc, argv);
   } catch (const Failure &f) {
     printError((gMpi.rank ? "rank " + std::to_string(gMpi.rank) + ": " : "") + f.message);
+  } catch (const std::bad_alloc &) {
+    printError("out of memory: raise the memory limit (ulimit -v), or compile the artifact "
+               "with a smaller --max-batch / --max-seq or with --quantize int8");
   } catch (const std::exception &e) {
     printError(e.what());
   }

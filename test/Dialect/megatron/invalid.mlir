@@ -218,3 +218,43 @@ func.func @bad_output() -> (tensor<4xf32> {megatron.output = 3 : i64}) {
   %w = megatron.weight "w" : tensor<4xf32>
   return %w : tensor<4xf32>
 }
+
+// -----
+
+func.func @quantize_scales_rows(%w: tensor<64x32xf32>) {
+  // expected-error @+1 {{scales [32, 1] must be [rows, groups] with groups dividing the 32 columns of [64, 32]}}
+  %q, %s = megatron.quantize %w : tensor<64x32xf32> -> tensor<64x32xi8>, tensor<32x1xf32>
+  return
+}
+
+// -----
+
+func.func @quantize_groups(%w: tensor<64x32xf32>) {
+  // expected-error @+1 {{scales [64, 5] must be [rows, groups] with groups dividing the 32 columns}}
+  %q, %s = megatron.quantize %w : tensor<64x32xf32> -> tensor<64x32xi8>, tensor<64x5xf32>
+  return
+}
+
+// -----
+
+func.func @quantize_values_shape(%w: tensor<64x32xf32>) {
+  // expected-error @+1 {{values [32, 64] must have the input's shape [64, 32]}}
+  %q, %s = megatron.quantize %w : tensor<64x32xf32> -> tensor<32x64xi8>, tensor<32x1xf32>
+  return
+}
+
+// -----
+
+func.func @quantize_dynamic(%w: tensor<?x32xf32>) {
+  // expected-error @+1 {{quantizes a static [rows, cols] weight, got [?, 32]}}
+  %q, %s = megatron.quantize %w : tensor<?x32xf32> -> tensor<?x32xi8>, tensor<?x1xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_result(%q: tensor<64x32xi8>, %s: tensor<64x4xf32>) {
+  // expected-error @+1 {{result [64, 16] must have the values' shape [64, 32]}}
+  %w = megatron.dequantize %q, %s : tensor<64x32xi8>, tensor<64x4xf32> -> tensor<64x16xf32>
+  return
+}

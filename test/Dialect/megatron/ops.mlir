@@ -91,3 +91,16 @@ func.func @heads(%x: tensor<?x?x128xf32>, %pooled: tensor<?x32xf32>, %scores: te
 // CHECK: module attributes {megatron.config = {model_type = "gpt2", task = "causal-lm"}}
 module attributes {megatron.config = {model_type = "gpt2", task = "causal-lm"}} {
 }
+
+// -----
+
+// CHECK-LABEL: func.func @quantized_linear
+// CHECK: %[[Q:.*]], %[[S:.*]] = megatron.quantize %{{.*}} : tensor<96x32xf32> -> tensor<96x32xi8>, tensor<96x4xf32>
+// CHECK: megatron.dequantize %[[Q]], %[[S]] : tensor<96x32xi8>, tensor<96x4xf32> -> tensor<96x32xf32>
+func.func @quantized_linear(%x: tensor<?x32xf32>) -> tensor<?x96xf32> {
+  %w = megatron.weight "qkv" : tensor<96x32xf32>
+  %q, %s = megatron.quantize %w : tensor<96x32xf32> -> tensor<96x32xi8>, tensor<96x4xf32>
+  %d = megatron.dequantize %q, %s : tensor<96x32xi8>, tensor<96x4xf32> -> tensor<96x32xf32>
+  %y = megatron.linear %x, %d : tensor<?x32xf32>, tensor<96x32xf32> -> tensor<?x96xf32>
+  return %y : tensor<?x96xf32>
+}

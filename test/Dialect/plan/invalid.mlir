@@ -96,3 +96,29 @@ plan.rank 0 arena 128 {
     plan.step cache_write [@x] -> [@y]
   }
 }
+
+// -----
+
+plan.rank 0 arena 0 {
+  // expected-error @+1 {{stores 'f32' values as 'i8': int8 values are stored as i8, and only they}}
+  plan.weight @w : tensor<16x8xf32> as i8 at 0 size 128 {
+    %0 = megatron.weight "wte" : tensor<16x8xf32>
+    plan.yield %0 : tensor<16x8xf32>
+  }
+}
+
+// -----
+
+plan.rank 0 arena 256 {
+  plan.weight @q : tensor<16x8xi8> as i8 at 0 size 128 {
+    %0 = megatron.weight "w" : tensor<16x8xf32>
+    %q, %s = megatron.quantize %0 : tensor<16x8xf32> -> tensor<16x8xi8>, tensor<16x1xf32>
+    plan.yield %q : tensor<16x8xi8>
+  }
+  plan.buffer input @x : f32 ["Batch", "8"] at 0 size 64
+  plan.buffer output @y : f32 ["Batch", "16"] at 64 size 128
+  plan.entry @forward [@x] -> [@y] {
+    // expected-error @+1 {{reads the int8 weight @q where it takes none, or without f32 scales after it}}
+    plan.step linear [@x, @q] -> [@y] ints [0]
+  }
+}

@@ -123,6 +123,42 @@ TEST_F(WeightEvaluatorTest, HalfPrecisionWeightsConvert) {
   expectNear(hw, fw, 1.0f / 1024, "fp16 QKV weight", std::ldexp(1.0f, -24));
 }
 
+TEST_F(WeightEvaluatorTest, QuantizedWeightsRoundTrip) {
+  // The fused QKV weight quantized with 4 groups per row: every value an
+  // integer in [-127, 127], each group's largest one at +-127, and the
+  // dequantized weight within half a step of the original.
+  auto ckpt = openFixture("megatron/gpt2_v3_tp1");
+  ASSERT_TRUE(ckpt);
+  mlir::func::FuncOp func = importForward(*ckpt);
+  ASSERT_TRUE(func);
+  mm::LinearOp qkv = *func.getOps<mm::LinearOp>().begin();
+  mlir::OpBuilder b(qkv);
+  auto type = mlir::cast<mlir::RankedTensorType>(qkv.getWeight().getType());
+  int64_t rows = type.getDimSize(0), cols = type.getDimSize(1), groups = 4;
+  auto quantize = mm::QuantizeOp::create(
+      b, qkv.getLoc(), mlir::RankedTensorType::get(type.getShape(), b.getI8Type()),
+      mlir::RankedTensorType::get({rows, groups}, b.getF32Type()), qkv.getWeight());
+  auto dequantize = mm::DequantizeOp::create(b, qkv.getLoc(), type, quantize.getValues(),
+                                             quantize.getScales());
+  DenseTensor w = evaluate(qkv.getWeight(), *ckpt);
+  DenseTensor q = evaluate(quantize.getValues(), *ckpt);
+  DenseTensor scales = evaluate(quantize.getScales(), *ckpt);
+  DenseTensor d = evaluate(dequantize.getResult(), *ckpt);
+  ASSERT_EQ(scales.shape, (llvm::SmallVector<int64_t>{rows, groups}));
+  int64_t width = cols / groups;
+  for (int64_t g = 0; g < rows * groups; ++g) {
+    float largest = 0;
+    for (int64_t i = g * width; i < (g + 1) * width; ++i) {
+      ASSERT_EQ(q.data[i], std::round(q.data[i]));
+      ASSERT_LE(std::fabs(q.data[i]), 127.0f);
+      largest = std::max(largest, std::fabs(q.data[i]));
+      ASSERT_LE(std::fabs(d.data[i] - w.data[i]), 0.5f * scales.data[g] * 1.0001f);
+      ASSERT_EQ(d.data[i], q.data[i] * scales.data[g]);
+    }
+    EXPECT_EQ(largest, 127.0f) << "group " << g;
+  }
+}
+
 TEST(ConvertToF32, SpecialValues) {
   // fp16: 1.0, -2.0, smallest subnormal, infinity.
   uint16_t half[] = {0x3c00, 0xc000, 0x0001, 0x7c00};

@@ -7,6 +7,7 @@
 #include "megatron/runtime/Tokenizer.h"
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ public:
 
   /// Tensor-parallel ranks (each with its plan and weight region).
   int ranks() const;
+  /// Bytes of weights over all ranks by stored element type ("f32", "f16",
+  /// "bf16", "i8": int8-quantized values, whose scales count as f32).
+  std::map<std::string, uint64_t> weightBytes() const;
   /// The PTX modules it carries, one per architecture (none for CPU).
   std::vector<KernelModuleInfo> kernelModules() const;
   /// "bert" or "gpt2", and the task the artifact's head serves.

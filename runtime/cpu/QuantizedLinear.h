@@ -1,0 +1,28 @@
+//===- QuantizedLinear.h - linear layers with int8 weights -----*- C++ -*-===//
+//
+// Weight-only quantization: int8 weights with float scales, float32
+// activations and results. The weight is never dequantized whole: a few
+// rows (decode) read it once and widen it in registers, many rows
+// (prefill) widen one block of output channels at a time for the GEMM.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MEGATRON_RUNTIME_CPU_QUANTIZEDLINEAR_H
+#define MEGATRON_RUNTIME_CPU_QUANTIZEDLINEAR_H
+
+#include <cstdint>
+
+namespace megatron::runtime::cpu {
+
+/// y[rows, out] = beta * y + x[rows, in] * W^T (+ bias[out]) where
+/// W[o, k] = q[o, k] * scales[o * groups + k / groupSize], groups = in / groupSize
+/// (groupSize == in: one scale per output channel). Symmetric int8 (-127..127).
+/// beta is 0 (y is only written) or 1 (accumulate into y, e.g. a residual);
+/// `in` must be a multiple of groupSize.
+void linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
+                const float *scales, int64_t groupSize, const float *bias,
+                int64_t out, float beta, float *y);
+
+} // namespace megatron::runtime::cpu
+
+#endif // MEGATRON_RUNTIME_CPU_QUANTIZEDLINEAR_H
