@@ -22,7 +22,6 @@
 #include "runtime/cpu/Blas.h"
 #include "runtime/cpu/Parallel.h"
 
-
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -244,7 +243,7 @@ void gemmBlock(const float *x, int64_t rows, int64_t in, const float *w, const f
     blas().sgemv(CblasRowMajor, CblasNoTrans, channels, in, 1.0f, w, in, x, 1, beta, y, 1);
   else
     blas().sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, channels, in, 1.0f, x, in, w,
-                in, beta, y, out);
+                 in, beta, y, out);
 }
 
 /// Dequantizes `block` output channels at a time into a per-thread buffer

@@ -510,6 +510,25 @@ class Errors(EndToEnd):
     def forward_error(self, artifact, *flags):
         return self.assert_one_error(artifact, 'forward', '--output-dir', self.workdir('out'), *flags)
 
+    def test_address_space_limit(self):
+        """Under `ulimit -v` too small for OpenBLAS's GEMM buffers, one clear
+        error (it used to spin forever in OpenBLAS's load-time constructor);
+        with room enough, the same command works."""
+        import resource
+        gpt2 = self.artifact('megatron/gpt2_v3_tp1', 'causal-lm')
+        argv = [self.runner, gpt2, 'forward', '--input-ids', '1,2,3', '--output-dir', self.workdir('out')]
+
+        def limited(megabytes):
+            def limit():
+                resource.setrlimit(resource.RLIMIT_AS, (megabytes << 20, megabytes << 20))
+            return subprocess.run(argv, capture_output=True, text=True, timeout=60, preexec_fn=limit)
+        r = limited(400)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertTrue(ONE_ERROR_LINE.fullmatch(r.stderr), r.stderr)
+        self.assertIn('not enough address space for OpenBLAS', r.stderr)
+        r = limited(65536)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_bad_inputs(self):
         bert = self.artifact('megatron/bert_v3_tp1', 'masked-lm')
         too_long = ','.join(['5'] * (self.max_positions + 1))
