@@ -568,12 +568,21 @@ class Errors(EndToEnd):
             f.write(bytes([data[0] ^ 0xFF]) + data[1:])
         empty = os.path.join(self.workdir('bad'), 'empty.mtc')
         open(empty, 'wb').close()
+        # The header's format version (after the 8-byte magic), one ahead.
+        newer = os.path.join(self.workdir('bad'), 'newer.mtc')
+        version = int.from_bytes(data[8:12], 'little')
+        with open(newer, 'wb') as f:
+            f.write(data[:8] + (version + 1).to_bytes(4, 'little') + data[12:])
         artifacts = {'missing': os.path.join(self.work, 'does-not-exist.mtc'), 'truncated': truncated,
-                     'flipped magic byte': flipped, 'empty file': empty, 'a directory': self.work}
+                     'flipped magic byte': flipped, 'empty file': empty, 'a directory': self.work,
+                     'a newer format version': newer}
         for name, path in artifacts.items():
             with self.subTest(name):
                 self.forward_error(path, '--input-ids', '1,2,3')
                 self.assert_one_error(path, 'info')
+        self.assertIn(f'format version {version + 1}', self.assert_one_error(newer, 'info'))
+        # A backend this runtime lacks.
+        self.assertIn("backend 'cuda' is not available", self.assert_one_error(good, 'info', '--backend', 'cuda'))
 
 
 if __name__ == '__main__':
