@@ -24,6 +24,17 @@ bench_options() {
   "$py" -c 'import torch' 2>/dev/null || die "$py cannot import torch (apt-get install python3-torch)"
 }
 
+# A benchmark's start: its options ("$@" after NAME), the checkpoints, and
+# its results directory $outdir/NAME as $results.
+bench_setup() {
+  local name=$1
+  shift
+  bench_options "$@"
+  ensure_checkpoints
+  results=$outdir/$name
+  mkdir -p "$results"
+}
+
 # The 345M-shaped checkpoints, generated once into $outdir.
 ensure_checkpoints() {
   for model in bert gpt2; do

@@ -13,11 +13,7 @@ cd "$(dirname "$0")/.."
 
 outdir=/tmp/megatron-bench threads=$(nproc) iters=20
 source bench/common.sh
-bench_options "$@"
-ensure_checkpoints
-
-results=$outdir/fusion
-mkdir -p "$results"
+bench_setup fusion "$@"
 for variant in fused unfused; do
   flags=()
   [ "$variant" = unfused ] && flags=(--no-fuse)

@@ -18,11 +18,7 @@ cd "$(dirname "$0")/.."
 
 outdir=/tmp/megatron-bench threads=$(nproc) iters=10
 source bench/common.sh
-bench_options "$@"
-ensure_checkpoints
-
-results=$outdir/quantize
-mkdir -p "$results"
+bench_setup quantize "$@"
 rm -f "$results"/*.json
 variants=("f32:" "int8:--quantize int8" "int8-emb:--quantize int8 --quantize-embeddings")
 for model in gpt2 bert; do

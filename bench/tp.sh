@@ -14,11 +14,7 @@ cd "$(dirname "$0")/.."
 
 outdir=/tmp/megatron-bench threads=$(nproc) iters=10
 source bench/common.sh
-bench_options "$@"
-ensure_checkpoints
-
-results=$outdir/tp
-mkdir -p "$results"
+bench_setup tp "$@"
 for tp in 1 2; do
   for model in bert gpt2; do
     echo "megatron-compile $model --tp $tp" >&2
