@@ -202,6 +202,9 @@ Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
   // An int8 weight operand comes with its f32 scales right after it.
   int q = quantizableOperand(static_cast<unsigned>(step.kind()));
   size_t quantized = quantizedOperand(step) ? 1 : 0;
+  if (quantized && size_t(q) + 1 >= inputs)
+    return Status::error(where + ": its int8 weight '" + name(step.inputs()->Get(q)) +
+                         "' has no scales after it");
   for (size_t i = 0; i < inputs; ++i) {
     const fb::Buffer &in = buffer(step.inputs()->Get(i));
     bool values = quantized && i == size_t(q), scales = quantized && i == size_t(q) + 1;

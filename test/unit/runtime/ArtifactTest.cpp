@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "megatron/runtime/Artifact.h"
+#include "megatron/runtime/Session.h"
 #include "megatron/runtime/ArtifactFormat.h"
 #include "runtime/schema/artifact_generated.h"
 
@@ -32,6 +33,7 @@ struct Spec {
   uint64_t weightBufferOffset = 0;
   uint32_t stepInput = 0;
   uint32_t formatVersion = kArtifactFormatVersion;
+  fb::DType weightType = fb::DType::F32;
 };
 
 std::vector<uint8_t> build(const Spec &spec) {
@@ -39,7 +41,7 @@ std::vector<uint8_t> build(const Spec &spec) {
   std::vector<flatbuffers::Offset<fb::Dim>> shape = {
       fb::CreateDim(b, 4), fb::CreateDim(b, 3)};
   auto weight = fb::CreateBuffer(b, b.CreateString("w"), fb::BufferKind::Weight,
-                                 fb::DType::F32, b.CreateVector(shape),
+                                 spec.weightType, b.CreateVector(shape),
                                  spec.weightBufferOffset, spec.weightBufferSize);
   std::vector<fb::Symbol> batchSeq = {fb::Symbol::Batch, fb::Symbol::Sequence};
   std::vector<flatbuffers::Offset<fb::Dim>> actShape = {
@@ -47,13 +49,18 @@ std::vector<uint8_t> build(const Spec &spec) {
   auto activation = fb::CreateBuffer(
       b, b.CreateString("x"), fb::BufferKind::Input, fb::DType::F32,
       b.CreateVector(actShape), 0, 2 * 8 * 4 * sizeof(float));
-  std::vector<uint32_t> inputs = {1, spec.stepInput}, outputs = {1};
+  auto result = fb::CreateBuffer(
+      b, b.CreateString("y"), fb::BufferKind::Output, fb::DType::F32,
+      b.CreateVector(actShape), 0, 2 * 8 * 4 * sizeof(float));
+  std::vector<uint32_t> inputs = {1, spec.stepInput}, outputs = {2};
+  std::vector<int64_t> ints = {0}; // no epilogue
   auto step = fb::CreateStep(b, fb::StepKind::Linear, b.CreateVector(inputs),
-                             b.CreateVector(outputs));
+                             b.CreateVector(outputs), b.CreateVector(ints));
   std::vector<flatbuffers::Offset<fb::Step>> steps = {step};
-  auto entry = fb::CreateEntry(b, b.CreateString("forward"), 0, 0,
-                               b.CreateVector(steps));
-  std::vector<flatbuffers::Offset<fb::Buffer>> buffers = {weight, activation};
+  std::vector<uint32_t> entryInputs = {1}, entryOutputs = {2};
+  auto entry = fb::CreateEntry(b, b.CreateString("forward"), b.CreateVector(entryInputs),
+                               b.CreateVector(entryOutputs), b.CreateVector(steps));
+  std::vector<flatbuffers::Offset<fb::Buffer>> buffers = {weight, activation, result};
   std::vector<flatbuffers::Offset<fb::Entry>> entries = {entry};
   auto rank = fb::CreateRank(b, b.CreateVector(buffers), b.CreateVector(entries),
                              /*arena_size=*/2 * 8 * 4 * sizeof(float),
@@ -178,8 +185,23 @@ TEST_F(ArtifactTest, WeightSizeDisagreesWithShape) {
 TEST_F(ArtifactTest, StepsUseExistingBuffers) {
   Spec spec;
   spec.stepInput = 7;
-  EXPECT_NE(load(build(spec)).find("uses buffer 7 of 2"),
+  EXPECT_NE(load(build(spec)).find("uses buffer 7 of 3"),
             std::string::npos);
+}
+
+TEST_F(ArtifactTest, AnInt8WeightWithoutScalesIsAnError) {
+  // A linear reading int8 values needs their scales as its next operand;
+  // without them the session must refuse the step, not read past it.
+  Spec spec;
+  spec.weightType = fb::DType::I8;
+  spec.weightBytes = spec.weightBufferSize = 4 * 3;
+  ASSERT_EQ(load(build(spec)), "");
+  std::unique_ptr<Session> session;
+  Status status = Session::create(*artifact, SessionOptions(), session);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("its int8 weight 'w' has no scales after it"),
+            std::string::npos)
+      << status.message();
 }
 
 } // namespace
