@@ -4,6 +4,7 @@
 #include "compiler/Passes.h"
 #include "compiler/SymbolicShapes.h"
 #include "compiler/WeightEvaluator.h"
+#include "megatron/runtime/StepSignature.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Shard/IR/ShardOps.h"
@@ -339,11 +340,10 @@ llvm::Error Lowering::lowerFunction(mlir::func::FuncOp func, int64_t rankIndex,
       // A step reads a quantized weight as its int8 values followed by
       // their scales.
       if (auto dequantize = value.getDefiningOp<mm::DequantizeOp>()) {
-        bool weightOperand =
-            (mlir::isa<mm::LinearOp, mm::LinearAddLayerNormOp>(op) &&
-             operand.getOperandNumber() == 1) ||
-            (mlir::isa<mm::EmbeddingOp>(op) && operand.getOperandNumber() == 0);
-        if (!weightOperand)
+        // The op's operands come first and in order, so its numbering is
+        // the step's up to the weight.
+        if (int(operand.getOperandNumber()) !=
+            megatron::runtime::quantizableOperand(static_cast<unsigned>(spec->kind)))
           return error(&op, "only linear weights and embedding tables can be int8");
         reads.push_back(weightFor(dequantize.getValues()));
         reads.push_back(weightFor(dequantize.getScales()));
