@@ -46,6 +46,17 @@ ensure_checkpoints() {
   done
 }
 
+# The machine line, then the table that the Python on stdin prints from
+# the JSON results in $results, each read with get(NAME) (NAME.json).
+results_table() {
+  echo
+  machine_line
+  echo
+  "$py" -c "$(printf '%s\n' 'import json, os, sys' 'def get(name):' \
+    '    with open(os.path.join(sys.argv[1], name + ".json")) as f:' \
+    '        return json.load(f)'; cat)" "$results"
+}
+
 machine_line() {
   echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $threads threads"
 }

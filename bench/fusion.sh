@@ -36,19 +36,11 @@ echo "torch_peer.py" >&2
 "$py" bench/torch_peer.py "$outdir/gpt2_345m" decode --prompt 32 --new-tokens 64 --iters 3 \
   --threads "$threads" --vocab "$(vocab "$results/decode_fused.json")" >"$results/decode_torch.json"
 
-echo
-machine_line
-echo
-"$py" - "$results" <<'PY'
-import json, os, sys
-r = sys.argv[1]
-def get(name):
-    with open(os.path.join(r, name)) as f:
-        return json.load(f)
+results_table <<'PY'
 print('| measurement | fused | unfused (--no-fuse) | torch eager fp32 | fused vs unfused | fused vs torch |')
 print('|---|---:|---:|---:|---:|---:|')
 for model, label in (('bert', 'BERT-345M'), ('gpt2', 'GPT-2-345M')):
-    f, u = get(f'steps_{model}_fused.json')[0], get(f'steps_{model}_unfused.json')[0]
+    f, u = get(f'steps_{model}_fused')[0], get(f'steps_{model}_unfused')[0]
     print(f'| {label} plan steps per layer | {f["steps_per_layer"]:.0f} | {u["steps_per_layer"]:.0f} | | '
           f'{u["steps_per_layer"] / f["steps_per_layer"]:.1f}x fewer | |')
     print(f'| {label} activation MiB per layer (1x128) | {f["bytes_per_layer"] / 2**20:.2f} | '
@@ -56,7 +48,7 @@ for model, label in (('bert', 'BERT-345M'), ('gpt2', 'GPT-2-345M')):
 for what, mode, key, higher in (('BERT-345M forward 1x128, median ms', 'forward', 'median_ms', False),
                                 ('GPT-2-345M prefill 32 tokens, median ms', 'decode', 'prefill_ms', False),
                                 ('GPT-2-345M decode, tokens/s', 'decode', 'tokens_per_s', True)):
-    f, u, t = (get(f'{mode}_{v}.json')[key] for v in ('fused', 'unfused', 'torch'))
+    f, u, t = (get(f'{mode}_{v}')[key] for v in ('fused', 'unfused', 'torch'))
     ratio = (lambda a, b: a / b) if higher else (lambda a, b: b / a)
     print(f'| {what} | {f:.1f} | {u:.1f} | {t:.1f} | {ratio(f, u):.2f}x | {ratio(f, t):.2f}x |')
 PY

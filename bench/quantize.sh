@@ -51,15 +51,7 @@ for quantize in none int8; do
     --quantize "$quantize" >"$results/torch_forward_$quantize.json"
 done
 
-echo
-machine_line
-echo
-"$py" - "$results" <<'PY'
-import json, os, sys
-r = sys.argv[1]
-def get(name):
-    with open(os.path.join(r, name + '.json')) as f:
-        return json.load(f)
+results_table <<'PY'
 mib = 2 ** 20
 print('| GPT-2-345M, batch 1 | weights MiB | prefill 32 ms | decode tokens/s | weight GB/s | vs f32 artifact | vs torch (same precision) |')
 print('|---|---:|---:|---:|---:|---:|---:|')

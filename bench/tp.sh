@@ -27,22 +27,14 @@ for tp in 1 2; do
     --threads "$threads" >"$results/decode_tp$tp.json"
 done
 
-echo
-machine_line
-echo
-"$py" - "$results" <<'PY'
-import json, os, sys
-r = sys.argv[1]
-def get(name):
-    with open(os.path.join(r, name)) as f:
-        return json.load(f)
+results_table <<'PY'
 rows = [('BERT-345M forward 1x128, median ms', 'forward', 'median_ms', False),
         ('GPT-2-345M prefill 32 tokens, median ms', 'decode', 'prefill_ms', False),
         ('GPT-2-345M decode, tokens/s', 'decode', 'tokens_per_s', True)]
 print('| measurement | TP=1 | TP=2 | TP=2 vs TP=1 | collective bytes per token (TP=2) |')
 print('|---|---:|---:|---:|---:|')
 for what, mode, key, higher in rows:
-    one, two = get(f'{mode}_tp1.json'), get(f'{mode}_tp2.json')
+    one, two = get(f'{mode}_tp1'), get(f'{mode}_tp2')
     ratio = two[key] / one[key] if higher else one[key] / two[key]
     print(f'| {what} | {one[key]:.1f} | {two[key]:.1f} | {ratio:.2f}x | '
           f'{two["collective_bytes_per_token"]:.0f} |')
