@@ -62,7 +62,8 @@ std::string configJson(mlir::DictionaryAttr config) {
         if (auto s = mlir::dyn_cast<mlir::StringAttr>(e))
           json[key].push_back(s.str());
   }
-  return json.dump();
+  // Strings from a checkpoint's pickled args are not checked to be UTF-8.
+  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 class Writer {

@@ -49,6 +49,12 @@ void ConfigLayer::inheritFrom(const ConfigLayer &lower) {
 }
 
 namespace {
+/// A JSON value for an error message. --set values are unchecked bytes, and
+/// nlohmann's default dump throws on invalid UTF-8.
+std::string describe(const nlohmann::json &value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 /// Hugging Face `hidden_act` / `activation_function` values we can compute.
 std::optional<GeluKind> parseActivation(llvm::StringRef name) {
   return llvm::StringSwitch<std::optional<GeluKind>>(name)
@@ -93,7 +99,7 @@ megatron::parseHuggingFaceConfig(const nlohmann::json &json,
     if (!it->is_string() || !parseModelType(it->get<std::string>()))
       return createStringError(
           formatv("{0}: model_type {1} is not a Megatron-BERT or GPT-2 model",
-                  source, it->dump()));
+                  source, describe(*it)));
     layer.modelType.setIfUnset(*parseModelType(it->get<std::string>()),
                                source);
   }
@@ -118,7 +124,7 @@ megatron::parseHuggingFaceConfig(const nlohmann::json &json,
       if (!it->is_number_integer() || it->get<int64_t>() <= 0)
         return createStringError(formatv(
             "{0}: '{1}' must be a positive integer, got {2}", source, name,
-            it->dump()));
+            describe(*it)));
       field.setIfUnset(it->get<int64_t>(), source);
     }
     return llvm::Error::success();
@@ -159,7 +165,7 @@ megatron::parseHuggingFaceConfig(const nlohmann::json &json,
       if (!number || index >= names.size() || seen[index] || !item.value().is_string())
         return createStringError(formatv(
             "{0}: 'id2label' must map the indices 0..{1} to names, got \"{2}\": {3}",
-            source, names.size() - 1, item.key(), item.value().dump()));
+            source, names.size() - 1, item.key(), describe(item.value())));
       seen[index] = true;
       names[index] = item.value().get<std::string>();
     }
@@ -176,7 +182,7 @@ megatron::parseHuggingFaceConfig(const nlohmann::json &json,
     if (!it->is_number() || !(it->get<double>() > 0))
       return createStringError(formatv(
           "{0}: '{1}' must be a positive number, got {2}", source, name,
-          it->dump()));
+          describe(*it)));
     layer.layerNormEps.setIfUnset(it->get<double>(), source);
   }
   for (const char *name : keys.act) {
@@ -191,7 +197,7 @@ megatron::parseHuggingFaceConfig(const nlohmann::json &json,
       return createStringError(formatv(
           "{0}: activation {1} is not supported (expected \"gelu\", "
           "\"gelu_new\", \"gelu_fast\" or \"gelu_pytorch_tanh\")",
-          source, it->dump()));
+          source, describe(*it)));
     layer.gelu.setIfUnset(*gelu, source);
     layer.headGelu.setIfUnset(*gelu, source);
   }
@@ -214,7 +220,7 @@ megatron::parseHuggingFaceConfig(const nlohmann::json &json,
       it != json.end() && *it != "absolute")
     return createStringError(formatv(
         "{0}: position_embedding_type {1} is not supported (only \"absolute\")",
-        source, it->dump()));
+        source, describe(*it)));
   used.insert("position_embedding_type");
 
   if (strict)
@@ -245,16 +251,19 @@ megatron::parseOverrides(llvm::ArrayRef<std::string> assignments) {
   return json;
 }
 
+llvm::Expected<nlohmann::json> megatron::parseJson(llvm::StringRef text,
+                                                   llvm::StringRef source) {
+  nlohmann::json json = nlohmann::json::parse(text.begin(), text.end(), nullptr,
+                                              /*allow_exceptions=*/false);
+  if (json.is_discarded())
+    return createStringError(formatv("'{0}' is not valid JSON", source));
+  return json;
+}
+
 llvm::Expected<nlohmann::json> megatron::readJsonFile(llvm::StringRef path) {
   auto buffer = llvm::MemoryBuffer::getFile(path);
   if (!buffer)
     return createStringError(formatv("cannot read '{0}': {1}", path,
                                      buffer.getError().message()));
-  nlohmann::json json =
-      nlohmann::json::parse((*buffer)->getBuffer().begin(),
-                            (*buffer)->getBuffer().end(), nullptr,
-                            /*allow_exceptions=*/false);
-  if (json.is_discarded())
-    return createStringError(formatv("'{0}' is not valid JSON", path));
-  return json;
+  return parseJson((*buffer)->getBuffer(), path);
 }

@@ -70,6 +70,10 @@ llvm::Expected<ConfigLayer>
 parseHuggingFaceConfig(const nlohmann::json &json, llvm::StringRef source,
                        std::optional<ModelType> type, bool strict);
 
+/// Parses JSON text; errors name `source`.
+llvm::Expected<nlohmann::json> parseJson(llvm::StringRef text,
+                                         llvm::StringRef source);
+
 /// Reads and parses a JSON file; errors name the file.
 llvm::Expected<nlohmann::json> readJsonFile(llvm::StringRef path);
 

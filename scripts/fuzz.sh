@@ -22,7 +22,7 @@ fixtures=${BUILD_DIR:-build}/test/fixtures
 [ -d "$fixtures" ] || bash scripts/build.sh >/dev/null
 corpus=$fuzz_dir/corpus
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pickle torch_file zip safetensors artifact tokenizers)
+[ ${#targets[@]} -gt 0 ] || targets=(pickle torch_file zip safetensors artifact tokenizers config cli_ids)
 # LLVM Support comes from the uninstrumented libLLVM.so: its containers'
 # annotations do not match ours, so container-overflow checks would be
 # false alarms.
@@ -36,6 +36,10 @@ for target in "${targets[@]}"; do
     safetensors) find "$fixtures" -name '*.safetensors' -size -2M -exec cp {} "$seeds/" \; ;;
     artifact) find "${BUILD_DIR:-build}/test/unit/runtime/artifacts" -name '*.mtc' -size -2M \
                 -exec cp {} "$seeds/" \; 2>/dev/null || true ;;
+    config) find "$fixtures" -name 'config.json' -exec sh -c 'cp "$1" "$2/$(echo "$1" | md5sum | cut -c1-16).json"' _ {} "$seeds" \;
+            printf 'num_attention_heads=16\nhidden_act=gelu_new\nn_inner=null\n' > "$seeds/set.txt" ;;
+    cli_ids) printf '101,2003,102;101,7592,102' > "$seeds/rows.txt"
+             printf '1,2|3,4;5,6|7,8' > "$seeds/choices.txt" ;;
     tokenizers) printf 'Hello world, it'"'"'s 2024!\n中文 é \xff\xfe' > "$seeds/seed.txt" ;;
   esac
   echo "== fuzz_$target for ${seconds}s" >&2

@@ -17,6 +17,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "megatron/runtime/Session.h"
+#include "tools/support/CommandLine.h"
 
 #include <algorithm>
 #include <chrono>
@@ -69,13 +70,16 @@ struct Options {
   uint64_t seed = 0;
 };
 
-int64_t parseInt(const std::string &flag, const std::string &text,
-                 int64_t min) {
-  char *end = nullptr;
-  long long value = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || value < min)
-    fail(flag + " expects an integer >= " + std::to_string(min) + ", got '" +
-         text + "'");
+/// A non-negative integer flag value.
+int64_t parseCount(const std::string &flag, const std::string &text) {
+  int64_t value = 0;
+  try {
+    value = megatron::tools::parseInteger(flag, text);
+  } catch (const megatron::tools::CommandLineError &e) {
+    fail(e.what());
+  }
+  if (value < 0)
+    fail(flag + " expects an integer >= 0, got '" + text + "'");
   return value;
 }
 
@@ -101,13 +105,13 @@ Options parseArgs(int argc, char **argv) {
       fail(arg + " needs a value");
     std::string value = argv[++i];
     if (arg == "--seed") {
-      opts.seed = static_cast<uint64_t>(parseInt(arg, value, 0));
+      opts.seed = static_cast<uint64_t>(parseCount(arg, value));
       continue;
     }
     auto it = flags.find(arg);
     if (it == flags.end())
       fail("unknown option " + arg + " (see --help)");
-    *it->second = parseInt(arg, value, 0);
+    *it->second = parseCount(arg, value);
   }
   if (positional.size() != 2)
     fail("expected MODEL.mtc and forward|decode (see --help)");

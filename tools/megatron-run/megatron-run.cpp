@@ -11,6 +11,7 @@
 
 #include "megatron/runtime/Session.h"
 #include "megatron/runtime/Tasks.h"
+#include "tools/support/CommandLine.h"
 #ifdef MEGATRON_HAVE_MPI
 #include "megatron/runtime/MpiCommunicator.h"
 #endif
@@ -39,6 +40,7 @@
 #include <vector>
 
 using namespace megatron::runtime;
+using namespace megatron::tools;
 
 namespace {
 
@@ -101,25 +103,6 @@ void check(Status s) {
     fail(s.message());
 }
 
-std::string trim(const std::string &s) {
-  size_t b = s.find_first_not_of(" \t\n\r");
-  if (b == std::string::npos)
-    return "";
-  return s.substr(b, s.find_last_not_of(" \t\n\r") - b + 1);
-}
-
-std::vector<std::string> split(const std::string &s, char sep) {
-  std::vector<std::string> parts;
-  size_t begin = 0;
-  for (;;) {
-    size_t end = s.find(sep, begin);
-    parts.push_back(s.substr(begin, end - begin));
-    if (end == std::string::npos)
-      return parts;
-    begin = end + 1;
-  }
-}
-
 std::string shapeString(const std::vector<int64_t> &shape) {
   std::string out = "[";
   for (size_t i = 0; i < shape.size(); ++i)
@@ -132,70 +115,6 @@ std::string joined(const std::vector<std::string> &names) {
   for (const std::string &n : names)
     out += (out.empty() ? "" : ", ") + n;
   return out.empty() ? "none" : out;
-}
-
-int64_t parseInt(const std::string &flag, const std::string &text,
-                 const std::string &where) {
-  std::string t = trim(text);
-  if (t.empty())
-    fail(flag + (where.empty() ? "" : ": " + where) + " is empty");
-  errno = 0;
-  char *end = nullptr;
-  long long v = std::strtoll(t.c_str(), &end, 10);
-  if (*end != '\0')
-    fail(flag + ": '" + t + "' " + (where.empty() ? "" : "(" + where + ") ") +
-         "is not an integer");
-  if (errno == ERANGE)
-    fail(flag + ": '" + t + "' is out of range");
-  return v;
-}
-
-/// "1,2;3,4" -> [2, 2]; "1,2|3,4;5,6|7,8" -> [2, 2, 2] (items, choices, seq).
-/// Every row must have the same length: padding is the caller's, marked by
-/// the attention mask, so no value is ever invented here.
-IdTensor parseBatch(const std::string &flag, const std::string &text) {
-  if (trim(text).empty())
-    fail(flag + " is empty");
-  bool choices = text.find('|') != std::string::npos;
-  std::vector<std::string> items = split(text, ';');
-  IdTensor out;
-  size_t numChoices = 0, seq = 0;
-  std::string firstRow;
-  for (size_t i = 0; i < items.size(); ++i) {
-    std::vector<std::string> rows =
-        choices ? split(items[i], '|') : std::vector<std::string>{items[i]};
-    if (i == 0)
-      numChoices = rows.size();
-    else if (rows.size() != numChoices)
-      fail(flag + ": item " + std::to_string(i + 1) + " has " +
-           std::to_string(rows.size()) + " choices but item 1 has " +
-           std::to_string(numChoices));
-    for (size_t c = 0; c < rows.size(); ++c) {
-      std::string row = choices ? "item " + std::to_string(i + 1) + " choice " +
-                                      std::to_string(c + 1)
-                                : "row " + std::to_string(i + 1);
-      if (trim(rows[c]).empty())
-        fail(flag + ": " + row + " is empty");
-      std::vector<std::string> values = split(rows[c], ',');
-      for (size_t k = 0; k < values.size(); ++k)
-        out.data.push_back(
-            parseInt(flag, values[k], row + ", value " + std::to_string(k + 1)));
-      if (firstRow.empty()) {
-        firstRow = row;
-        seq = values.size();
-      } else if (values.size() != seq) {
-        fail(flag + ": " + row + " has " + std::to_string(values.size()) +
-             " values but " + firstRow + " has " + std::to_string(seq) +
-             "; every row needs the same length (pad short rows and mark the "
-             "padding with 0 in --attention-mask)");
-      }
-    }
-  }
-  out.shape = {(int64_t)items.size()};
-  if (choices)
-    out.shape.push_back((int64_t)numChoices);
-  out.shape.push_back((int64_t)seq);
-  return out;
 }
 
 /// Columns [begin, end) of a [batch, seq] tensor.
@@ -512,7 +431,7 @@ SessionOptions sessionOptions(const Options &opts) {
   }
   auto threads = opts.values.find("--threads");
   if (threads != opts.values.end()) {
-    int64_t n = parseInt("--threads", threads->second, "");
+    int64_t n = parseInteger("--threads", threads->second);
     if (n < 0 || n > 4096)
       fail("--threads must lie in [0, 4096], got " + std::to_string(n));
     sessionOptions.threads = (int)n;
@@ -628,7 +547,7 @@ int runForward(const Options &opts, Session &session) {
     auto it = v.find(flag);
     if (it == v.end())
       continue;
-    IdTensor t = parseBatch(flag, it->second);
+    IdTensor t = parseIdBatch(flag, it->second);
     if (!inputs.empty() && t.shape != inputs["input_ids"].shape)
       fail(std::string(flag) + " has shape " + shapeString(t.shape) +
            " but --input-ids has " + shapeString(inputs["input_ids"].shape));
@@ -650,7 +569,7 @@ int runForward(const Options &opts, Session &session) {
 
   int64_t decodeLast = 0;
   if (v.count("--decode-last")) {
-    decodeLast = parseInt("--decode-last", v.at("--decode-last"), "");
+    decodeLast = parseInteger("--decode-last", v.at("--decode-last"));
     if (entry != "prefill" || !has(entries, "decode"))
       fail("--decode-last needs a GPT-2 artifact with prefill and decode "
            "entries; this one has: " + joined(entries));
@@ -779,7 +698,7 @@ textInputs(const Options &opts, size_t perInput, const std::string &what) {
 
 int64_t intFlag(const Options &opts, const std::string &flag, int64_t fallback) {
   auto it = opts.values.find(flag);
-  return it == opts.values.end() ? fallback : parseInt(flag, it->second, "");
+  return it == opts.values.end() ? fallback : parseInteger(flag, it->second);
 }
 
 double doubleFlag(const Options &opts, const std::string &flag, double fallback) {
@@ -884,7 +803,7 @@ int runTokenize(const Options &opts, const Tokenizer &tok) {
 int runDetokenize(const Options &opts, const Tokenizer &tok) {
   if (opts.args.size() != 1)
     fail("detokenize takes one list of ids, e.g. 101,7592,102");
-  IdTensor ids = parseBatch("ids", opts.args[0]);
+  IdTensor ids = parseIdBatch("ids", opts.args[0]);
   if (ids.shape.size() != 2 || ids.shape[0] != 1)
     fail("detokenize takes one list of ids, e.g. 101,7592,102");
   std::string text;
