@@ -141,13 +141,15 @@ LogicalResult EmbeddingOp::verify() {
   if (table.size() != 2)
     return emitOpError() << "table must be [rows, width], got "
                          << formatShape(table);
-  if (getRowOffset() < 0)
-    return emitOpError() << "row_offset must not be negative, got " << getRowOffset();
+  // The I64Attr getters return uint64_t: a negative offset reads as a huge one.
+  int64_t rowOffset = static_cast<int64_t>(getRowOffset());
+  if (rowOffset < 0)
+    return emitOpError() << "row_offset must not be negative, got " << rowOffset;
   if (getNumIds() && !ShapedType::isDynamic(table[0]) &&
-      *getNumIds() < getRowOffset() + table[0])
-    return emitOpError() << "rows [" << getRowOffset() << ", "
-                         << getRowOffset() + table[0] << ") exceed num_ids "
-                         << *getNumIds();
+      static_cast<int64_t>(*getNumIds()) < rowOffset + table[0])
+    return emitOpError() << "rows [" << rowOffset << ", "
+                         << rowOffset + table[0] << ") exceed num_ids "
+                         << static_cast<int64_t>(*getNumIds());
   Shape expected(shapeOf(getIds()));
   expected.push_back(table[1]);
   return verifyResult(*this, expected, getTable());

@@ -101,7 +101,7 @@ LogicalResult WeightOp::verify() {
   if (storage.isInteger(8) != type.getElementType().isInteger(8))
     return emitOpError() << "stores " << type.getElementType() << " values as "
                          << storage << ": int8 values are stored as i8, and only they";
-  int64_t bytes = type.getNumElements() * *elementBytes(storage);
+  uint64_t bytes = type.getNumElements() * *elementBytes(storage);
   if (bytes != getSize())
     return emitOpError() << "holds " << bytes << " bytes, its size says "
                          << getSize();

@@ -22,9 +22,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -434,6 +436,47 @@ class TensorParallel(EveryFamily, EndToEnd):
                 self.assertNotEqual(r.returncode, 0)
                 self.assertIn('has 2 tensor-parallel rank(s), but the MPI communicator has 3', r.stderr)
 
+    def run_with_fault(self, signal_number, *extra):
+        """forward over 2 MPI ranks, rank 1 raising `signal_number` on itself in
+        its third collective (test/e2e/mpi_fault.c): (result, seconds, output dir)."""
+        fault = os.environ.get('MEGATRON_MPI_FAULT')
+        if not fault:
+            self.skipTest('megatron-run was built without MPI')
+        entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']
+        artifact = self.compile(entry, 'causal-lm', extra=('--tp', '2'))
+        out = self.workdir('out-fault', str(signal_number))
+        env = dict(os.environ, MEGATRON_FAULT_RANK='1', MEGATRON_FAULT_CALL='3',
+                   MEGATRON_FAULT_SIGNAL=str(signal_number), LD_PRELOAD=fault)
+        # A sanitized megatron-run wants ASan's runtime first among its libraries.
+        env['ASAN_OPTIONS'] = env.get('ASAN_OPTIONS', '') + ':verify_asan_link_order=0'
+        exported = [arg for var in ('MEGATRON_FAULT_RANK', 'MEGATRON_FAULT_CALL', 'MEGATRON_FAULT_SIGNAL',
+                                    'LD_PRELOAD', 'ASAN_OPTIONS') for arg in ('-x', var)]
+        start = time.monotonic()
+        r = subprocess.run([shutil.which('mpirun'), '--allow-run-as-root', '--oversubscribe', '-np', '2',
+                            *exported, self.runner, artifact, 'forward', '--input-ids', '5,6,7,8,9',
+                            '--decode-last', '2', '--output-dir', out, *extra],
+                           env=env, capture_output=True, text=True, timeout=120)
+        return r, time.monotonic() - start, out
+
+    def test_a_rank_that_dies_mid_collective_ends_the_job(self):
+        """The other rank is waiting in that collective: mpirun ends the job
+        at once, names the dead rank, and no output is written."""
+        r, seconds, out = self.run_with_fault(signal.SIGKILL)
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stderr, r'rank 1 .*signal 9', r.stderr)
+        self.assertLess(seconds, 60)
+        self.assertEqual(os.listdir(out), [])
+
+    def test_a_rank_that_hangs_mid_collective_times_out(self):
+        """A stopped rank never answers; the others give up after
+        --collective-timeout with one clear error instead of hanging."""
+        r, seconds, out = self.run_with_fault(signal.SIGSTOP, '--collective-timeout', '2')
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stderr, r"error: all-reduce '\w+': MPI: the other ranks did not answer within 2 s "
+                                   r'\(--collective-timeout\); a rank hangs or has died\n')
+        self.assertLess(seconds, 60)
+        self.assertEqual(os.listdir(out), [])
+
     def test_nccl_collectives_run_or_say_why_not(self):
         """--collectives nccl: the TP=1 numbers where there are CUDA devices
         for the ranks; elsewhere one clear error (no GPU, no NCCL build)."""
@@ -514,6 +557,9 @@ class Errors(EndToEnd):
         """Under `ulimit -v` too small for OpenBLAS's GEMM buffers, one clear
         error (it used to spin forever in OpenBLAS's load-time constructor);
         with room enough, the same command works."""
+        if os.environ.get('MEGATRON_SANITIZE'):
+            self.skipTest('AddressSanitizer maps its shadow memory up front, so no address-space '
+                          'limit leaves room for it')
         import resource
         gpt2 = self.artifact('megatron/gpt2_v3_tp1', 'causal-lm')
         argv = [self.runner, gpt2, 'forward', '--input-ids', '1,2,3', '--output-dir', self.workdir('out')]

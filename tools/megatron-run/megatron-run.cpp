@@ -59,7 +59,8 @@ const char *const kUsage = R"(usage:
   megatron-run ARTIFACT qa --question Q --context C [--max-answer-tokens 15] [--json]
   megatron-run ARTIFACT next-sentence A B [--json]
   megatron-run ARTIFACT embed TEXT... [--last-hidden] [--json]
-  common: [--threads N] [--backend cpu] [--collectives threads|mpi|nccl]; --help
+  common: [--threads N] [--backend cpu] [--collectives threads|mpi|nccl]
+          [--collective-timeout SECONDS]; --help
 
 forward   runs the artifact's `forward` entry (BERT) or `prefill` (GPT-2) and
           writes every output as DIR/<name>.npy (float32, C order).
@@ -89,6 +90,9 @@ IDS       batch items separated by ';', values by ',': "101,2003,102;101,7592,10
           process per rank: mpirun -np N megatron-run ...; the default
           under mpirun), nccl (one CUDA device per rank, in this process or
           one per MPI process, the NCCL id shared over MPI).
+--collective-timeout  seconds a rank waits in a collective for the others
+          before it fails with an error (default 60): a rank that hangs or
+          dies ends the run instead of hanging it.
 )";
 
 /// A command-line or run-time failure: becomes `error: <message>`.
@@ -310,7 +314,8 @@ Options parseArgs(int argc, char **argv) {
       opts.switches.insert(name);
       continue;
     }
-    bool common = name == "--threads" || name == "--backend" || name == "--collectives";
+    bool common = name == "--threads" || name == "--backend" || name == "--collectives" ||
+                  name == "--collective-timeout";
     if (!kValueFlags.count(name) && !common)
       fail("unknown option '" + name + "' (see --help)");
     if (!inlineValue) {
@@ -387,12 +392,35 @@ std::string collectivesOf(const Options &opts) {
   return kind;
 }
 
+double doubleFlag(const Options &opts, const std::string &flag, double fallback) {
+  auto it = opts.values.find(flag);
+  if (it == opts.values.end())
+    return fallback;
+  char *end = nullptr;
+  double v = std::strtod(it->second.c_str(), &end);
+  if (it->second.empty() || *end != '\0' || !std::isfinite(v))
+    fail(flag + ": '" + it->second + "' is not a number");
+  return v;
+}
+
+/// --collective-timeout: how long a rank waits in a collective for the
+/// others before it fails (a hung or dead rank must not hang the rest).
+double collectiveTimeout(const Options &opts) {
+  double seconds = doubleFlag(opts, "--collective-timeout",
+                              SessionOptions().collectiveTimeoutSeconds);
+  if (!(seconds > 0))
+    fail("--collective-timeout must be positive, got " +
+         opts.values.at("--collective-timeout"));
+  return seconds;
+}
+
 /// Under mpirun: joins the job, with MPI or NCCL collectives.
 void joinMpiJob(int &argc, char **&argv, const Options &opts) {
 #ifdef MEGATRON_HAVE_MPI
   if (!mpi::launchedByMpi())
     return;
-  check(mpi::join(argc, argv, gMpi.communicator, gMpi.rank, gMpi.localRank, gMpi.localRanks));
+  check(mpi::join(argc, argv, collectiveTimeout(opts), gMpi.communicator, gMpi.rank,
+                  gMpi.localRank, gMpi.localRanks));
   if (gMpi.rank != 0) // rank 0 prints the results
     std::cout.setstate(std::ios::failbit);
 #ifdef MEGATRON_HAVE_NCCL
@@ -413,6 +441,7 @@ void joinMpiJob(int &argc, char **&argv, const Options &opts) {
 
 SessionOptions sessionOptions(const Options &opts) {
   SessionOptions sessionOptions;
+  sessionOptions.collectiveTimeoutSeconds = collectiveTimeout(opts);
   std::string collectives = collectivesOf(opts);
 #ifdef MEGATRON_HAVE_NCCL
   if (collectives == "nccl" && !gMpi.communicator) {
@@ -699,17 +728,6 @@ textInputs(const Options &opts, size_t perInput, const std::string &what) {
 int64_t intFlag(const Options &opts, const std::string &flag, int64_t fallback) {
   auto it = opts.values.find(flag);
   return it == opts.values.end() ? fallback : parseInteger(flag, it->second);
-}
-
-double doubleFlag(const Options &opts, const std::string &flag, double fallback) {
-  auto it = opts.values.find(flag);
-  if (it == opts.values.end())
-    return fallback;
-  char *end = nullptr;
-  double v = std::strtod(it->second.c_str(), &end);
-  if (it->second.empty() || *end != '\0' || !std::isfinite(v))
-    fail(flag + ": '" + it->second + "' is not a number");
-  return v;
 }
 
 /// info --steps: each entry's steps and activation traffic at one batch and

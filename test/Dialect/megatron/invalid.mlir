@@ -40,6 +40,14 @@ func.func @embedding_table_rank(%t: tensor<128xf32>, %ids: tensor<?x?xi64>) {
 
 // -----
 
+func.func @embedding_negative_row_offset(%t: tensor<128x32xf32>, %ids: tensor<?x?xi64>) {
+  // expected-error @+1 {{row_offset must not be negative, got -64}}
+  %e = megatron.embedding %t[%ids] {row_offset = -64 : i64} : tensor<128x32xf32>, tensor<?x?xi64> -> tensor<?x?x32xf32>
+  return
+}
+
+// -----
+
 func.func @add_broadcast(%a: tensor<?x?x32xf32>, %b: tensor<16xf32>) {
   // expected-error @+1 {{cannot broadcast [?, ?, 32] with [16]}}
   %s = megatron.add %a, %b : tensor<?x?x32xf32>, tensor<16xf32> -> tensor<?x?x32xf32>

@@ -19,9 +19,11 @@ bool launchedByMpi();
 
 /// Initialises MPI (once) and returns a communicator over MPI_COMM_WORLD,
 /// this process's rank, and its index among the ranks on this host and
-/// their number.
-Status join(int &argc, char **&argv, std::shared_ptr<Communicator> &out, int &rank,
-            int &localRank, int &localRanks);
+/// their number. A collective that waits longer than `timeoutSeconds` for
+/// the other ranks fails.
+Status join(int &argc, char **&argv, double timeoutSeconds,
+            std::shared_ptr<Communicator> &out, int &rank, int &localRank,
+            int &localRanks);
 
 /// Rank `root`'s `bytes` at `data` on every rank (e.g. NCCL's unique id).
 Status broadcast(void *data, size_t bytes, int root);
