@@ -18,20 +18,22 @@ if [ ! -f "$dir/build.ninja" ]; then
     -DMLIR_DIR=/usr/lib/llvm-22/lib/cmake/mlir \
     -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-22/bin/lit
 fi
-# Only what the tests below run (no benchmarks, no CUDA kernel tests).
-cmake --build "$dir" -j "$(nproc)" --target \
-  megatron-opt megatron-compile megatron-run megatron-tokenize \
-  reader-tests frontends-tests compiler-tests runtime-tests megatron-fixtures
-
 reports=$PWD/$dir/sanitizer-reports
 rm -rf "$reports"
 mkdir -p "$reports"
-export ASAN_OPTIONS=log_path=$reports/asan:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1
+# allow_user_poisoning=0: LLVM's headers poison BumpPtrAllocator slabs when
+# compiled with ASan, but Debian's MLIR libraries are not, and the linker
+# mixes both copies of those inline functions; the pairs would not match.
+export ASAN_OPTIONS=log_path=$reports/asan:allow_user_poisoning=0:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1
-export LSAN_OPTIONS=suppressions=$PWD/test/sanitizer/lsan.supp:print_suppressions=0
-status=0
-ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" \
-  -E '^(reference|trained-models|quantize-accuracy|CudaKernels\..*)$' || status=$?
+
+# Only what the tests below run (no benchmarks, no CUDA kernel tests). The
+# build runs sanitized tools too (the runtime tests' artifacts).
+cmake --build "$dir" -j "$(nproc)" --target \
+  megatron-opt megatron-compile megatron-run megatron-tokenize \
+  reader-tests frontends-tests compiler-tests runtime-tests megatron-fixtures || status=$?
+[ "${status:-0}" != 0 ] || ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" \
+  -E '^(reference|trained-models|quantize-accuracy|cuda-tests_NOT_BUILT)$' || status=$?
 if compgen -G "$reports/*" >/dev/null; then
   for report in "$reports"/*; do
     echo "== $report" >&2
@@ -40,4 +42,4 @@ if compgen -G "$reports/*" >/dev/null; then
   echo "error: the sanitizers reported problems (all reports: $reports)" >&2
   exit 1
 fi
-exit $status
+exit "${status:-0}"
