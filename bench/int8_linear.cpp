@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "bench/MemoryBandwidth.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cpu/Parallel.h"
 #include "runtime/cpu/QuantizedLinear.h"
@@ -33,39 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds(Clock::time_point begin) {
   return std::chrono::duration<double>(Clock::now() - begin).count();
-}
-
-/// Bytes per second of a sum over a buffer far larger than the caches,
-/// split across the threads as the kernels are; the best of several passes.
-double readBandwidth() {
-  const int64_t count = int64_t(1) << 28; // 1 GiB of floats
-  std::vector<float> data(count);
-  cpu::parallelFor(count, 1 << 20, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      data[i] = static_cast<float>(i & 7);
-  });
-  double best = 0;
-  for (int pass = 0; pass < 5; ++pass) {
-    std::vector<float> partial(cpu::threads() * 16); // a cache line apart
-    auto begin = Clock::now();
-    cpu::parallelFor(count, 1 << 20, [&](int64_t begin, int64_t end) {
-      // Eight independent sums, so the adds keep up with memory.
-      float sums[8] = {};
-      for (int64_t i = begin; i + 8 <= end; i += 8)
-        for (int j = 0; j < 8; ++j)
-          sums[j] += data[i + j];
-      float total = 0;
-      for (float s : sums)
-        total += s;
-      partial[16 * (begin * cpu::threads() / count)] = total;
-    });
-    double s = seconds(begin);
-    for (float p : partial)
-      if (p < 0) // keeps the sums alive
-        std::printf("%f\n", p);
-    best = std::max(best, count * sizeof(float) / s);
-  }
-  return best;
 }
 
 /// Seconds per call of fn(copy), cycling through `copies` weights: the best
@@ -131,7 +99,7 @@ int main(int argc, char **argv) {
   }
   cpu::setThreads(threads);
 
-  double bandwidth = readBandwidth();
+  double bandwidth = megatron::bench::readBandwidth();
   std::printf("threads %d, streaming read %.1f GB/s, scales %s\n", threads, bandwidth / 1e9,
               group ? ("per " + std::to_string(group) + " weights").c_str() : "per channel");
   std::printf("%6s %6s %5s | %10s %10s %7s | %9s %9s %8s\n", "in", "out", "rows", "int8 ms",

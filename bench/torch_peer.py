@@ -6,13 +6,19 @@ the way a careful eager user would (torch.nn.functional, fused QKV, KV cache
 by concatenation, torch.inference_mode), on the weights of the same
 checkpoint, and prints one JSON line with the same keys as megatron-bench:
 
-    torch_peer.py CKPT forward [--batch 1] [--seq 128] [--warmup 3] [--iters 20] [--threads N] [--quantize int8]
-    torch_peer.py CKPT decode [--prompt 32] [--new-tokens 64] [--warmup 1] [--iters 3] [--threads N] [--quantize int8]
+    torch_peer.py CKPT forward [--batch 1] [--seq 128] [--warmup 3] [--iters 20] [--threads N]
+                               [--dtype fp32|bf16] [--quantize int8]
+    torch_peer.py CKPT decode [--batch 1] [--prompt 32] [--new-tokens 64] [--warmup 1] [--iters 3]
+                              [--threads N] [--dtype fp32|bf16] [--quantize int8]
 
 forward: BERT masked-lm logits (megatron-compile's default task) for random
-ids; decode: GPT-2 prefill of a random prompt, then greedy decode steps.
+ids; decode: GPT-2 prefill of random prompts [batch, prompt], then greedy
+decode steps of one token per row.
 Input ids come from the same splitmix64 stream as megatron-bench's, so both
 see the same tokens and greedy decoding should pick the same ones.
+
+--dtype bf16: every weight and activation in bfloat16 (torch runs its
+bf16 GEMMs through oneDNN, on AVX512-BF16 where the CPU has it).
 
 --quantize int8: PyTorch's dynamic int8 quantization of the linear layers
 that megatron-compile --quantize int8 quantizes (per-channel qint8 weights
@@ -42,6 +48,7 @@ def parse_args(argv):
     ap.add_argument('--iters', type=int, default=None, help='timed runs (forward 20, decode 3)')
     ap.add_argument('--threads', type=int, default=os.cpu_count())
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--dtype', choices=('fp32', 'bf16'), default='fp32')
     ap.add_argument('--quantize', choices=('none', 'int8'), default='none')
     ap.add_argument('--vocab', type=int, default=None,
                     help="logits width and id range (default: the checkpoint's vocab_size); e2e.sh passes "
@@ -52,6 +59,8 @@ def parse_args(argv):
     opts.iters = iters if opts.iters is None else opts.iters
     if opts.threads < 1 or opts.iters < 1 or opts.warmup < 0:
         ap.error('--threads and --iters must be >= 1, --warmup >= 0')
+    if opts.dtype != 'fp32' and opts.quantize != 'none':
+        ap.error('--quantize int8 quantizes fp32 weights (no --dtype)')
     return opts
 
 
@@ -106,9 +115,12 @@ def blas_backend():
 class Peer:
     """The model's weights, rearranged once for eager execution."""
 
-    def __init__(self, model, vocab, quantize='none'):
+    def __init__(self, model, vocab, quantize='none', dtype=None):
         cfg, w = model.config, model.weights
+        if dtype is not None:
+            w = {name: t.to(dtype) for name, t in w.items()}
         self.cfg, self.vocab = cfg, vocab
+        self.dtype = next(iter(w.values())).dtype
         self.gelu = 'tanh' if cfg.gelu == 'tanh' else 'none'
         self.head_gelu = 'tanh' if cfg.head_gelu == 'tanh' else 'none'
         self.word = w['embeddings.word']
@@ -169,7 +181,7 @@ class Peer:
             x = x + self.token_type[0]                  # token types are all 0
         mask = None
         if self.cfg.causal and seq > 1:                 # a single query sees every cached key
-            mask = torch.full((seq, past + seq), float('-inf')).triu_(past + 1)
+            mask = torch.full((seq, past + seq), float('-inf'), dtype=self.dtype).triu_(past + 1)
         new_cache = []
         for i, layer in enumerate(self.layers):
             a, kv = self.attention(self.ln(x, layer['ln1']), layer, None if cache is None else cache[i], mask)
@@ -202,16 +214,17 @@ def bench_forward(peer, opts):
 
 
 def generate(peer, prompt, new_tokens):
-    """Greedy: prefill, then new_tokens decode steps. Returns (prefill s, decode s, generated ids)."""
+    """Greedy: prefill, then new_tokens decode steps of one token per row.
+    Returns (prefill s, decode s, the ids generated for row 0)."""
     start = time.perf_counter()
     logits, cache = peer.lm_logits(prompt)
     token = logits[:, -1].argmax(dim=-1, keepdim=True)
     prefilled = time.perf_counter()
-    tokens = [int(token)]
+    tokens = [int(token[0])]
     for _ in range(new_tokens):
         logits, cache = peer.lm_logits(token, cache)
         token = logits[:, -1].argmax(dim=-1, keepdim=True)
-        tokens.append(int(token))
+        tokens.append(int(token[0]))
     return prefilled - start, time.perf_counter() - prefilled, tokens
 
 
@@ -219,12 +232,12 @@ def bench_decode(peer, opts):
     if opts.prompt + opts.new_tokens > peer.cfg.max_positions:
         raise SystemExit(f'error: prompt + new tokens exceed {peer.cfg.max_positions} positions')
     vocab = peer.vocab
-    prompt = torch.tensor(random_ids(opts.prompt, vocab, opts.seed)).view(1, opts.prompt)
+    prompt = torch.tensor(random_ids(opts.batch * opts.prompt, vocab, opts.seed)).view(opts.batch, opts.prompt)
     runs = [generate(peer, prompt, opts.new_tokens) for _ in range(opts.warmup + opts.iters)][opts.warmup:]
-    return dict(prompt=opts.prompt, new_tokens=opts.new_tokens, vocab=vocab,
+    return dict(batch=opts.batch, prompt=opts.prompt, new_tokens=opts.new_tokens, vocab=vocab,
                 prefill_ms=statistics.median(r[0] * 1e3 for r in runs),
                 decode_ms=statistics.median(r[1] * 1e3 for r in runs),
-                tokens_per_s=statistics.median(opts.new_tokens / r[1] for r in runs),
+                tokens_per_s=statistics.median(opts.batch * opts.new_tokens / r[1] for r in runs),
                 tokens=runs[0][2])
 
 
@@ -241,11 +254,11 @@ def main():
     vocab = OPTS.vocab or model.config.vocab_size
     if not 0 < vocab <= model.config.vocab_rows:
         raise SystemExit(f'error: --vocab must lie in [1, {model.config.vocab_rows}], got {vocab}')
-    peer = Peer(model, vocab, OPTS.quantize)
+    peer = Peer(model, vocab, OPTS.quantize, torch.bfloat16 if OPTS.dtype == 'bf16' else None)
     del model
     with torch.inference_mode():
         result = (bench_forward if OPTS.mode == 'forward' else bench_decode)(peer, OPTS)
-    print(json.dumps(dict(impl='torch', mode=OPTS.mode, quantize=OPTS.quantize, threads=torch.get_num_threads(), warmup=OPTS.warmup,
+    print(json.dumps(dict(impl='torch', mode=OPTS.mode, dtype=OPTS.dtype, quantize=OPTS.quantize, threads=torch.get_num_threads(), warmup=OPTS.warmup,
                           iters=OPTS.iters, **result, **blas_backend(),
                           omp_wait_policy=os.environ['OMP_WAIT_POLICY'])))
 

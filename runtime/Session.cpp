@@ -75,9 +75,11 @@ struct RankRunner {
   int index = 0;                  ///< the rank
   Communicator *comm = nullptr;   ///< null for a single rank
   uint64_t collectiveBytes = 0;   ///< sent into collectives, all calls
+  uint64_t weightBytes = 0;       ///< as the kernels read them
   std::unique_ptr<uint8_t, FreeDeleter> arena;
   std::vector<uint8_t *> data;                ///< per buffer
   std::vector<std::vector<float>> widened;    ///< f16/bf16 weights as f32
+  std::vector<bool> bf16;                     ///< per buffer: a bf16 weight kept as is
   int64_t past = 0, cacheBatch = 0;
   /// Evaluated shapes of the call in progress.
   std::vector<Shape> shapes;
@@ -108,6 +110,10 @@ struct RankRunner {
         context = buffer(i).shape()->Get(2)->constant();
     return context;
   }
+  /// bf16 weights that only ever serve as a step's weight operand (a GEMM's
+  /// matrix, an embedding table): the kernels read those as bf16, half the
+  /// bytes of widening them. Any other use (a bias, LayerNorm's gamma) widens.
+  std::vector<bool> narrowBf16Weights() const;
   Status evaluateShapes(const int64_t symbols[kSymbols]);
   Status checkStep(const fb::Step &step, size_t index) const;
   /// Whether the step's weight operand is int8 (followed by its scales).
@@ -132,10 +138,34 @@ struct RankRunner {
 
 } // namespace
 
+std::vector<bool> RankRunner::narrowBf16Weights() const {
+  const size_t count = rank.buffers()->size();
+  std::vector<bool> asWeight(count, false), otherwise(count, false);
+  if (rank.entries())
+    for (const fb::Entry *e : *rank.entries())
+      if (e->steps())
+        for (const fb::Step *step : *e->steps()) {
+          if (!step->inputs())
+            continue;
+          int q = quantizableOperand(static_cast<unsigned>(step->kind()));
+          for (size_t i = 0; i < step->inputs()->size(); ++i) {
+            uint32_t id = step->inputs()->Get(i);
+            if (id < count)
+              (int(i) == q ? asWeight : otherwise)[id] = true;
+          }
+        }
+  std::vector<bool> narrow(count, false);
+  for (size_t i = 0; i < count; ++i)
+    narrow[i] = buffer(uint32_t(i)).kind() == fb::BufferKind::Weight &&
+                buffer(uint32_t(i)).dtype() == fb::DType::BF16 && asWeight[i] && !otherwise[i];
+  return narrow;
+}
+
 /// Binds weights and the arena and checks each step's operands, once.
 Status RankRunner::prepare() {
   const uint8_t *weights = artifact.weights(index);
   data.resize(rank.buffers()->size());
+  bf16 = narrowBf16Weights();
   uint64_t arenaSize = std::max<uint64_t>(rank.arena_size(), 64);
   arena.reset(static_cast<uint8_t *>(std::aligned_alloc(64, (arenaSize + 63) / 64 * 64)));
   if (!arena)
@@ -150,16 +180,18 @@ Status RankRunner::prepare() {
       continue;
     }
     const uint8_t *stored = weights + b.offset();
-    // f32 and int8 (quantized) weights are used in place, read only like
-    // the mapping.
-    if (b.dtype() == fb::DType::F32 || b.dtype() == fb::DType::I8) {
+    // f32, int8 (quantized) and narrow bf16 weights are used in place, read
+    // only like the mapping.
+    if (b.dtype() == fb::DType::F32 || b.dtype() == fb::DType::I8 || bf16[i]) {
       data[i] = const_cast<uint8_t *>(stored);
+      weightBytes += b.size();
       continue;
     }
     if (b.dtype() != fb::DType::F16 && b.dtype() != fb::DType::BF16)
       return Status::error("weight '" + name(i) + "': this runtime computes "
                            "with f32, f16, bf16 or int8 weights only");
     std::vector<float> &wide = widened.emplace_back(b.size() / 2);
+    weightBytes += wide.size() * sizeof(float);
     for (size_t k = 0; k < wide.size(); ++k) {
       uint16_t h;
       std::memcpy(&h, stored + 2 * k, 2);
@@ -324,6 +356,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   // The step's weight operand: f32, or int8 values with their scales.
   bool quantized = quantizedOperand(step);
   auto weights = [&](size_t i) -> cpu::Weights {
+    if (bf16[in(i)])
+      return cpu::Weights(reinterpret_cast<const uint16_t *>(data[in(i)]));
     if (!quantized)
       return f(in(i));
     return {reinterpret_cast<const int8_t *>(data[in(i)]), f(in(i + 1)),
@@ -961,6 +995,12 @@ Status Session::traffic(const std::string &entryName, int64_t batch, int64_t seq
 }
 
 uint64_t Session::collectiveBytes() const { return impl_->first().collectiveBytes; }
+uint64_t Session::weightBytes() const {
+  uint64_t bytes = 0;
+  for (const auto &rank : impl_->ranks)
+    bytes += rank->weightBytes;
+  return bytes;
+}
 int Session::ranks() const {
   return static_cast<int>(impl_->artifact.root().ranks()->size());
 }

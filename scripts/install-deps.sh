@@ -9,7 +9,7 @@ packages=(
   flatbuffers-compiler libflatbuffers-dev
   nlohmann-json3-dev libzip-dev zlib1g-dev libutf8proc-dev
   libgtest-dev libopenmpi-dev openmpi-bin clang-22 libclang-rt-22-dev
-  libopenblas-openmp-dev libopenblas0-pthread
+  libopenblas-openmp-dev libopenblas0-pthread libdnnl-dev
   python3-torch python3-numpy time
 )
 

@@ -32,6 +32,8 @@ void cpu::linear(const float *x, int64_t rows, int64_t in, const Weights &w,
                  const float *bias, int64_t out, float *y) {
   if (w.i8)
     return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, bias, out, 0.0f, y);
+  if (w.bf16)
+    return linearBf16(x, rows, in, w.bf16, bias, out, 0.0f, y);
   // Start from the bias (beta = 1) so the GEMM adds it for free.
   if (bias)
     for (int64_t r = 0; r < rows; ++r)
@@ -43,6 +45,8 @@ void cpu::linearAccumulate(const float *x, int64_t rows, int64_t in, const Weigh
                            int64_t out, float *y) {
   if (w.i8)
     return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, nullptr, out, 1.0f, y);
+  if (w.bf16)
+    return linearBf16(x, rows, in, w.bf16, nullptr, out, 1.0f, y);
   gemm(x, rows, in, w.f32, out, 1.0f, y);
 }
 
@@ -106,6 +110,11 @@ Status cpu::embedding(const Weights &table, int64_t rows, int64_t width,
     int64_t row = ids[i] - rowOffset;
     if (row >= 0 && row < rows && table.f32) {
       std::memcpy(out + i * width, table.f32 + row * width, width * sizeof(float));
+    } else if (row >= 0 && row < rows && table.bf16) {
+      for (int64_t k = 0; k < width; ++k) {
+        uint32_t bits = uint32_t(table.bf16[row * width + k]) << 16;
+        std::memcpy(out + i * width + k, &bits, sizeof(float));
+      }
     } else if (row >= 0 && row < rows) {
       const int8_t *values = table.i8 + row * width;
       const float *scales = table.scales + row * table.groups;

@@ -24,10 +24,12 @@ struct Weights {
   Weights(const float *f32) : f32(f32) {}
   Weights(const int8_t *i8, const float *scales, int64_t groups)
       : i8(i8), scales(scales), groups(groups) {}
+  explicit Weights(const uint16_t *bf16) : bf16(bf16) {}
   const float *f32 = nullptr;
   const int8_t *i8 = nullptr;
   const float *scales = nullptr;
   int64_t groups = 1;
+  const uint16_t *bf16 = nullptr; ///< raw bits
 };
 
 /// y[rows, out] = x[rows, in] * w[out, in]^T (+ bias[out]): torch.nn.Linear.

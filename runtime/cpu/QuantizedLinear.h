@@ -1,7 +1,7 @@
 //===- QuantizedLinear.h - linear layers with int8 weights -----*- C++ -*-===//
 //
-// Weight-only quantization: int8 weights with float scales, float32
-// activations and results. The weight is never dequantized whole: a few
+// Narrow weights: int8 with float scales (weight-only quantization), or
+// bf16; float32 activations and results. The weight is never dequantized whole: a few
 // rows (decode) read it once and widen it in registers, many rows
 // (prefill) widen one block of output channels at a time for the GEMM.
 //
@@ -22,6 +22,12 @@ namespace megatron::runtime::cpu {
 void linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
                 const float *scales, int64_t groupSize, const float *bias,
                 int64_t out, float beta, float *y);
+
+/// The same with W bf16 [out, in] (raw bits), no scales. Many rows multiply
+/// in bf16 where the CPU can (oneDNN: x is rounded to bf16 first, as
+/// PyTorch's bf16 does), a few rows widen W in registers.
+void linearBf16(const float *x, int64_t rows, int64_t in, const uint16_t *w,
+                const float *bias, int64_t out, float beta, float *y);
 
 } // namespace megatron::runtime::cpu
 

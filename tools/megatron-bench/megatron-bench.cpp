@@ -1,11 +1,10 @@
-//===- megatron-bench.cpp - time a compiled .mtc artifact
-//-------------------===//
+//===- megatron-bench.cpp - time a compiled .mtc artifact -----------------===//
 //
 //   megatron-bench MODEL.mtc forward [--batch 1] [--seq 128] [--warmup 3]
 //                  [--iters 20] [--threads N] [--seed S] [--vocab V]
-//   megatron-bench MODEL.mtc decode [--prompt 32] [--new-tokens 64]
-//                  [--warmup 1] [--iters 3] [--threads N] [--seed S] [--vocab
-//                  V]
+//   megatron-bench MODEL.mtc decode [--batch 1] [--prompt 32] [--new-tokens 64]
+//                  [--warmup 1] [--iters 3] [--threads N] [--seed S] [--vocab V]
+//   megatron-bench bandwidth [--threads N]
 //
 // Prints one JSON line with the same keys as bench/torch_peer.py, so
 // bench/e2e.sh can put the two side by side. Input ids are random but
@@ -16,6 +15,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "bench/MemoryBandwidth.h"
 #include "megatron/runtime/Session.h"
 #include "tools/support/CommandLine.h"
 
@@ -39,15 +39,19 @@ namespace {
 const char *const kUsage = R"(usage:
   megatron-bench MODEL.mtc forward [--batch 1] [--seq 128] [--warmup 3] [--iters 20]
                  [--threads N] [--seed S] [--vocab V]
-  megatron-bench MODEL.mtc decode [--prompt 32] [--new-tokens 64] [--warmup 1] [--iters 3]
-                 [--threads N] [--seed S] [--vocab V]
+  megatron-bench MODEL.mtc decode [--batch 1] [--prompt 32] [--new-tokens 64] [--warmup 1]
+                 [--iters 3] [--threads N] [--seed S] [--vocab V]
+  megatron-bench bandwidth [--threads N]
 
 forward   times the `forward` entry (BERT) on random ids [batch, seq]; reports
           the median, min and max latency of the timed runs.
-decode    per run: `prefill` of a random prompt [1, prompt], then new-tokens
-          greedy `decode` steps (argmax of the last logits); reports the
-          median prefill and decode times, tokens/s of the decode steps, and
-          the tokens the first timed run generated.
+decode    per run: `prefill` of random prompts [batch, prompt], then new-tokens
+          greedy `decode` steps of one token per row (argmax of the last
+          logits); reports the median prefill and decode times, tokens/s of
+          the decode steps (all rows), and the tokens the first timed run
+          generated for row 0.
+bandwidth the machine's streaming read rate on the runtime's threads (the
+          best of five passes over 1 GiB), which bounds memory-bound decode.
 --threads N   kernel and GEMM threads (0, the default: all cores).
 --vocab V     draw ids below V instead of below the width of `logits`.
 )";
@@ -113,8 +117,12 @@ Options parseArgs(int argc, char **argv) {
       fail("unknown option " + arg + " (see --help)");
     *it->second = parseCount(arg, value);
   }
+  if (positional.size() == 1 && positional[0] == "bandwidth") {
+    opts.mode = positional[0];
+    return opts;
+  }
   if (positional.size() != 2)
-    fail("expected MODEL.mtc and forward|decode (see --help)");
+    fail("expected MODEL.mtc and forward|decode, or bandwidth (see --help)");
   opts.artifact = positional[0];
   opts.mode = positional[1];
   if (opts.mode != "forward" && opts.mode != "decode")
@@ -161,14 +169,19 @@ const FloatTensor &logitsOf(const Outputs &outputs) {
   return it->second;
 }
 
-/// Greedy choice for a batch of one: argmax of the last position's logits.
-int64_t lastArgmax(const Outputs &outputs) {
+/// Greedy choice per row: argmax of each row's last-position logits.
+std::vector<int64_t> lastArgmax(const Outputs &outputs, int64_t batch) {
   const FloatTensor &logits = logitsOf(outputs);
   auto width = static_cast<size_t>(logits.shape.back());
-  if (width == 0 || logits.data.size() < width)
-    fail("the `logits` output is empty");
-  auto begin = logits.data.end() - width;
-  return std::max_element(begin, logits.data.end()) - begin;
+  size_t rowValues = logits.data.size() / static_cast<size_t>(batch);
+  if (width == 0 || rowValues < width || rowValues * batch != logits.data.size())
+    fail("the `logits` output does not hold " + std::to_string(batch) + " rows");
+  std::vector<int64_t> next;
+  for (int64_t b = 0; b < batch; ++b) {
+    auto end = logits.data.begin() + (b + 1) * rowValues, begin = end - width;
+    next.push_back(std::max_element(begin, end) - begin);
+  }
+  return next;
 }
 
 double msSince(std::chrono::steady_clock::time_point start) {
@@ -240,27 +253,30 @@ Fields benchForward(Session &session, const Options &opts) {
 struct Generation {
   double prefillMs = 0, decodeMs = 0;
   uint64_t decodeBytes = 0; ///< into collectives, all decode steps
-  std::vector<int64_t> tokens;
+  std::vector<int64_t> tokens; ///< row 0's
 };
 
 /// Greedy generation: prefill (which restarts the KV cache), then
-/// `newTokens` decode steps of one token each.
+/// `newTokens` decode steps of one token per row.
 Generation generate(Session &session, const IdTensor &prompt,
                     int64_t newTokens) {
   Generation g;
+  int64_t batch = prompt.shape[0];
   Inputs in{{"input_ids", prompt}};
   uint64_t bytesBefore = 0;
   Outputs out;
   auto start = std::chrono::steady_clock::now();
   check(session.run("prefill", in, out));
-  g.tokens.push_back(lastArgmax(out));
+  std::vector<int64_t> next = lastArgmax(out, batch);
+  g.tokens.push_back(next[0]);
   g.prefillMs = msSince(start);
   bytesBefore = session.collectiveBytes();
   start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < newTokens; ++i) {
-    in["input_ids"] = IdTensor{{1, 1}, {g.tokens.back()}};
+    in["input_ids"] = IdTensor{{batch, 1}, next};
     check(session.run("decode", in, out));
-    g.tokens.push_back(lastArgmax(out));
+    next = lastArgmax(out, batch);
+    g.tokens.push_back(next[0]);
   }
   g.decodeMs = msSince(start);
   g.decodeBytes = session.collectiveBytes() - bytesBefore;
@@ -276,12 +292,13 @@ Fields benchDecode(Session &session, const Options &opts) {
          std::to_string(session.maxSequence()));
   int64_t vocab = opts.vocab;
   if (vocab == 0) {
-    Inputs in{{"input_ids", idTensor(1, std::vector<int64_t>(opts.prompt, 0))}};
+    Inputs in{{"input_ids", idTensor(opts.batch, std::vector<int64_t>(opts.batch * opts.prompt, 0))}};
     Outputs out;
     check(session.run("prefill", in, out));
     vocab = logitsOf(out).shape.back();
   }
-  IdTensor prompt = idTensor(1, randomIds(opts.prompt, vocab, opts.seed));
+  IdTensor prompt =
+      idTensor(opts.batch, randomIds(opts.batch * opts.prompt, vocab, opts.seed));
   std::vector<Generation> runs;
   for (int64_t i = 0; i < opts.warmup + opts.iters; ++i) {
     Generation g = generate(session, prompt, opts.newTokens);
@@ -292,20 +309,22 @@ Fields benchDecode(Session &session, const Options &opts) {
   for (const Generation &g : runs) {
     prefill.push_back(g.prefillMs);
     decode.push_back(g.decodeMs);
-    rate.push_back(opts.newTokens * 1e3 / g.decodeMs);
+    rate.push_back(opts.batch * opts.newTokens * 1e3 / g.decodeMs);
   }
   std::string tokens;
   for (int64_t t : runs.front().tokens)
     tokens += (tokens.empty() ? "" : ", ") + std::to_string(t);
-  return {{"prompt", std::to_string(opts.prompt)},
+  return {{"batch", std::to_string(opts.batch)},
+          {"prompt", std::to_string(opts.prompt)},
           {"new_tokens", std::to_string(opts.newTokens)},
           {"vocab", std::to_string(vocab)},
           {"prefill_ms", number(median(prefill))},
           {"decode_ms", number(median(decode))},
           {"tokens_per_s", number(median(rate))},
+          {"weight_bytes", std::to_string(session.weightBytes())},
           {"ranks", std::to_string(session.ranks())},
           {"collective_bytes_per_token",
-           number(double(runs.front().decodeBytes) / double(opts.newTokens))},
+           number(double(runs.front().decodeBytes) / double(opts.batch * opts.newTokens))},
           {"tokens", "[" + tokens + "]"}};
 }
 
@@ -313,6 +332,16 @@ Fields benchDecode(Session &session, const Options &opts) {
 
 int main(int argc, char **argv) {
   Options opts = parseArgs(argc, argv);
+  // Report what "all cores" resolved to, as torch_peer.py does.
+  long long threads =
+      opts.threads ? opts.threads : std::thread::hardware_concurrency();
+  if (opts.mode == "bandwidth") {
+    cpu::setThreads(static_cast<int>(opts.threads));
+    std::printf("{\"impl\": \"megatron\", \"mode\": \"bandwidth\", \"threads\": %lld, "
+                "\"read_bytes_per_s\": %.0f}\n",
+                threads, megatron::bench::readBandwidth());
+    return 0;
+  }
   std::unique_ptr<Artifact> artifact;
   check(Artifact::open(opts.artifact, artifact));
   SessionOptions sessionOptions;
@@ -322,9 +351,6 @@ int main(int argc, char **argv) {
 
   Fields fields = opts.mode == "forward" ? benchForward(*session, opts)
                                          : benchDecode(*session, opts);
-  // Report what "all cores" resolved to, as torch_peer.py does.
-  long long threads =
-      opts.threads ? opts.threads : std::thread::hardware_concurrency();
   std::printf("{\"impl\": \"megatron\", \"mode\": \"%s\", \"threads\": %lld, "
               "\"warmup\": %lld, \"iters\": %lld",
               opts.mode.c_str(), threads, static_cast<long long>(opts.warmup),

@@ -1,6 +1,6 @@
-//===- QuantizedLinearTest.cpp - int8-weight linear against double loops --===//
+//===- QuantizedLinearTest.cpp - narrow-weight linear against double loops ===//
 //
-// linearInt8 against the dequantized product evaluated in double, over row
+// linearInt8 and linearBf16 against the widened product evaluated in double, over row
 // counts that take the register kernel and the dequantize-and-GEMM path,
 // shapes that are not multiples of any vector width, per-channel and
 // grouped scales, both betas, with and without a bias.
@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -22,24 +23,40 @@ using namespace megatron::runtime;
 namespace {
 
 struct Case {
-  int64_t rows, in, out, groupSize; // groupSize 0: per channel
+  int64_t rows, in, out, groupSize; // groupSize 0: per channel; -1: bf16 weights
 };
+
+float roundToBf16(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof(u));
+  u = (u + 0x7FFFu + ((u >> 16) & 1)) & 0xFFFF0000u;
+  std::memcpy(&v, &u, sizeof(v));
+  return v;
+}
 
 /// Runs one case and compares every `stride`-th output channel (and the
 /// last) with the double-precision product.
 void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1) {
   const int64_t rows = shape.rows, in = shape.in, out = shape.out;
-  const int64_t groupSize = shape.groupSize ? shape.groupSize : in;
+  const bool bf16 = shape.groupSize < 0;
+  const int64_t groupSize = shape.groupSize > 0 ? shape.groupSize : in;
   const int64_t groups = in / groupSize;
   std::mt19937 rng(static_cast<unsigned>(rows * 131 + in * 17 + out + groupSize));
   std::uniform_int_distribution<int> qDist(-127, 127);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   std::vector<int8_t> q(out * in);
+  std::vector<uint16_t> wBf16(out * in);
   std::vector<float> x(rows * in), scales(out * groups), bias(out), y(rows * out);
   for (int8_t &v : q)
     v = static_cast<int8_t>(qDist(rng));
   for (float &v : scales)
     v = 0.02f * (1.0f + uniform(rng));
+  for (uint16_t &v : wBf16) {
+    float w = roundToBf16(0.05f * uniform(rng));
+    uint32_t u;
+    std::memcpy(&u, &w, sizeof(u));
+    v = static_cast<uint16_t>(u >> 16);
+  }
   for (std::vector<float> *v : {&x, &bias, &y})
     for (float &e : *v)
       e = uniform(rng);
@@ -48,8 +65,20 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1)
     std::fill(y.begin(), y.end(), std::nanf(""));
   const std::vector<float> before = y;
 
-  cpu::linearInt8(x.data(), rows, in, q.data(), scales.data(), groupSize,
-                  withBias ? bias.data() : nullptr, out, beta, y.data());
+  if (bf16)
+    cpu::linearBf16(x.data(), rows, in, wBf16.data(), withBias ? bias.data() : nullptr, out,
+                    beta, y.data());
+  else
+    cpu::linearInt8(x.data(), rows, in, q.data(), scales.data(), groupSize,
+                    withBias ? bias.data() : nullptr, out, beta, y.data());
+  auto weight = [&](int64_t o, int64_t k) {
+    if (!bf16)
+      return double(q[o * in + k]) * scales[o * groups + k / groupSize];
+    uint32_t u = uint32_t(wBf16[o * in + k]) << 16;
+    float w;
+    std::memcpy(&w, &u, sizeof(w));
+    return double(w);
+  };
 
   std::vector<int64_t> checked;
   for (int64_t o = 0; o < out; o += stride)
@@ -58,24 +87,32 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1)
     checked.push_back(out - 1);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t o : checked) {
-      double sum = 0, magnitude = 0;
+      // bf16 products may take x rounded to bf16 as well (as PyTorch's bf16
+      // GEMMs do); either product is right to float rounding.
+      double sum = 0, roundedSum = 0, magnitude = 0;
       for (int64_t k = 0; k < in; ++k) {
-        double w = double(q[o * in + k]) * scales[o * groups + k / groupSize];
+        double w = weight(o, k);
         sum += double(x[r * in + k]) * w;
+        roundedSum += double(roundToBf16(x[r * in + k])) * w;
         magnitude += std::fabs(double(x[r * in + k]) * w);
       }
+      double extra = 0;
       if (withBias) {
-        sum += bias[o];
+        extra += bias[o];
         magnitude += std::fabs(bias[o]);
       }
       if (beta != 0.0f) {
-        sum += beta * double(before[r * out + o]);
+        extra += beta * double(before[r * out + o]);
         magnitude += std::fabs(beta * double(before[r * out + o]));
       }
+      sum += extra;
+      roundedSum += extra;
+      if (bf16 && std::fabs(y[r * out + o] - roundedSum) <= 1e-5 * magnitude)
+        continue;
       // Float rounding, relative to the sum of magnitudes; one term in
       // 4096 left out or taken twice is 25 times this.
       ASSERT_NEAR(y[r * out + o], sum, 1e-5 * magnitude)
-          << "rows " << rows << " in " << in << " out " << out << " group " << groupSize
+          << "rows " << rows << " in " << in << " out " << out << " group " << shape.groupSize
           << " beta " << beta << " bias " << withBias << " at [" << r << ", " << o << "]";
     }
 }
@@ -104,6 +141,18 @@ TEST(QuantizedLinear, RealisticShapes) {
       checkCase({rows, 1024, 4096, groupSize}, rows % 2 ? 1.0f : 0.0f, rows % 3 == 0, 37);
   for (int64_t groupSize : {0, 32})
     checkCase({8, 4096, 1024, groupSize}, 0.0f, true, 11);
+}
+
+// bf16 weights: the register kernel for a few rows, oneDNN's bf16 matmul
+// (where the CPU has bf16 arithmetic) or widened blocks for many.
+TEST(QuantizedLinear, Bf16WeightsMatchDoubleReference) {
+  cpu::setThreads(2);
+  for (int64_t rows : {1, 3, 9, 33, 64, 200})
+    for (float beta : {0.0f, 1.0f})
+      for (bool withBias : {false, true})
+        checkCase({rows, 1000, 23, -1}, beta, withBias);
+  for (int64_t rows : {1, 8, 128})
+    checkCase({rows, 1024, 4096, -1}, rows == 8 ? 1.0f : 0.0f, rows != 8, 37);
 }
 
 } // namespace

@@ -98,6 +98,11 @@ public:
   int ranks() const;
   /// Bytes one rank has put into all-reduces and all-gathers so far.
   uint64_t collectiveBytes() const;
+  /// Bytes of weights the kernels read, over the ranks this session runs
+  /// (all of them unless under MPI): as stored for f32 and
+  /// int8, as widened (f32) for f16 and bf16. A decode step of batch 1
+  /// reads each once, so this over its time is the achieved bandwidth.
+  uint64_t weightBytes() const;
 
   /// Tokens held in the KV cache (GPT-2), 0 before the first prefill.
   int64_t cachedTokens() const;

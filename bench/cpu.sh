@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The CPU backend against PyTorch (issue 9), one run on one machine, one
+# side at a time on the same threads. 345M-shaped BERT and GPT-2
+# checkpoints with random weights (generated once into the cache) are
+# compiled for each precision, then:
+#   - compile time, peak memory and artifact size;
+#   - BERT forward latency, batch 1 x 128 and 8 x 512;
+#   - GPT-2 prefill of 128 tokens and greedy decode tokens/s (32 steps), at
+#     batch 1 and 8;
+# each next to the same model in PyTorch eager (bench/torch_peer.py,
+# torch.inference_mode): fp32 for f32, bf16 for bf16 (only where the CPU
+# has AVX512-BF16 or AMX), dynamic int8 of the linear layers for int8.
+# Every run's peak RSS is recorded; medians of timed runs after warm-up.
+# The decode roofline: weight bytes a batch-1 decode step reads, per
+# second, against the machine's streaming read bandwidth (measured here).
+#
+# Usage: bench/cpu.sh [OUTDIR] [--threads N] [--iters N] [--precisions f32,bf16,int8]
+#   OUTDIR        checkpoint cache and results (default /tmp/megatron-bench)
+#   --iters N     timed BERT 1x128 runs (default 10; 8x512 and decode: 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+outdir=/tmp/megatron-bench threads=$(nproc) iters=10 precisions=f32,bf16,int8
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --precisions) precisions=${2:?--precisions needs a value}; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+source bench/common.sh
+bench_setup cpu "${args[@]}"
+[ -x /usr/bin/time ] || die "/usr/bin/time is missing (apt-get install time)"
+rm -f "$results"/*.json "$results"/*.time
+
+if ! grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+  echo "no AVX512-BF16 or AMX on this CPU: no bf16 rows" >&2
+  precisions=${precisions//bf16/}
+fi
+IFS=, read -r -a precisions <<<"$precisions"
+
+# Runs a command with its stdout into NAME.json and its wall seconds and
+# peak RSS (KiB) into NAME.time; a failure shows its stderr and stops.
+measure() {
+  local name=$1 log
+  shift
+  log=$(mktemp)
+  echo "$name: $*" >&2
+  if ! /usr/bin/time -f '%e %M' -o "$results/$name.time" "$@" >"$results/$name.json" 2>"$log"; then
+    cat "$log" >&2
+    die "$name failed"
+  fi
+  rm -f "$log"
+}
+
+measure bandwidth "$bench" bandwidth --threads "$threads"
+for p in "${precisions[@]}"; do
+  [ -n "$p" ] || continue
+  case $p in
+    f32) flags=() ;;
+    bf16) flags=(--dtype bf16) ;;
+    int8) flags=(--quantize int8) ;;
+    *) die "unknown precision '$p' (f32, bf16 or int8)" ;;
+  esac
+  for model in bert gpt2; do
+    artifact=$results/${model}_$p.mtc
+    measure "compile_${model}_$p" "$compile" "$outdir/${model}_345m" "${flags[@]}" -o "$artifact"
+    "$runner" "$artifact" info --json >"$results/info_${model}_$p.json"
+  done
+done
+
+forward_small=(forward --batch 1 --seq 128 --iters "$iters" --threads "$threads")
+forward_large=(forward --batch 8 --seq 512 --warmup 1 --iters 3 --threads "$threads")
+decode=(decode --prompt 128 --new-tokens 32 --warmup 1 --iters 3 --threads "$threads")
+for p in "${precisions[@]}"; do
+  [ -n "$p" ] || continue
+  case $p in
+    f32) peer=() ;;
+    bf16) peer=(--dtype bf16) ;;
+    int8) peer=(--quantize int8) ;;
+  esac
+  measure "ours_bert_1x128_$p" "$bench" "$results/bert_$p.mtc" "${forward_small[@]}"
+  measure "torch_bert_1x128_$p" "$py" bench/torch_peer.py "$outdir/bert_345m" "${forward_small[@]}" "${peer[@]}"
+  measure "ours_bert_8x512_$p" "$bench" "$results/bert_$p.mtc" "${forward_large[@]}"
+  measure "torch_bert_8x512_$p" "$py" bench/torch_peer.py "$outdir/bert_345m" "${forward_large[@]}" "${peer[@]}"
+  for batch in 1 8; do
+    measure "ours_gpt2_b${batch}_$p" "$bench" "$results/gpt2_$p.mtc" "${decode[@]}" --batch "$batch"
+    vocab=$("$py" -c 'import json, sys; print(json.load(sys.stdin)["vocab"])' <"$results/ours_gpt2_b${batch}_$p.json")
+    measure "torch_gpt2_b${batch}_$p" "$py" bench/torch_peer.py "$outdir/gpt2_345m" "${decode[@]}" \
+      --batch "$batch" --vocab "$vocab" "${peer[@]}"
+  done
+done
+
+PRECISIONS="${precisions[*]}" results_table <<'PY'
+mib = 2 ** 20
+def run(name):
+    """(wall seconds, peak RSS MiB) of a measured command."""
+    with open(os.path.join(sys.argv[1], name + '.time')) as f:
+        seconds, kib = f.read().split()[-2:]
+    return float(seconds), int(kib) / 1024
+precisions = os.environ['PRECISIONS'].split()
+torch_name = {'f32': 'fp32', 'bf16': 'bf16', 'int8': 'dynamic int8'}
+print('| compile | seconds | peak MiB | artifact MiB |')
+print('|---|---:|---:|---:|')
+for model in ('bert', 'gpt2'):
+    for p in precisions:
+        seconds, peak = run(f'compile_{model}_{p}')
+        size = os.path.getsize(os.path.join(sys.argv[1], f'{model}_{p}.mtc'))
+        print(f'| {model.upper()}-345M {p} | {seconds:.1f} | {peak:.0f} | {size / mib:.0f} |')
+print()
+print('| workload | precision | ours | PyTorch | speed-up | ours peak MiB | PyTorch peak MiB |')
+print('|---|---|---:|---:|---:|---:|---:|')
+rows = (('BERT forward 1x128, ms', 'bert_1x128', 'median_ms', False),
+        ('BERT forward 8x512, ms', 'bert_8x512', 'median_ms', False),
+        ('GPT-2 prefill 1x128, ms', 'gpt2_b1', 'prefill_ms', False),
+        ('GPT-2 prefill 8x128, ms', 'gpt2_b8', 'prefill_ms', False),
+        ('GPT-2 decode batch 1, tokens/s', 'gpt2_b1', 'tokens_per_s', True),
+        ('GPT-2 decode batch 8, tokens/s', 'gpt2_b8', 'tokens_per_s', True))
+for label, name, key, higher in rows:
+    for p in precisions:
+        ours, theirs = get(f'ours_{name}_{p}')[key], get(f'torch_{name}_{p}')[key]
+        speedup = ours / theirs if higher else theirs / ours
+        print(f'| {label} | {p} (PyTorch {torch_name[p]}) | {ours:.1f} | {theirs:.1f} | {speedup:.2f}x | '
+              f'{run(f"ours_{name}_{p}")[1]:.0f} | {run(f"torch_{name}_{p}")[1]:.0f} |')
+print()
+bandwidth = get('bandwidth')['read_bytes_per_s']
+print(f'Decode roofline (GPT-2 batch 1): measured streaming read {bandwidth / 1e9:.1f} GB/s')
+print()
+print('| precision | weight MiB read per token | tokens/s | achieved GB/s | of measured bandwidth |')
+print('|---|---:|---:|---:|---:|')
+for p in precisions:
+    d = get(f'ours_gpt2_b1_{p}')
+    rate = d['weight_bytes'] * d['tokens_per_s']
+    print(f'| {p} | {d["weight_bytes"] / mib:.0f} | {d["tokens_per_s"]:.1f} | {rate / 1e9:.1f} | '
+          f'{100 * rate / bandwidth:.0f}% |')
+PY

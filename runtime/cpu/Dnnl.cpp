@@ -1,0 +1,127 @@
+//===- Dnnl.cpp - bf16 matrix products through oneDNN ---------------------===//
+
+#include "runtime/cpu/Dnnl.h"
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include <map>
+#include <memory>
+#include <tuple>
+
+using namespace megatron::runtime::cpu;
+
+namespace {
+
+/// One matmul with the number of rows left to run time, so a weight shape
+/// needs one primitive whatever the batch and sequence.
+struct Matmul {
+  dnnl_primitive_t primitive = nullptr;
+  dnnl_memory_desc_t src{}, weights{}, dst{};
+
+  ~Matmul() {
+    if (primitive)
+      dnnl_primitive_destroy(primitive);
+  }
+};
+
+/// oneDNN's engine and stream, and the matmuls made so far. Per thread:
+/// tensor-parallel ranks run on threads of their own, and a stream and a
+/// primitive's execution are not to be shared between threads.
+struct Context {
+  dnnl_engine_t engine = nullptr;
+  dnnl_stream_t stream = nullptr;
+  std::map<std::tuple<int64_t, int64_t, bool>, std::unique_ptr<Matmul>> matmuls;
+
+  Context() {
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success)
+      engine = nullptr;
+  }
+  ~Context() {
+    matmuls.clear();
+    if (stream)
+      dnnl_stream_destroy(stream);
+    if (engine)
+      dnnl_engine_destroy(engine);
+  }
+
+  /// The matmul for [?, in] x [in, out] (w stored [out, in]), or null.
+  Matmul *matmul(int64_t in, int64_t out, bool accumulate) {
+    auto &slot = matmuls[{in, out, accumulate}];
+    if (slot || !engine)
+      return slot.get();
+    auto m = std::make_unique<Matmul>();
+    dnnl_dims_t srcDims = {DNNL_RUNTIME_DIM_VAL, in}, weightDims = {in, out},
+                dstDims = {DNNL_RUNTIME_DIM_VAL, out};
+    dnnl_primitive_attr_t attr = nullptr;
+    dnnl_post_ops_t postOps = nullptr;
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_desc_t pd = nullptr;
+    bool ok = dnnl_memory_desc_init_by_tag(&m->src, 2, srcDims, dnnl_bf16, dnnl_ab) == dnnl_success &&
+              // ba: the [in, out] operand laid out as the [out, in] weight.
+              dnnl_memory_desc_init_by_tag(&m->weights, 2, weightDims, dnnl_bf16, dnnl_ba) ==
+                  dnnl_success &&
+              dnnl_memory_desc_init_by_tag(&m->dst, 2, dstDims, dnnl_f32, dnnl_ab) == dnnl_success &&
+              dnnl_matmul_desc_init(&desc, &m->src, &m->weights, nullptr, &m->dst) == dnnl_success &&
+              dnnl_primitive_attr_create(&attr) == dnnl_success;
+    if (ok && accumulate)
+      ok = dnnl_post_ops_create(&postOps) == dnnl_success &&
+           dnnl_post_ops_append_sum(postOps, 1.0f) == dnnl_success &&
+           dnnl_primitive_attr_set_post_ops(attr, postOps) == dnnl_success;
+    ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, engine, nullptr) == dnnl_success &&
+         dnnl_primitive_create(&m->primitive, pd) == dnnl_success;
+    if (pd)
+      dnnl_primitive_desc_destroy(pd);
+    if (postOps)
+      dnnl_post_ops_destroy(postOps);
+    if (attr)
+      dnnl_primitive_attr_destroy(attr);
+    if (ok)
+      slot = std::move(m);
+    return slot.get();
+  }
+};
+
+/// A memory object over caller-owned data, released at scope end.
+struct Memory {
+  dnnl_memory_t memory = nullptr;
+  Memory(const dnnl_memory_desc_t &desc, int64_t rows, dnnl_engine_t engine, const void *data) {
+    dnnl_memory_desc_t d = desc;
+    if (d.dims[0] == DNNL_RUNTIME_DIM_VAL) { // the rows of this call
+      dnnl_dims_t dims = {rows, d.dims[1]};
+      dnnl_memory_desc_init_by_tag(&d, 2, dims, d.data_type, dnnl_ab);
+    }
+    if (dnnl_memory_create(&memory, &d, engine, const_cast<void *>(data)) != dnnl_success)
+      memory = nullptr;
+  }
+  ~Memory() {
+    if (memory)
+      dnnl_memory_destroy(memory);
+  }
+};
+
+} // namespace
+
+bool dnnl::bf16Native() {
+  // The ISA values are sets of feature bits; AMX's include AVX512-BF16's.
+  static const bool native = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_bf16) ==
+                             dnnl_cpu_isa_avx512_core_bf16;
+  return native;
+}
+
+bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
+                      int64_t out, float beta, float *y) {
+  thread_local Context context;
+  Matmul *m = context.matmul(in, out, beta != 0.0f);
+  if (!m)
+    return false;
+  Memory src(m->src, rows, context.engine, x), weights(m->weights, rows, context.engine, w),
+      dst(m->dst, rows, context.engine, y);
+  if (!src.memory || !weights.memory || !dst.memory)
+    return false;
+  dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src.memory},
+                            {DNNL_ARG_WEIGHTS, weights.memory},
+                            {DNNL_ARG_DST, dst.memory}};
+  return dnnl_primitive_execute(m->primitive, context.stream, 3, args) == dnnl_success &&
+         dnnl_stream_wait(context.stream) == dnnl_success;
+}

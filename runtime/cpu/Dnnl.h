@@ -1,0 +1,28 @@
+//===- Dnnl.h - bf16 matrix products through oneDNN ------------*- C++ -*-===//
+//
+// Many-row products with bf16 weights are bound by arithmetic, and CPUs with
+// AVX512-BF16 (or AMX) multiply bf16 pairs at twice the f32 rate. oneDNN's
+// matmul does that well; OpenBLAS (Debian's 0.3.21) has no bf16 GEMM.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MEGATRON_RUNTIME_CPU_DNNL_H
+#define MEGATRON_RUNTIME_CPU_DNNL_H
+
+#include <cstdint>
+
+namespace megatron::runtime::cpu::dnnl {
+
+/// Whether this CPU multiplies bf16 natively (oneDNN's AVX512-BF16 or AMX
+/// kernels); elsewhere bf16 weights are widened for f32 GEMMs instead.
+bool bf16Native();
+
+/// y[rows, out] = beta * y + x[rows, in] w[out, in]^T, with x and w bf16
+/// (raw bits) and y f32; beta is 0 or 1. False (nothing written) when
+/// oneDNN cannot run it here.
+bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
+                int64_t out, float beta, float *y);
+
+} // namespace megatron::runtime::cpu::dnnl
+
+#endif // MEGATRON_RUNTIME_CPU_DNNL_H
