@@ -17,6 +17,7 @@
 # Usage: bench/cpu.sh [OUTDIR] [--threads N] [--iters N] [--precisions f32,bf16,int8]
 #   OUTDIR        checkpoint cache and results (default /tmp/megatron-bench)
 #   --iters N     timed BERT 1x128 runs (default 10; 8x512 and decode: 3)
+#   --precisions  which to measure (again); the table shows all measured
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,13 +32,18 @@ done
 source bench/common.sh
 bench_setup cpu "${args[@]}"
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing (apt-get install time)"
-rm -f "$results"/*.json "$results"/*.time
 
 if ! grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
   echo "no AVX512-BF16 or AMX on this CPU: no bf16 rows" >&2
   precisions=${precisions//bf16/}
 fi
 IFS=, read -r -a precisions <<<"$precisions"
+# Only the precisions measured now start over; the table shows every
+# precision with results (so one can be re-measured alone).
+rm -f "$results"/bandwidth.*
+for p in "${precisions[@]}"; do
+  [ -n "$p" ] && rm -f "$results"/*_"$p".json "$results"/*_"$p".time
+done
 
 # Runs a command with its stdout into NAME.json and its wall seconds and
 # peak RSS (KiB) into NAME.time; a failure shows its stderr and stops.
@@ -91,14 +97,15 @@ for p in "${precisions[@]}"; do
   done
 done
 
-PRECISIONS="${precisions[*]}" results_table <<'PY'
+results_table <<'PY'
 mib = 2 ** 20
 def run(name):
     """(wall seconds, peak RSS MiB) of a measured command."""
     with open(os.path.join(sys.argv[1], name + '.time')) as f:
         seconds, kib = f.read().split()[-2:]
     return float(seconds), int(kib) / 1024
-precisions = os.environ['PRECISIONS'].split()
+precisions = [p for p in ('f32', 'bf16', 'int8')
+              if os.path.exists(os.path.join(sys.argv[1], f'torch_gpt2_b8_{p}.json'))]
 torch_name = {'f32': 'fp32', 'bf16': 'bf16', 'int8': 'dynamic int8'}
 print('| compile | seconds | peak MiB | artifact MiB |')
 print('|---|---:|---:|---:|')

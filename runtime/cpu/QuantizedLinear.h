@@ -18,7 +18,8 @@ namespace megatron::runtime::cpu {
 /// W[o, k] = q[o, k] * scales[o * groups + k / groupSize], groups = in / groupSize
 /// (groupSize == in: one scale per output channel). Symmetric int8 (-127..127).
 /// beta is 0 (y is only written) or 1 (accumulate into y, e.g. a residual);
-/// `in` must be a multiple of groupSize.
+/// `in` must be a multiple of groupSize. Many rows with per-channel scales
+/// multiply x rounded to bf16 where the CPU has bf16 arithmetic.
 void linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
                 const float *scales, int64_t groupSize, const float *bias,
                 int64_t out, float beta, float *y);
