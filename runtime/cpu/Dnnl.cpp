@@ -12,8 +12,9 @@ using namespace megatron::runtime::cpu;
 
 namespace {
 
-/// One matmul with the number of rows left to run time, so a weight shape
-/// needs one primitive whatever the batch and sequence.
+/// One matmul primitive: bf16 with the number of rows left to run time (so
+/// a weight shape needs one whatever the batch and sequence), f32 for one
+/// number of rows (oneDNN's f32 kernels for a run-time M are much slower).
 struct Matmul {
   dnnl_primitive_t primitive = nullptr;
   dnnl_memory_desc_t src{}, weights{}, dst{};
@@ -30,7 +31,8 @@ struct Matmul {
 struct Context {
   dnnl_engine_t engine = nullptr;
   dnnl_stream_t stream = nullptr;
-  std::map<std::tuple<int64_t, int64_t, bool>, std::unique_ptr<Matmul>> matmuls;
+  std::map<std::tuple<dnnl_data_type_t, int64_t, int64_t, int64_t, bool>, std::unique_ptr<Matmul>>
+      matmuls;
 
   Context() {
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success ||
@@ -45,21 +47,21 @@ struct Context {
       dnnl_engine_destroy(engine);
   }
 
-  /// The matmul for [?, in] x [in, out] (w stored [out, in]), or null.
-  Matmul *matmul(int64_t in, int64_t out, bool accumulate) {
-    auto &slot = matmuls[{in, out, accumulate}];
+  /// The matmul for [rows, in] x [in, out] (w stored [out, in]) in `type`,
+  /// f32 results; rows may be DNNL_RUNTIME_DIM_VAL. Null if oneDNN has none.
+  Matmul *matmul(dnnl_data_type_t type, int64_t rows, int64_t in, int64_t out, bool accumulate) {
+    auto &slot = matmuls[{type, rows, in, out, accumulate}];
     if (slot || !engine)
       return slot.get();
     auto m = std::make_unique<Matmul>();
-    dnnl_dims_t srcDims = {DNNL_RUNTIME_DIM_VAL, in}, weightDims = {in, out},
-                dstDims = {DNNL_RUNTIME_DIM_VAL, out};
+    dnnl_dims_t srcDims = {rows, in}, weightDims = {in, out}, dstDims = {rows, out};
     dnnl_primitive_attr_t attr = nullptr;
     dnnl_post_ops_t postOps = nullptr;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_desc_t pd = nullptr;
-    bool ok = dnnl_memory_desc_init_by_tag(&m->src, 2, srcDims, dnnl_bf16, dnnl_ab) == dnnl_success &&
+    bool ok = dnnl_memory_desc_init_by_tag(&m->src, 2, srcDims, type, dnnl_ab) == dnnl_success &&
               // ba: the [in, out] operand laid out as the [out, in] weight.
-              dnnl_memory_desc_init_by_tag(&m->weights, 2, weightDims, dnnl_bf16, dnnl_ba) ==
+              dnnl_memory_desc_init_by_tag(&m->weights, 2, weightDims, type, dnnl_ba) ==
                   dnnl_success &&
               dnnl_memory_desc_init_by_tag(&m->dst, 2, dstDims, dnnl_f32, dnnl_ab) == dnnl_success &&
               dnnl_matmul_desc_init(&desc, &m->src, &m->weights, nullptr, &m->dst) == dnnl_success &&
@@ -109,10 +111,11 @@ bool dnnl::bf16Native() {
   return native;
 }
 
-bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
-                      int64_t out, float beta, float *y) {
+namespace {
+bool run(dnnl_data_type_t type, int64_t primitiveRows, const void *x, int64_t rows, int64_t in,
+         const void *w, int64_t out, float beta, float *y) {
   thread_local Context context;
-  Matmul *m = context.matmul(in, out, beta != 0.0f);
+  Matmul *m = context.matmul(type, primitiveRows, in, out, beta != 0.0f);
   if (!m)
     return false;
   Memory src(m->src, rows, context.engine, x), weights(m->weights, rows, context.engine, w),
@@ -124,4 +127,15 @@ bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_
                             {DNNL_ARG_DST, dst.memory}};
   return dnnl_primitive_execute(m->primitive, context.stream, 3, args) == dnnl_success &&
          dnnl_stream_wait(context.stream) == dnnl_success;
+}
+} // namespace
+
+bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
+                      int64_t out, float beta, float *y) {
+  return run(dnnl_bf16, DNNL_RUNTIME_DIM_VAL, x, rows, in, w, out, beta, y);
+}
+
+bool dnnl::matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
+                     float beta, float *y) {
+  return run(dnnl_f32, rows, x, rows, in, w, out, beta, y);
 }

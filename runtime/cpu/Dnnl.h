@@ -2,7 +2,8 @@
 //
 // Many-row products with bf16 weights are bound by arithmetic, and CPUs with
 // AVX512-BF16 (or AMX) multiply bf16 pairs at twice the f32 rate. oneDNN's
-// matmul does that well; OpenBLAS (Debian's 0.3.21) has no bf16 GEMM.
+// matmul does that well; OpenBLAS (Debian's 0.3.21) has no bf16 GEMM. For
+// f32, oneDNN's AVX-512 kernels beat OpenBLAS at some shapes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -22,6 +23,11 @@ bool bf16Native();
 /// oneDNN cannot run it here.
 bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
                 int64_t out, float beta, float *y);
+
+/// The same in f32, with a primitive per number of rows. Against
+/// OpenBLAS it wins some shapes and loses others, so the caller measures.
+bool matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
+               float beta, float *y);
 
 } // namespace megatron::runtime::cpu::dnnl
 
