@@ -59,19 +59,23 @@ measure() {
   rm -f "$log"
 }
 
+# megatron-compile's flags and torch_peer.py's for a precision.
+flags_for() {
+  case $1 in
+    f32) compile_flags=() peer=() ;;
+    bf16) compile_flags=(--dtype bf16) peer=(--dtype bf16) ;;
+    int8) compile_flags=(--quantize int8) peer=(--quantize int8) ;;
+    *) die "unknown precision '$1' (f32, bf16 or int8)" ;;
+  esac
+}
+
 measure bandwidth "$bench" bandwidth --threads "$threads"
 for p in "${precisions[@]}"; do
   [ -n "$p" ] || continue
-  case $p in
-    f32) flags=() ;;
-    bf16) flags=(--dtype bf16) ;;
-    int8) flags=(--quantize int8) ;;
-    *) die "unknown precision '$p' (f32, bf16 or int8)" ;;
-  esac
+  flags_for "$p"
   for model in bert gpt2; do
-    artifact=$results/${model}_$p.mtc
-    measure "compile_${model}_$p" "$compile" "$outdir/${model}_345m" "${flags[@]}" -o "$artifact"
-    "$runner" "$artifact" info --json >"$results/info_${model}_$p.json"
+    measure "compile_${model}_$p" "$compile" "$outdir/${model}_345m" "${compile_flags[@]}" \
+      -o "$results/${model}_$p.mtc"
   done
 done
 
@@ -80,11 +84,7 @@ forward_large=(forward --batch 8 --seq 512 --warmup 1 --iters 3 --threads "$thre
 decode=(decode --prompt 128 --new-tokens 32 --warmup 1 --iters 3 --threads "$threads")
 for p in "${precisions[@]}"; do
   [ -n "$p" ] || continue
-  case $p in
-    f32) peer=() ;;
-    bf16) peer=(--dtype bf16) ;;
-    int8) peer=(--quantize int8) ;;
-  esac
+  flags_for "$p"
   measure "ours_bert_1x128_$p" "$bench" "$results/bert_$p.mtc" "${forward_small[@]}"
   measure "torch_bert_1x128_$p" "$py" bench/torch_peer.py "$outdir/bert_345m" "${forward_small[@]}" "${peer[@]}"
   measure "ours_bert_8x512_$p" "$bench" "$results/bert_$p.mtc" "${forward_large[@]}"
