@@ -1,4 +1,4 @@
-//===- Dnnl.cpp - bf16 matrix products through oneDNN ---------------------===//
+//===- Dnnl.cpp - matrix products through oneDNN --------------------------===//
 
 #include "runtime/cpu/Dnnl.h"
 
@@ -29,6 +29,7 @@ struct Matmul {
 /// tensor-parallel ranks run on threads of their own, and a stream and a
 /// primitive's execution are not to be shared between threads.
 struct Context {
+  static constexpr size_t kMaxMatmuls = 256;
   dnnl_engine_t engine = nullptr;
   dnnl_stream_t stream = nullptr;
   std::map<std::tuple<dnnl_data_type_t, int64_t, int64_t, int64_t, bool>, std::unique_ptr<Matmul>>
@@ -50,6 +51,10 @@ struct Context {
   /// The matmul for [rows, in] x [in, out] (w stored [out, in]) in `type`,
   /// f32 results; rows may be DNNL_RUNTIME_DIM_VAL. Null if oneDNN has none.
   Matmul *matmul(dnnl_data_type_t type, int64_t rows, int64_t in, int64_t out, bool accumulate) {
+    // f32 primitives are per number of rows: prompts of ever new lengths
+    // must not grow this without bound. Dropped ones are rebuilt on demand.
+    if (matmuls.size() >= kMaxMatmuls && !matmuls.count({type, rows, in, out, accumulate}))
+      matmuls.clear();
     auto &slot = matmuls[{type, rows, in, out, accumulate}];
     if (slot || !engine)
       return slot.get();

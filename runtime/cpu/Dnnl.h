@@ -1,4 +1,4 @@
-//===- Dnnl.h - bf16 matrix products through oneDNN ------------*- C++ -*-===//
+//===- Dnnl.h - matrix products through oneDNN -----------------*- C++ -*-===//
 //
 // Many-row products with bf16 weights are bound by arithmetic, and CPUs with
 // AVX512-BF16 (or AMX) multiply bf16 pairs at twice the f32 rate. oneDNN's

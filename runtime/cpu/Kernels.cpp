@@ -36,11 +36,15 @@ constexpr int64_t kMeasuredMinRows = 32;
 /// first time the calling thread meets it: best of three runs each, into y
 /// when beta is 0 (the real call overwrites it) or else into a scratch
 /// buffer (only for shapes of at most 64 MiB of results; larger stay with
-/// OpenBLAS).
+/// OpenBLAS). Row counts share a decision up to the next power of two, so
+/// prompts of many lengths do not each pay for a measurement.
 bool oneDnnIsFaster(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
                     float beta, float *y) {
   thread_local std::map<std::tuple<int64_t, int64_t, int64_t>, bool> faster;
-  auto found = faster.find({rows, in, out});
+  int64_t bucket = 1;
+  while (bucket < rows)
+    bucket *= 2;
+  auto found = faster.find({bucket, in, out});
   if (found != faster.end())
     return found->second;
   std::vector<float> scratch;
@@ -50,7 +54,7 @@ bool oneDnnIsFaster(const float *x, int64_t rows, int64_t in, const float *w, in
     scratch.resize(rows * out);
     y = scratch.data();
   }
-  bool &choice = faster[{rows, in, out}];
+  bool &choice = faster[{bucket, in, out}];
   choice = false;
   // Untimed: builds oneDNN's kernel for the shape.
   if (!dnnl::matmulF32(x, rows, in, w, out, 0.0f, y))
