@@ -353,7 +353,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     return Status::error(text + " -> " + shapeText(out) + ")");
   };
   auto last = [](const Shape &s) { return s.empty() ? int64_t(1) : s.back(); };
-  // The step's weight operand: f32, or int8 values with their scales.
+  // The step's weight operand: f32, bf16 kept narrow, or int8 values with
+  // their scales.
   bool quantized = quantizedOperand(step);
   auto weights = [&](size_t i) -> cpu::Weights {
     if (bf16[in(i)])
