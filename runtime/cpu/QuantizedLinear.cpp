@@ -349,6 +349,30 @@ void int8ToBf16(const int8_t *q, int64_t n, uint16_t *out) {
   }
 }
 
+/// y[r, c] (rows `out` apart) = beta * y + scales[c] * t[r, c] + bias[c], for
+/// a block of `channels` products t. Vectorized: a scalar pass over all of
+/// an int8 prefill's results cost a tenth of its time.
+MEGATRON_VECTOR_CLONES
+void scaleInto(const float *t, int64_t rows, int64_t channels, const float *scales,
+               const float *bias, float beta, int64_t out, float *y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *tr = t + r * channels;
+    float *yr = y + r * out;
+    if (beta == 0.0f && bias)
+      for (int64_t c = 0; c < channels; ++c)
+        yr[c] = scales[c] * tr[c] + bias[c];
+    else if (beta == 0.0f)
+      for (int64_t c = 0; c < channels; ++c)
+        yr[c] = scales[c] * tr[c];
+    else if (bias)
+      for (int64_t c = 0; c < channels; ++c)
+        yr[c] = beta * yr[c] + scales[c] * tr[c] + bias[c];
+    else
+      for (int64_t c = 0; c < channels; ++c)
+        yr[c] = beta * yr[c] + scales[c] * tr[c];
+  }
+}
+
 /// x rounded to bf16 in a buffer of the calling thread's, which grows to
 /// the largest call and then stays.
 const uint16_t *roundRowsToBf16(const float *x, int64_t rows, int64_t in) {
@@ -390,10 +414,7 @@ void linearInt8ViaBf16(const float *x, int64_t rows, int64_t in, const int8_t *q
         gemmBlock(x, rows, in, t.data(), bias ? bias + o : nullptr, out, beta, channels, y + o);
         continue;
       }
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < channels; ++c)
-          store(y + r * out + o + c, beta,
-                scales[o + c] * t[r * channels + c] + (bias ? bias[o + c] : 0.0f));
+      scaleInto(t.data(), rows, channels, scales + o, bias ? bias + o : nullptr, beta, out, y + o);
     }
   });
 }
