@@ -1,5 +1,6 @@
 //===- Kernels.cpp - CPU kernels for the plan's steps ---------------------===//
 
+#include "megatron/runtime/Half.h"
 #include "runtime/cpu/Blas.h"
 #include "runtime/cpu/Dnnl.h"
 #include "runtime/cpu/Kernels.h"
@@ -173,10 +174,8 @@ Status cpu::embedding(const Weights &table, int64_t rows, int64_t width,
     if (row >= 0 && row < rows && table.f32) {
       std::memcpy(out + i * width, table.f32 + row * width, width * sizeof(float));
     } else if (row >= 0 && row < rows && table.bf16) {
-      for (int64_t k = 0; k < width; ++k) {
-        uint32_t bits = uint32_t(table.bf16[row * width + k]) << 16;
-        std::memcpy(out + i * width + k, &bits, sizeof(float));
-      }
+      for (int64_t k = 0; k < width; ++k)
+        out[i * width + k] = bfloat16ToFloat(table.bf16[row * width + k]);
     } else if (row >= 0 && row < rows) {
       const int8_t *values = table.i8 + row * width;
       const float *scales = table.scales + row * table.groups;

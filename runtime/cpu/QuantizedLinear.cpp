@@ -24,6 +24,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/cpu/QuantizedLinear.h"
+#include "megatron/runtime/Half.h"
 #include "runtime/cpu/Blas.h"
 #include "runtime/cpu/Dnnl.h"
 #include "runtime/cpu/Parallel.h"
@@ -254,10 +255,8 @@ void dequantize(const int8_t *q, const float *scales, int64_t in, int64_t groupS
 MEGATRON_VECTOR_CLONES
 void dequantize(const uint16_t *q, const float *, int64_t in, int64_t, int64_t channels,
                 float *w) {
-  for (int64_t i = 0; i < channels * in; ++i) {
-    uint32_t bits = uint32_t(q[i]) << 16;
-    std::memcpy(w + i, &bits, sizeof(float));
-  }
+  for (int64_t i = 0; i < channels * in; ++i)
+    w[i] = bfloat16ToFloat(q[i]);
 }
 
 /// y[:, :channels] (`out` apart) = beta * y + x w^T + bias for the
