@@ -1,10 +1,12 @@
 //===- int8_linear.cpp - int8-weight linear layers against f32 BLAS -------===//
 //
 // megatron-int8-linear-bench [--threads N] [--group G] [--rows R,R,...]
-//                             [--shape IN,OUT]
+//                             [--shape IN,OUT] [--quantized-rows 1]
 //
-// Times cpu::linearInt8 against the f32 path (cpu::linear: OpenBLAS sgemv
-// for one row, sgemm otherwise) at the linear layers of GPT-2/BERT-345M.
+// Times cpu::linearInt8 (with --quantized-rows 1:
+// cpu::linearInt8QuantizedRows, x quantized too) against the f32 path
+// (cpu::linear: OpenBLAS sgemv for one row, sgemm otherwise) at the linear
+// layers of GPT-2/BERT-345M.
 // Each call reads a different copy of the weight, and the copies together
 // exceed the last-level cache, so the weight comes from memory as it does
 // in a forward (345M parameters are far larger than any cache). A streaming
@@ -77,6 +79,7 @@ std::vector<int64_t> parseList(const char *text) {
 int main(int argc, char **argv) {
   int threads = 2;
   int64_t group = 0; // 0: one scale per output channel
+  bool quantizedRows = false;
   std::vector<int64_t> rowCounts = {1, 8, 128, 512};
   std::vector<std::vector<int64_t>> shapes = {
       {1024, 3072}, {1024, 1024}, {1024, 4096}, {4096, 1024}, {1024, 50304}};
@@ -88,20 +91,28 @@ int main(int argc, char **argv) {
       group = std::atoll(argv[i + 1]);
     else if (flag == "--rows")
       rowCounts = parseList(argv[i + 1]);
+    else if (flag == "--quantized-rows")
+      quantizedRows = std::atoi(argv[i + 1]) != 0;
     else if (flag == "--shape" && parseList(argv[i + 1]).size() == 2)
       shapes = {parseList(argv[i + 1])};
     else {
       std::fprintf(stderr,
-                   "usage: %s [--threads N] [--group G] [--rows R,R,...] [--shape IN,OUT]\n",
+                   "usage: %s [--threads N] [--group G] [--rows R,R,...] [--shape IN,OUT]"
+                   " [--quantized-rows 1]\n",
                    argv[0]);
       return 2;
     }
   }
   cpu::setThreads(threads);
+  if (quantizedRows && group) {
+    std::fprintf(stderr, "--quantized-rows takes per-channel scales (no --group)\n");
+    return 2;
+  }
 
   double bandwidth = megatron::bench::readBandwidth();
-  std::printf("threads %d, streaming read %.1f GB/s, scales %s\n", threads, bandwidth / 1e9,
-              group ? ("per " + std::to_string(group) + " weights").c_str() : "per channel");
+  std::printf("threads %d, streaming read %.1f GB/s, scales %s%s\n", threads, bandwidth / 1e9,
+              group ? ("per " + std::to_string(group) + " weights").c_str() : "per channel",
+              quantizedRows ? ", x quantized per row" : "");
   std::printf("%6s %6s %5s | %10s %10s %7s | %9s %9s %8s\n", "in", "out", "rows", "int8 ms",
               "f32 ms", "speedup", "int8 GB/s", "f32 GB/s", "int8/bw");
 
@@ -126,8 +137,12 @@ int main(int argc, char **argv) {
       for (float &v : x)
         v = uniform(rng);
       double int8Time = timeCalls(qCopies, [&](int i) {
-        cpu::linearInt8(x.data(), rows, in, q.data() + i * size, scales.data() + i * out * groups,
-                        groupSize, nullptr, out, 0.0f, y.data());
+        const int8_t *qi = q.data() + i * size;
+        const float *si = scales.data() + i * out * groups;
+        if (quantizedRows)
+          cpu::linearInt8QuantizedRows(x.data(), rows, in, qi, si, nullptr, out, 0.0f, y.data());
+        else
+          cpu::linearInt8(x.data(), rows, in, qi, si, groupSize, nullptr, out, 0.0f, y.data());
       });
       double f32Time = timeCalls(fCopies, [&](int i) {
         cpu::linear(x.data(), rows, in, w.data() + i * size, nullptr, out, y.data());

@@ -12,9 +12,10 @@ using namespace megatron::runtime::cpu;
 
 namespace {
 
-/// One matmul primitive: bf16 with the number of rows left to run time (so
-/// a weight shape needs one whatever the batch and sequence), f32 for one
-/// number of rows (oneDNN's f32 kernels for a run-time M are much slower).
+/// One matmul primitive: bf16 and int8 with the number of rows left to run
+/// time (so a weight shape needs one whatever the batch and sequence), f32
+/// for one number of rows (oneDNN's f32 kernels for a run-time M are much
+/// slower).
 struct Matmul {
   dnnl_primitive_t primitive = nullptr;
   dnnl_memory_desc_t src{}, weights{}, dst{};
@@ -49,7 +50,8 @@ struct Context {
   }
 
   /// The matmul for [rows, in] x [in, out] (w stored [out, in]) in `type`,
-  /// f32 results; rows may be DNNL_RUNTIME_DIM_VAL. Null if oneDNN has none.
+  /// f32 results (int32 for int8); rows may be DNNL_RUNTIME_DIM_VAL. Null if
+  /// oneDNN has none.
   Matmul *matmul(dnnl_data_type_t type, int64_t rows, int64_t in, int64_t out, bool accumulate) {
     // f32 primitives are per number of rows: prompts of ever new lengths
     // must not grow this without bound. Dropped ones are rebuilt on demand.
@@ -68,7 +70,9 @@ struct Context {
               // ba: the [in, out] operand laid out as the [out, in] weight.
               dnnl_memory_desc_init_by_tag(&m->weights, 2, weightDims, type, dnnl_ba) ==
                   dnnl_success &&
-              dnnl_memory_desc_init_by_tag(&m->dst, 2, dstDims, dnnl_f32, dnnl_ab) == dnnl_success &&
+              dnnl_memory_desc_init_by_tag(&m->dst, 2, dstDims,
+                                           type == dnnl_s8 ? dnnl_s32 : dnnl_f32,
+                                           dnnl_ab) == dnnl_success &&
               dnnl_matmul_desc_init(&desc, &m->src, &m->weights, nullptr, &m->dst) == dnnl_success &&
               dnnl_primitive_attr_create(&attr) == dnnl_success;
     if (ok && accumulate)
@@ -116,9 +120,15 @@ bool dnnl::bf16Native() {
   return native;
 }
 
+bool dnnl::int8Native() {
+  static const bool native = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_vnni) ==
+                             dnnl_cpu_isa_avx512_core_vnni;
+  return native;
+}
+
 namespace {
 bool run(dnnl_data_type_t type, int64_t primitiveRows, const void *x, int64_t rows, int64_t in,
-         const void *w, int64_t out, float beta, float *y) {
+         const void *w, int64_t out, float beta, void *y) {
   thread_local Context context;
   Matmul *m = context.matmul(type, primitiveRows, in, out, beta != 0.0f);
   if (!m)
@@ -143,4 +153,9 @@ bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_
 bool dnnl::matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
                      float beta, float *y) {
   return run(dnnl_f32, rows, x, rows, in, w, out, beta, y);
+}
+
+bool dnnl::matmulInt8(const int8_t *x, int64_t rows, int64_t in, const int8_t *w, int64_t out,
+                      int32_t *y) {
+  return run(dnnl_s8, DNNL_RUNTIME_DIM_VAL, x, rows, in, w, out, 0.0f, y);
 }

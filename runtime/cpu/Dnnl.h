@@ -2,8 +2,9 @@
 //
 // Many-row products with bf16 weights are bound by arithmetic, and CPUs with
 // AVX512-BF16 (or AMX) multiply bf16 pairs at twice the f32 rate. oneDNN's
-// matmul does that well; OpenBLAS (Debian's 0.3.21) has no bf16 GEMM. For
-// f32, oneDNN's AVX-512 kernels beat OpenBLAS at some shapes.
+// matmul does that well; OpenBLAS (Debian's 0.3.21) has no bf16 GEMM. With
+// AVX512-VNNI, int8 pairs go at twice the bf16 rate again. For f32,
+// oneDNN's AVX-512 kernels beat OpenBLAS at some shapes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,6 +19,11 @@ namespace megatron::runtime::cpu::dnnl {
 /// kernels); elsewhere bf16 weights are widened for f32 GEMMs instead.
 bool bf16Native();
 
+/// Whether this CPU sums int8 products natively (AVX512-VNNI or AMX): int8
+/// matmuls then run at twice the bf16 rate. Without it oneDNN's int8
+/// kernels may saturate 16-bit partial sums.
+bool int8Native();
+
 /// y[rows, out] = beta * y + x[rows, in] w[out, in]^T, with x and w bf16
 /// (raw bits) and y f32; beta is 0 or 1. False (nothing written) when
 /// oneDNN cannot run it here.
@@ -28,6 +34,11 @@ bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
 /// OpenBLAS it wins some shapes and loses others, so the caller measures.
 bool matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
                float beta, float *y);
+
+/// y[rows, out] = x[rows, in] w[out, in]^T summed exactly in int32, x and w
+/// int8 (symmetric, -127..127: no sum of `in` < 2^17 products overflows).
+bool matmulInt8(const int8_t *x, int64_t rows, int64_t in, const int8_t *w, int64_t out,
+                int32_t *y);
 
 } // namespace megatron::runtime::cpu::dnnl
 

@@ -24,6 +24,20 @@ void linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
                 const float *scales, int64_t groupSize, const float *bias,
                 int64_t out, float beta, float *y);
 
+/// linearInt8 with x quantized as well (dynamic W8A8, like PyTorch's
+/// dynamic quantization but with a scale per row rather than per tensor):
+/// row r of x becomes xq[r, k] = x[r, k] * 127 / m_r rounded to the nearest
+/// integer (to float rounding) with scale s_r = m_r / 127,
+/// m_r = max_k |x[r, k]|, and
+///   y[r, o] = beta * y[r, o] + s_r * scales[o] * sum_k xq[r, k] q[o, k] + bias[o].
+/// Per-channel scales only. Many rows sum the int8 products exactly where
+/// the CPU has AVX512-VNNI (twice bf16's rate); a few rows, or other CPUs,
+/// multiply the dequantized rows xq * s_r as linearInt8 does. A row with a
+/// NaN or infinity gives NaNs.
+void linearInt8QuantizedRows(const float *x, int64_t rows, int64_t in, const int8_t *q,
+                             const float *scales, const float *bias, int64_t out, float beta,
+                             float *y);
+
 /// The same with W bf16 [out, in] (raw bits), no scales. Many rows multiply
 /// in bf16 where the CPU can (oneDNN: x is rounded to bf16 first, as
 /// PyTorch's bf16 does), a few rows widen W in registers.

@@ -1,6 +1,7 @@
 //===- QuantizedLinearTest.cpp - narrow-weight linear against double loops ===//
 //
-// linearInt8 and linearBf16 against the widened product evaluated in double, over row
+// linearInt8 and linearBf16 against the widened product evaluated in double
+// (linearInt8QuantizedRows against its definition), over row
 // counts that take the register kernel and the dequantize-and-GEMM path,
 // shapes that are not multiples of any vector width, per-channel and
 // grouped scales, both betas, with and without a bias.
@@ -154,6 +155,108 @@ TEST(QuantizedLinear, Bf16WeightsMatchDoubleReference) {
         checkCase({rows, 1000, 23, -1}, beta, withBias);
   for (int64_t rows : {1, 8, 128})
     checkCase({rows, 1024, 4096, -1}, rows == 8 ? 1.0f : 0.0f, rows != 8, 37);
+}
+
+/// linearInt8QuantizedRows against its definition: x quantized per row in
+/// double, int8 products summed exactly, then scaled. A value within float
+/// rounding of a tie may round either way: its term counts in the bound.
+void checkQuantizedRows(int64_t rows, int64_t in, int64_t out, float beta, bool withBias,
+                        int64_t stride = 1) {
+  std::mt19937 rng(static_cast<unsigned>(rows * 7 + in * 3 + out));
+  std::uniform_int_distribution<int> qDist(-127, 127);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<int8_t> q(out * in);
+  std::vector<float> x(rows * in), scales(out), bias(out), y(rows * out);
+  for (int8_t &v : q)
+    v = static_cast<int8_t>(qDist(rng));
+  for (float &v : scales)
+    v = 0.02f * (1.0f + uniform(rng));
+  for (std::vector<float> *v : {&x, &bias, &y})
+    for (float &e : *v)
+      e = uniform(rng);
+  // Rows of other magnitudes, and an all-zero row.
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < in; ++k)
+      x[r * in + k] *= r % 3 == 1 ? 100.0f : r % 3 == 2 ? 0.001f : 1.0f;
+  if (rows > 2)
+    std::fill(x.begin() + 2 * in, x.begin() + 3 * in, 0.0f);
+  if (beta == 0.0f)
+    std::fill(y.begin(), y.end(), std::nanf(""));
+  const std::vector<float> before = y;
+  cpu::linearInt8QuantizedRows(x.data(), rows, in, q.data(), scales.data(),
+                               withBias ? bias.data() : nullptr, out, beta, y.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    float largest = 0.0f;
+    for (int64_t k = 0; k < in; ++k)
+      largest = std::max(largest, std::fabs(x[r * in + k]));
+    const double inverse = largest > 0.0f ? 127.0 / largest : 0.0;
+    std::vector<int> xq(in);
+    std::vector<bool> nearTie(in);
+    for (int64_t k = 0; k < in; ++k) {
+      const double v = x[r * in + k] * inverse;
+      xq[k] = static_cast<int>(std::nearbyint(v));
+      nearTie[k] = std::fabs(std::fabs(v - std::trunc(v)) - 0.5) < 1e-4;
+    }
+    const double rowScale = largest / 127.0f;
+    for (int64_t o = 0; o < out; o += (o + stride < out || o == out - 1) ? stride : out - 1 - o) {
+      int64_t sum = 0, magnitude = 0, tieSlack = 0;
+      for (int64_t k = 0; k < in; ++k) {
+        sum += int64_t(xq[k]) * q[o * in + k];
+        magnitude += std::abs(int64_t(xq[k]) * q[o * in + k]);
+        tieSlack += nearTie[k] ? std::abs(q[o * in + k]) : 0;
+      }
+      double expected = rowScale * scales[o] * double(sum),
+             bound = rowScale * scales[o] * double(magnitude);
+      if (withBias) {
+        expected += bias[o];
+        bound += std::fabs(bias[o]);
+      }
+      if (beta != 0.0f) {
+        expected += beta * double(before[r * out + o]);
+        bound += std::fabs(beta * double(before[r * out + o]));
+      }
+      ASSERT_NEAR(y[r * out + o], expected,
+                  1e-5 * bound + rowScale * scales[o] * double(tieSlack) + 1e-30)
+          << "rows " << rows << " in " << in << " out " << out << " beta " << beta << " bias "
+          << withBias << " at [" << r << ", " << o << "]";
+      if (o == out - 1)
+        break;
+    }
+  }
+}
+
+// A few rows take the register kernel on the rows' dequantized values, more
+// oneDNN's int8 matmul (where the CPU has VNNI) in chunks of rows.
+TEST(QuantizedLinear, QuantizedRowsMatchDefinition) {
+  cpu::setThreads(2);
+  for (int64_t rows : {1, 3, 4, 5, 8, 33, 200})
+    for (float beta : {0.0f, 1.0f})
+      for (bool withBias : {false, true})
+        checkQuantizedRows(rows, rows % 2 ? 1000 : 37, 23, beta, withBias);
+  // More rows than one chunk of int32 sums (1024 rows at 4096 channels).
+  checkQuantizedRows(1100, 64, 4096, 1.0f, true, 97);
+  checkQuantizedRows(8, 1024, 4096, 0.0f, true, 37);
+}
+
+// A NaN or infinity in a row makes that row's results NaN, and only its.
+TEST(QuantizedLinear, QuantizedRowsPropagateNonFinite) {
+  cpu::setThreads(2);
+  for (int64_t rows : {3, 64}) {
+    const int64_t in = 40, out = 24;
+    std::vector<int8_t> q(out * in, 1);
+    std::vector<float> x(rows * in, 0.5f), scales(out, 0.1f), y(rows * out);
+    x[1 * in + 7] = std::nanf("");
+    x[2 * in + 3] = -INFINITY;
+    cpu::linearInt8QuantizedRows(x.data(), rows, in, q.data(), scales.data(), nullptr, out,
+                                 0.0f, y.data());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < out; ++o) {
+        if (r == 1 || r == 2)
+          EXPECT_TRUE(std::isnan(y[r * out + o])) << "rows " << rows << " [" << r << ", " << o << "]";
+        else
+          EXPECT_NEAR(y[r * out + o], 0.5f * 0.1f * in, 1e-5) << "rows " << rows;
+      }
+  }
 }
 
 } // namespace
