@@ -1105,9 +1105,8 @@ int runText(const Options &opts) {
 }
 
 /// Exactly one line, whatever the message holds.
-void printError(std::string message) {
-  std::replace(message.begin(), message.end(), '\n', ' ');
-  std::cerr << "error: " << message << "\n";
+void printError(const std::string &message) {
+  std::cerr << "error: " << oneLine(message) << "\n";
 }
 
 int run(int argc, char **argv) {

@@ -12,6 +12,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "frontends/tokenizer/TokenizerFiles.h"
+#include "tools/support/CommandLine.h"
 
 #include <chrono>
 #include <cstdio>
@@ -30,7 +31,7 @@ const char *const kUsage =
     "                         (--lines FILE | TEXT...) [--time]\n";
 
 int fail(const std::string &message) {
-  std::cerr << "error: " << message << "\n";
+  std::cerr << "error: " << tools::oneLine(message) << "\n";
   return 1;
 }
 } // namespace

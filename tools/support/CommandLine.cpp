@@ -13,6 +13,34 @@ namespace {
 }
 } // namespace
 
+std::string oneLine(const std::string &message) {
+  std::string line;
+  auto escape = [&](unsigned char c) {
+    static const char kHex[] = "0123456789abcdef";
+    line += "\\x";
+    line += kHex[c >> 4];
+    line += kHex[c & 15];
+  };
+  auto byte = [&](size_t i) { return i < message.size() ? (unsigned char)message[i] : 0; };
+  for (size_t i = 0; i < message.size(); ++i) {
+    unsigned char c = byte(i);
+    size_t length = c < 0x20 || c == 0x7F                                 ? 1
+                    : c == 0xC2 && byte(i + 1) >= 0x80 && byte(i + 1) <= 0x9F ? 2
+                    : c == 0xE2 && byte(i + 1) == 0x80 &&
+                            (byte(i + 2) == 0xA8 || byte(i + 2) == 0xA9)
+                        ? 3
+                        : 0;
+    if (!length) {
+      line += char(c);
+      continue;
+    }
+    for (size_t k = 0; k < length; ++k)
+      escape(byte(i + k));
+    i += length - 1;
+  }
+  return line;
+}
+
 std::string trim(const std::string &s) {
   size_t b = s.find_first_not_of(" \t\n\r");
   if (b == std::string::npos)

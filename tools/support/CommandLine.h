@@ -23,6 +23,12 @@ struct CommandLineError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// `message` fit for one line of a terminal: control characters, and the
+/// UTF-8 of C1 controls and of U+2028/U+2029 (line breaks to some readers),
+/// as \xNN escapes. Error messages quote names read from files, which a
+/// damaged file may fill with anything.
+std::string oneLine(const std::string &message);
+
 /// `s` without leading and trailing spaces, tabs and line ends.
 std::string trim(const std::string &s);
 

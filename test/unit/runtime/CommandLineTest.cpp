@@ -39,4 +39,14 @@ TEST(CommandLine, BadIdsNameWhereTheyAre) {
   EXPECT_THROW(parseIdBatch("--input-ids", std::string("12\0x", 4)), CommandLineError);
 }
 
+// Names from a damaged file may hold line breaks of any kind; an error
+// stays one line and keeps the rest of the text (UTF-8 included).
+TEST(CommandLine, OneLineEscapesLineBreaks) {
+  EXPECT_EQ(oneLine("entry 'a\nb\rc\x0b\x1d\x7f'"), "entry 'a\\x0ab\\x0dc\\x0b\\x1d\\x7f'");
+  EXPECT_EQ(oneLine("next\xc2\x85line\xe2\x80\xa8sep"), "next\\xc2\\x85line\\xe2\\x80\\xa8sep");
+  EXPECT_EQ(oneLine("caf\xc3\xa9 \xe2\x82\xac \xc2\xa0"), "caf\xc3\xa9 \xe2\x82\xac \xc2\xa0");
+  EXPECT_EQ(oneLine(std::string("nul\0!", 5)), "nul\\x00!");
+  EXPECT_EQ(oneLine("cut \xc2"), "cut \xc2");
+}
+
 } // namespace
