@@ -50,13 +50,13 @@ std::optional<StepSpec> stepFor(mlir::Operation *op) {
         int64_t epilogue = !l.getGelu() ? 0
                            : *l.getGelu() == mm::GeluApproximation::Tanh ? 2
                                                                           : 1;
-        return StepSpec{K::Linear, {epilogue}};
+        return StepSpec{K::Linear, {epilogue, l.getInt8Input() ? 1 : 0}};
       })
       .Case([](mm::AddLayerNormOp n) {
         return StepSpec{K::AddLayerNorm, {}, {n.getEpsilon().convertToDouble()}};
       })
       .Case([](mm::LinearAddLayerNormOp n) {
-        return StepSpec{K::LinearAddLayerNorm, {n.getBias() ? 1 : 0},
+        return StepSpec{K::LinearAddLayerNorm, {n.getBias() ? 1 : 0, n.getInt8Input() ? 1 : 0},
                         {n.getEpsilon().convertToDouble()}};
       })
       .Case([](mm::AttentionOp a) {

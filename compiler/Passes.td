@@ -78,7 +78,10 @@ def QuantizeWeights : Pass<"megatron-quantize-weights", "::mlir::ModuleOp"> {
     Activations keep their type. The word embedding and the LM head tied to
     it are left alone unless `embeddings` is set; then both read one int8
     table (per-row scales serve the lookup and the head's output channels).
-    Runs after sharding, so each rank quantizes its own shard.
+    With `activations`, those linears also quantize their input per row at
+    run time (`int8_input`, dynamic W8A8: int8 GEMMs); that needs one scale
+    per output channel. Runs after sharding, so each rank quantizes its own
+    shard.
   }];
   let dependentDialects = ["::mlir::megatron::MegatronDialect"];
   let options = [
@@ -86,6 +89,8 @@ def QuantizeWeights : Pass<"megatron-quantize-weights", "::mlir::ModuleOp"> {
            "columns per scale (0: one scale per output channel)">,
     Option<"embeddings", "embeddings", "bool", /*default=*/"false",
            "also quantize the word embedding and the LM head tied to it">,
+    Option<"activations", "activations", "bool", /*default=*/"false",
+           "quantized linears also quantize their input per row at run time">,
   ];
 }
 

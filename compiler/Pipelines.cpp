@@ -49,6 +49,7 @@ void megatron::buildPipeline(mlir::OpPassManager &pm, Phase last,
     QuantizeWeightsOptions quantize;
     quantize.groupSize = options.groupSize;
     quantize.embeddings = options.quantizeEmbeddings;
+    quantize.activations = options.quantizeActivations;
     pm.addPass(createQuantizeWeights(quantize));
   }
   if (last == Phase::Quantize)

@@ -25,6 +25,7 @@ struct PipelineOptions {
   bool quantizeInt8 = false;  ///< --quantize int8
   int64_t groupSize = 0;      ///< --group-size (0: per output channel)
   bool quantizeEmbeddings = false; ///< --quantize-embeddings
+  bool quantizeActivations = false; ///< --quantize-activations (dynamic W8A8)
 };
 
 /// Adds the passes that take an imported module through `last`.

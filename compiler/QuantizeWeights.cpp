@@ -1,10 +1,11 @@
-//===- QuantizeWeights.cpp - int8 weight-only quantization ----------------===//
+//===- QuantizeWeights.cpp - int8 weights (and inputs) of the linears -----===//
 
 #include "compiler/Passes.h"
 #include "compiler/WeightEvaluator.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/TypeSwitch.h"
 
 namespace megatron {
 #define GEN_PASS_DEF_QUANTIZEWEIGHTS
@@ -55,6 +56,10 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
 
 private:
   mlir::LogicalResult quantizeFunction(mlir::func::FuncOp func) {
+    if (activations && groupSize > 0)
+      return func.emitError() << "int8 activations need one weight scale per output channel, "
+                                 "not groups of "
+                              << int64_t(groupSize);
     llvm::StringSet<> wordEmbedding;
     llvm::SmallVector<mlir::OpOperand *> targets;
     func.walk([&](mm::EmbeddingOp e) {
@@ -108,6 +113,10 @@ private:
                                               quantized.getScales());
       }
       use->set(it->second);
+      if (activations)
+        mlir::TypeSwitch<mlir::Operation *>(use->getOwner())
+            .Case<mm::LinearOp, mm::LinearAddLayerNormOp>(
+                [&](auto linear) { linear.setInt8Input(true); });
     }
     return mlir::success();
   }

@@ -116,6 +116,7 @@ struct RankRunner {
   std::vector<bool> narrowBf16Weights() const;
   Status evaluateShapes(const int64_t symbols[kSymbols]);
   Status checkStep(const fb::Step &step, size_t index) const;
+  Status checkInt8Input(const fb::Step &step, bool quantized, const std::string &where) const;
   /// Whether the step's weight operand is int8 (followed by its scales).
   bool quantizedOperand(const fb::Step &step) const {
     int q = quantizableOperand(static_cast<unsigned>(step.kind()));
@@ -212,6 +213,18 @@ Status RankRunner::prepare() {
   return Status::success();
 }
 
+/// A linear step's int8-input flag (its second parameter): 0, or 1 with an
+/// int8 weight.
+Status RankRunner::checkInt8Input(const fb::Step &step, bool quantized,
+                                  const std::string &where) const {
+  int64_t flag = step.ints()->Get(1);
+  if (flag != 0 && flag != 1)
+    return Status::error(where + ": int8-input flag " + str(flag) + " is not 0 or 1");
+  if (flag && !quantized)
+    return Status::error(where + ": quantizes its input to int8 but its weight is not int8");
+  return Status::success();
+}
+
 /// Arity, parameters and element types of a step: what can be checked
 /// before any shape is known.
 Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
@@ -258,6 +271,8 @@ Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
   case fb::StepKind::Linear:
     if (inputs - quantized > 3)
       return Status::error(where + ": expected x, a weight [and its scales] and a bias");
+    if (Status status = checkInt8Input(step, quantized, where); !status.ok())
+      return status;
     break;
   case fb::StepKind::Positions: idOperand[0] = idResult = true; break;
   case fb::StepKind::AttentionMask: idOperand[1] = true; break;
@@ -276,6 +291,8 @@ Status RankRunner::checkStep(const fb::Step &step, size_t index) const {
   case fb::StepKind::LinearAddLayerNorm:
     if (inputs != 5 + quantized + size_t(step.ints()->Get(0) != 0))
       return Status::error(where + ": its operands do not match its bias flag");
+    if (Status status = checkInt8Input(step, quantized, where); !status.ok())
+      return status;
     break;
   case fb::StepKind::Copy: // reshapes move ids too
     idResult = buffer(step.inputs()->Get(0)).dtype() == fb::DType::I64;
@@ -356,13 +373,18 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   // The step's weight operand: f32, bf16 kept narrow, or int8 values with
   // their scales.
   bool quantized = quantizedOperand(step);
+  bool int8Input = (step.kind() == fb::StepKind::Linear ||
+                    step.kind() == fb::StepKind::LinearAddLayerNorm) &&
+                   step.ints()->Get(1) != 0;
   auto weights = [&](size_t i) -> cpu::Weights {
     if (bf16[in(i)])
       return cpu::Weights(reinterpret_cast<const uint16_t *>(data[in(i)]));
     if (!quantized)
       return f(in(i));
-    return {reinterpret_cast<const int8_t *>(data[in(i)]), f(in(i + 1)),
-            shapes[in(i + 1)][1]};
+    cpu::Weights w(reinterpret_cast<const int8_t *>(data[in(i)]), f(in(i + 1)),
+                   shapes[in(i + 1)][1]);
+    w.int8Input = int8Input;
+    return w;
   };
   if (quantized) {
     int q = quantizableOperand(static_cast<unsigned>(step.kind()));
@@ -370,6 +392,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     if (values.size() != 2 || scales.size() != 2 || scales[0] != values[0] ||
         scales[1] <= 0 || values[1] % scales[1] != 0)
       return mismatch("int8 values [rows, cols] need scales [rows, groups], groups dividing cols");
+    if (int8Input && scales[1] != 1)
+      return mismatch("an int8 input needs one weight scale per output channel");
   }
   int64_t n = elements(out);
   // Below about this many floats a step is not worth splitting.

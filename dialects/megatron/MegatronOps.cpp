@@ -186,6 +186,22 @@ LogicalResult AddOp::verify() {
 // Contractions
 //===----------------------------------------------------------------------===//
 
+/// `int8_input` quantizes the input for an int8 GEMM: the weight must be
+/// int8 values with one scale per output channel.
+static LogicalResult verifyInt8Input(Operation *op, bool int8Input, Value weight) {
+  if (!int8Input)
+    return success();
+  auto dequantize = weight.getDefiningOp<DequantizeOp>();
+  if (!dequantize)
+    return op->emitOpError("int8_input needs an int8 weight (a dequantize of int8 values)");
+  ArrayRef<int64_t> scales = shapeOf(dequantize.getScales());
+  if (scales.size() != 2 || scales[1] != 1)
+    return op->emitOpError() << "int8_input needs one weight scale per output channel, got "
+                                "scales "
+                             << formatShape(scales);
+  return success();
+}
+
 LogicalResult LinearOp::verify() {
   SmallVector<Value> operands{getInput(), getWeight()};
   if (getBias())
@@ -204,6 +220,8 @@ LogicalResult LinearOp::verify() {
                          << formatShape(weight);
   if (getBias() &&
       failed(verifyVector(*this, getBias(), "bias", weight[0])))
+    return failure();
+  if (failed(verifyInt8Input(*this, getInt8Input(), getWeight())))
     return failure();
   Shape expected(input);
   expected.back() = weight[0];
@@ -242,6 +260,8 @@ LogicalResult LinearAddLayerNormOp::verify() {
     return emitOpError() << "input " << formatShape(input)
                          << " does not match weight [out, in] " << formatShape(weight);
   if (getBias() && failed(verifyVector(*this, getBias(), "bias", weight[0])))
+    return failure();
+  if (failed(verifyInt8Input(*this, getInt8Input(), getWeight())))
     return failure();
   Shape expected(input);
   expected.back() = weight[0];

@@ -228,22 +228,27 @@ def Megatron_LinearOp : Megatron_Op<"linear"> {
   let arguments = (ins Megatron_FloatTensor:$input,
                        Megatron_FloatTensor:$weight,
                        Optional<Megatron_FloatTensor>:$bias,
-                       OptionalAttr<Megatron_GeluApproximationAttr>:$gelu);
+                       OptionalAttr<Megatron_GeluApproximationAttr>:$gelu,
+                       UnitAttr:$int8_input);
   let results = (outs Megatron_FloatTensor:$result);
   let builders = [
     // Without an epilogue.
     OpBuilder<(ins "Type":$result, "Value":$input, "Value":$weight, "Value":$bias), [{
-      build($_builder, $_state, result, input, weight, bias, nullptr);
+      build($_builder, $_state, result, input, weight, bias, nullptr, nullptr);
     }]>
   ];
   let assemblyFormat = [{
-    $input `,` $weight (`,` $bias^)? (`gelu` $gelu^)? attr-dict `:` type(operands) `->` type($result)
+    $input `,` $weight (`,` $bias^)? (`gelu` $gelu^)? (`int8_input` $int8_input^)? attr-dict
+    `:` type(operands) `->` type($result)
   }];
   let hasVerifier = 1;
   let description = [{
     `input` is [..., in], `weight` is [out, in], optional `bias` is [out];
     the result is [..., out]. With `gelu` (after fusion) the GELU of that
-    is the result: the bias and activation are the GEMM's epilogue.
+    is the result: the bias and activation are the GEMM's epilogue. With
+    `int8_input` (set by quantization) each row of the input is quantized
+    to int8 at run time (symmetric, its own scale), for an int8 weight with
+    per-channel scales: dynamic W8A8.
   }];
 }
 
@@ -272,16 +277,17 @@ def Megatron_LinearAddLayerNormOp : Megatron_Op<"linear_add_layer_norm"> {
   let description = [{
     An output projection, the residual connection and the next LayerNorm:
     the GEMM writes into the residual's copy, then one pass normalises.
+    `int8_input` as for linear.
   }];
   let arguments = (ins Megatron_FloatTensor:$input, Megatron_FloatTensor:$weight,
                        Optional<Megatron_FloatTensor>:$bias,
                        Megatron_FloatTensor:$residual,
                        Megatron_FloatTensor:$gamma, Megatron_FloatTensor:$beta,
-                       F64Attr:$epsilon);
+                       F64Attr:$epsilon, UnitAttr:$int8_input);
   let results = (outs Megatron_FloatTensor:$sum, Megatron_FloatTensor:$normalized);
   let assemblyFormat = [{
     $input `,` $weight (`bias` $bias^)? `residual` $residual `norm` $gamma `,` $beta
-    attr-dict `:` type(operands) `->` type(results)
+    (`int8_input` $int8_input^)? attr-dict `:` type(operands) `->` type(results)
   }];
   let hasVerifier = 1;
 }

@@ -93,6 +93,8 @@ void gemm(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
 
 void cpu::linear(const float *x, int64_t rows, int64_t in, const Weights &w,
                  const float *bias, int64_t out, float *y) {
+  if (w.i8 && w.int8Input)
+    return linearInt8QuantizedRows(x, rows, in, w.i8, w.scales, bias, out, 0.0f, y);
   if (w.i8)
     return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, bias, out, 0.0f, y);
   if (w.bf16)
@@ -106,6 +108,8 @@ void cpu::linear(const float *x, int64_t rows, int64_t in, const Weights &w,
 
 void cpu::linearAccumulate(const float *x, int64_t rows, int64_t in, const Weights &w,
                            int64_t out, float *y) {
+  if (w.i8 && w.int8Input)
+    return linearInt8QuantizedRows(x, rows, in, w.i8, w.scales, nullptr, out, 1.0f, y);
   if (w.i8)
     return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, nullptr, out, 1.0f, y);
   if (w.bf16)

@@ -30,6 +30,9 @@ struct Weights {
   const float *scales = nullptr;
   int64_t groups = 1;
   const uint16_t *bf16 = nullptr; ///< raw bits
+  /// int8 weights with per-channel scales: x is quantized per row too
+  /// (dynamic W8A8, linearInt8QuantizedRows).
+  bool int8Input = false;
 };
 
 /// y[rows, out] = x[rows, in] * w[out, in]^T (+ bias[out]): torch.nn.Linear.

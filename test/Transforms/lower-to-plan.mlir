@@ -93,7 +93,7 @@ module attributes {megatron.config = {model_type = "bert", task = "base", max_po
 // CHECK-NEXT: %{{.*}}, %{{.*}} = megatron.quantize
 // CHECK: plan.weight @w1 : tensor<16x2xf32> as f32 at 128 size 128
 // CHECK: plan.weight @w2 : tensor<16xf32> as f16 at 256 size 32
-// CHECK: linear [@x, @w0, @w1, @w2] -> [@y] ints [0]
+// CHECK: linear [@x, @w0, @w1, @w2] -> [@y] ints [0, 0]
 module attributes {megatron.config = {model_type = "bert", task = "base", max_positions = 16 : i64}} {
   func.func @forward(%x: tensor<?x8xf32> {megatron.input = "x"}) -> (tensor<?x16xf32> {megatron.output = "y"}) {
     %w = megatron.weight "fc.weight" : tensor<16x8xf32>
@@ -101,6 +101,21 @@ module attributes {megatron.config = {model_type = "bert", task = "base", max_po
     %q, %s = megatron.quantize %w : tensor<16x8xf32> -> tensor<16x8xi8>, tensor<16x2xf32>
     %d = megatron.dequantize %q, %s : tensor<16x8xi8>, tensor<16x2xf32> -> tensor<16x8xf32>
     %y = megatron.linear %x, %d, %b : tensor<?x8xf32>, tensor<16x8xf32>, tensor<16xf32> -> tensor<?x16xf32>
+    return %y : tensor<?x16xf32>
+  }
+}
+
+// -----
+
+// A linear that quantizes its input says so in its second parameter.
+// CHECK-LABEL: module attributes
+// CHECK: linear [@x, @w0, @w1] -> [@y] ints [1, 1]
+module attributes {megatron.config = {model_type = "bert", task = "base", max_positions = 16 : i64}} {
+  func.func @forward(%x: tensor<?x8xf32> {megatron.input = "x"}) -> (tensor<?x16xf32> {megatron.output = "y"}) {
+    %w = megatron.weight "fc.weight" : tensor<16x8xf32>
+    %q, %s = megatron.quantize %w : tensor<16x8xf32> -> tensor<16x8xi8>, tensor<16x1xf32>
+    %d = megatron.dequantize %q, %s : tensor<16x8xi8>, tensor<16x1xf32> -> tensor<16x8xf32>
+    %y = megatron.linear %x, %d gelu erf int8_input : tensor<?x8xf32>, tensor<16x8xf32> -> tensor<?x16xf32>
     return %y : tensor<?x16xf32>
   }
 }

@@ -1,6 +1,8 @@
 // RUN: megatron-opt %s -split-input-file -megatron-quantize-weights | FileCheck %s
 // RUN: megatron-opt %s -split-input-file -megatron-quantize-weights="group-size=8" | FileCheck %s --check-prefix=GROUP
 // RUN: megatron-opt %s -split-input-file -megatron-quantize-weights="embeddings=true" | FileCheck %s --check-prefix=EMB
+// RUN: megatron-opt %s -split-input-file -megatron-quantize-weights="activations=true" | FileCheck %s --check-prefix=ACT
+// RUN: megatron-opt %s -split-input-file -megatron-quantize-weights="activations=true embeddings=true" | FileCheck %s --check-prefix=ACTEMB
 
 // Linear weights become int8 values and per-output-channel scales (per
 // group of 8 columns with group-size=8); biases stay as they are.
@@ -10,8 +12,12 @@
 // CHECK: %[[D:.*]] = megatron.dequantize %[[Q]], %[[S]]
 // CHECK: megatron.quantize %{{.*}} : tensor<32x64xf32> -> tensor<32x64xi8>, tensor<32x1xf32>
 // CHECK: %[[D2:.*]] = megatron.dequantize
-// CHECK: megatron.linear %arg0, %[[D]], %{{.*}} gelu
-// CHECK: megatron.linear_add_layer_norm %{{.*}}, %[[D2]] residual
+// CHECK: megatron.linear %arg0, %[[D]], %{{.*}} gelu tanh :
+// CHECK: megatron.linear_add_layer_norm %{{.*}}, %[[D2]] residual %arg0 norm %{{[^ ]*}}, %{{[^ ]*}} {epsilon
+// With activations=true the quantized linears quantize their input too.
+// ACT-LABEL: func.func @linears
+// ACT: megatron.linear %arg0, %{{.*}}, %{{.*}} gelu tanh int8_input :
+// ACT: megatron.linear_add_layer_norm %{{.*}} residual %arg0 norm %{{[^ ]*}}, %{{[^ ]*}} int8_input {epsilon
 // GROUP-LABEL: func.func @linears
 // GROUP: megatron.quantize %{{.*}} : tensor<64x32xf32> -> tensor<64x32xi8>, tensor<64x4xf32>
 // GROUP: megatron.quantize %{{.*}} : tensor<32x64xf32> -> tensor<32x64xi8>, tensor<32x8xf32>
@@ -43,6 +49,13 @@ func.func @linears(%x: tensor<?x32xf32>) -> (tensor<?x32xf32>, tensor<?x32xf32>)
 // EMB: megatron.embedding %[[D]][%arg0]
 // EMB: megatron.embedding %{{.*}}[%{{.*}}] : tensor<64x32xf32>
 // EMB: megatron.linear %{{.*}}, %[[D]] :
+// A head left f32 keeps its input as it is; a quantized one quantizes it.
+// ACT-LABEL: func.func @tied_head
+// ACT-NOT: int8_input
+// ACT: return
+// ACTEMB-LABEL: func.func @tied_head
+// ACTEMB: megatron.embedding %{{.*}}[%arg0] :
+// ACTEMB: megatron.linear %{{.*}}, %{{.*}} int8_input :
 func.func @tied_head(%ids: tensor<?x?xi64> {megatron.input = "input_ids"}) -> tensor<?x?x128xf32> {
   %wte = megatron.weight "wte" : tensor<128x32xf32>
   %wpe = megatron.weight "wpe" : tensor<64x32xf32>

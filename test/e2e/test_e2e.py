@@ -294,7 +294,10 @@ class Int8(EveryFamily, EndToEnd):
     """--quantize int8: every fixture and head against the reference computing
     with the same quantized weights (reference.py --quantize int8, its own
     quantizer). The runtime dequantizes exactly, so the fp32 tolerance holds;
-    the quantization error itself is test/quantize's business."""
+    the quantization error itself is test/quantize's business. So it does
+    with --quantize-activations (inputs quantized per row, the products
+    summed in int32): only a value within float rounding of a rounding tie
+    could go the other way, and none does in these cases."""
 
     QUANTIZE = ('--quantize', 'int8')
 
@@ -302,12 +305,15 @@ class Int8(EveryFamily, EndToEnd):
         self.check_fixtures(fixture_family, extra=self.QUANTIZE, reference_flags=self.QUANTIZE)
 
     def test_variants(self):
-        """Group-wise scales, the tied embedding and LM head, and tensor
-        parallelism (each rank quantizes its shard), fused and unfused."""
+        """Group-wise scales, the tied embedding and LM head, tensor
+        parallelism (each rank quantizes its shard, and with int8 inputs its
+        slice of a row-parallel input), fused and unfused."""
         entries = {e['path']: e for e in good_fixtures()}
         variants = (('--group-size', '16'), ('--quantize-embeddings',), ('--tp', '2'),
                     ('--tp', '2', '--group-size', '8', '--quantize-embeddings'),
-                    ('--no-fuse', '--tp', '2'))
+                    ('--no-fuse', '--tp', '2'), ('--quantize-activations',),
+                    ('--tp', '2', '--quantize-activations', '--quantize-embeddings'),
+                    ('--no-fuse', '--quantize-activations'))
         for path, task in (('megatron/gpt2_v3_tp1', 'causal-lm'), ('megatron/bert_v3_tp2', 'pretraining'),
                            ('hf/megatron_bert_qa', 'question-answering')):
             entry = entries[path]
@@ -342,7 +348,10 @@ class Int8(EveryFamily, EndToEnd):
                                (('--group-size', '16'), 'need --quantize int8'),
                                (('--quantize', 'int8', '--group-size', '0'), '--group-size must be positive'),
                                (('--quantize', 'int8', '--group-size', '24'),
-                                '--group-size 24 does not divide the 32 input columns')):
+                                '--group-size 24 does not divide the 32 input columns'),
+                               (('--quantize-activations',), 'need --quantize int8'),
+                               (('--quantize', 'int8', '--group-size', '16', '--quantize-activations'),
+                                '--quantize-activations needs one weight scale per output channel')):
             with self.subTest(flags=flags):
                 r = run(self.compiler, fixture(entry['path']), *flags, '-o', out)
                 self.assertEqual(r.returncode, 1, r.stderr)

@@ -7,7 +7,8 @@ test/fixtures/train_tiny.py trains a tiny Megatron-GPT2 and Megatron-BERT
 on Debian's license texts and writes held-out inputs (heldout.json) and the
 trained models' own held-out figures (summary.json).  Each model is compiled
 to an f32 artifact and to int8 ones (--quantize int8, with --tp 2, with
---group-size 32, and for GPT-2 with --quantize-embeddings); megatron-run
+--group-size 32, and for GPT-2 with --quantize-embeddings; and W8A8 ones,
+--quantize-activations, alone and with --tp 2); megatron-run
 forward runs the held-out ids through each.  Random weights would not do:
 their logits have none of the structure (confident, peaked predictions,
 outlier channels) that makes quantization error matter.
@@ -38,6 +39,12 @@ BIN = os.environ.get('MEGATRON_BIN', os.path.join(ROOT, 'build', 'bin'))
 PERPLEXITY_RATIO = 1.01
 TOP1_AGREEMENT = 0.99
 COSINE = 0.999
+# W8A8 (--quantize-activations) rounds every linear's input to 8 bits as
+# well, which the issue's weight-only targets do not cover: the tiny BERT's
+# masked tokens have near-ties (f32 top-1 - top-2 margins of 0.0001-0.03
+# logits where W8A8 changes the top-1), so its agreement target is 98%;
+# perplexity and cosine keep theirs.
+W8A8_TOP1_AGREEMENT = 0.98
 # f32 artifact vs the float32 torch model that was trained: summation order only.
 SAME_MODEL_RTOL = 1e-3
 
@@ -48,6 +55,8 @@ VARIANTS = {
     'int8-tp2': INT8 + ('--tp', '2'),
     'int8-group32': INT8 + ('--group-size', '32'),
     'int8-embeddings': INT8 + ('--quantize-embeddings',),
+    'w8a8': INT8 + ('--quantize-activations',),
+    'w8a8-tp2': INT8 + ('--quantize-activations', '--tp', '2'),
 }
 TASK = {'gpt2': 'causal-lm', 'bert': 'masked-lm'}
 # The smallest group tested: at most one f32 scale per 32 int8 weights.
@@ -161,12 +170,18 @@ class TrainedModels(unittest.TestCase):
     def test_gpt2_int8_embeddings_perplexity(self):
         self.check_gpt2('int8-embeddings')
 
+    def test_gpt2_w8a8_perplexity(self):
+        self.check_gpt2('w8a8')
+
+    def test_gpt2_w8a8_tp2_perplexity(self):
+        self.check_gpt2('w8a8-tp2')
+
     # BERT ---------------------------------------------------------------
 
     def bert_masked(self, variant):
         return masked_logits(self.logits('bert', variant), np.asarray(self.heldout['bert']['masked_positions']))
 
-    def check_bert(self, variant):
+    def check_bert(self, variant, top1_agreement=TOP1_AGREEMENT):
         base, quantized = self.bert_masked('f32').astype(np.float64), self.bert_masked(variant).astype(np.float64)
         differ = base.argmax(-1) != quantized.argmax(-1)
         agreement = 1 - float(differ.mean())
@@ -175,10 +190,10 @@ class TrainedModels(unittest.TestCase):
         # A tiny model has near-ties; where the top-1 changed, how close was it in f32?
         top2 = np.sort(base[differ], axis=-1)[:, -2:]
         margins = ', '.join(f'{m:.4f}' for m in sorted(top2[:, 1] - top2[:, 0]))
-        self.report(f'{len(base)} masked tokens: top-1 agreement {agreement:.4f} (limit {TOP1_AGREEMENT}; '
+        self.report(f'{len(base)} masked tokens: top-1 agreement {agreement:.4f} (limit {top1_agreement}; '
                     f'{int(differ.sum())} differ, f32 top-1 - top-2 margins there: {margins or "-"}), '
                     f'mean logits cosine {cosine:.7f} (limit {COSINE})')
-        self.assertGreaterEqual(agreement, TOP1_AGREEMENT)
+        self.assertGreaterEqual(agreement, top1_agreement)
         self.assertGreaterEqual(cosine, COSINE)
 
     def test_bert_f32_artifact_is_the_trained_model(self):
@@ -201,6 +216,12 @@ class TrainedModels(unittest.TestCase):
 
     def test_bert_int8_group32_agreement(self):
         self.check_bert('int8-group32')
+
+    def test_bert_w8a8_agreement(self):
+        self.check_bert('w8a8', W8A8_TOP1_AGREEMENT)
+
+    def test_bert_w8a8_tp2_agreement(self):
+        self.check_bert('w8a8-tp2', W8A8_TOP1_AGREEMENT)
 
     # Sizes --------------------------------------------------------------
 

@@ -57,7 +57,11 @@ MASKED_SCORE = float(np.finfo(np.float32).min)
 
 
 def linear(x, weight, bias=None):
-    """x @ W^T + b with W stored [out, in]."""
+    """x @ W^T + b with W stored [out, in]; x through int8 first where the
+    weight says so (see quantize_int8's `activations`)."""
+    groups = getattr(weight, 'int8_input_groups', None)
+    if groups:
+        x = fake_quantize_rows(x, groups)
     y = torch.matmul(x, weight.transpose(0, 1))
     return y if bias is None else y + bias
 
@@ -924,6 +928,10 @@ class Model:
     config: Config
     weights: dict            # canonical name -> fp32 tensor
     default_task: str
+    # Weights whose linear quantizes its input per row (--quantize-activations):
+    # name -> the groups of input columns each row is quantized in (a rank's
+    # slice of a row-parallel input has its own scale).
+    int8_inputs: dict = dataclasses.field(default_factory=dict)
 
 
 def load(path, model_type=None, config_overrides=None):
@@ -984,10 +992,23 @@ def fake_quantize(w, groups):
     return (q * scale).reshape(rows, cols)
 
 
-def quantize_int8(model, group_size=None, embeddings=False, tp=1):
+def fake_quantize_rows(x, groups):
+    """x [..., in] as `--quantize-activations` quantizes a linear's input:
+    each row (each of its `groups` column slices) symmetric int8 with scale
+    max|x| / 127, rounded to nearest, and back."""
+    g = x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups)
+    amax = g.abs().amax(dim=-1, keepdim=True)
+    scale = amax / 127.0
+    q = torch.where(amax > 0, torch.round(g / torch.where(amax > 0, scale, torch.ones_like(scale))),
+                    torch.zeros_like(g)).clamp(-127, 127)
+    return (q * scale).reshape(x.shape)
+
+
+def quantize_int8(model, group_size=None, embeddings=False, tp=1, activations=False):
     """The model as a `--quantize int8 [--group-size G] [--quantize-embeddings]
-    [--tp N]` artifact computes it: quantized weights, dequantized."""
-    weights = dict(model.weights)
+    [--quantize-activations] [--tp N]` artifact computes it: quantized
+    weights, dequantized, and which linears quantize their input."""
+    weights, int8_inputs = dict(model.weights), {}
     for name, w in model.weights.items():
         if not (_QUANTIZED_LINEARS.match(name) or (embeddings and name == 'embeddings.word')):
             continue
@@ -996,7 +1017,17 @@ def quantize_int8(model, group_size=None, embeddings=False, tp=1):
         if cols % width:
             raise ReferenceError(f'group size {width} does not divide the {cols} columns of {name}')
         weights[name] = fake_quantize(w, cols // width)
-    return dataclasses.replace(model, weights=weights)
+        if activations:
+            int8_inputs[name] = tp if _ROW_PARALLEL.match(name) else 1
+    return dataclasses.replace(model, weights=weights, int8_inputs=int8_inputs)
+
+
+def _marked(model, name, tensor):
+    """tensor (a float64 copy of weight `name`), marked for linear() when its
+    linear quantizes its input."""
+    if name in model.int8_inputs:
+        tensor.int8_input_groups = model.int8_inputs[name]
+    return tensor
 
 
 # ---------------------------------------------------------------------------
@@ -1026,8 +1057,8 @@ TASK_HEAD_ROWS = {'next-sentence': ('nsp.weight', 2), 'pretraining': ('nsp.weigh
 
 def _params(model, prefix=''):
     """float64 copies of the canonical weights under `prefix`, with the prefix removed."""
-    return {name[len(prefix):]: t.to(torch.float64) for name, t in model.weights.items()
-            if name.startswith(prefix)}
+    return {name[len(prefix):]: _marked(model, name, t.to(torch.float64))
+            for name, t in model.weights.items() if name.startswith(prefix)}
 
 
 def embed(model, input_ids, token_type_ids):
@@ -1060,7 +1091,7 @@ def pool(model, hidden):
 def lm_logits(model, hidden):
     """Tied output layer over the first vocab_size rows of the word embedding."""
     word = model.weights['embeddings.word'][:model.config.vocab_size].to(torch.float64)
-    return linear(hidden, word)
+    return linear(hidden, _marked(model, 'embeddings.word', word))
 
 
 def mlm_logits(model, hidden):
@@ -1204,6 +1235,8 @@ def main(argv=None):
                     help='compute with the weights an int8 artifact holds')
     ap.add_argument('--group-size', type=int, help='with --quantize int8: columns per scale')
     ap.add_argument('--quantize-embeddings', action='store_true')
+    ap.add_argument('--quantize-activations', action='store_true',
+                    help='with --quantize int8: linears quantize their input per row')
     ap.add_argument('--tp', type=int, default=1,
                     help='with --quantize int8: the TP degree of the artifact (ranks quantize their shards)')
     ap.add_argument('--output-dir', required=True)
@@ -1216,7 +1249,8 @@ def main(argv=None):
         overrides.update(parse_set(opts.set))
         model = load(opts.checkpoint, opts.model_type, overrides)
         if opts.quantize == 'int8':
-            model = quantize_int8(model, opts.group_size, opts.quantize_embeddings, opts.tp)
+            model = quantize_int8(model, opts.group_size, opts.quantize_embeddings, opts.tp,
+                                  opts.quantize_activations)
         task = opts.task or model.default_task
         nested = task == 'multiple-choice'
         inputs = {name: parse_batch(text, nested) if text else None

@@ -88,6 +88,23 @@ func.func @linear_out(%x: tensor<?x32xf32>, %w: tensor<64x32xf32>) {
 
 // -----
 
+func.func @int8_input_f32_weight(%x: tensor<?x32xf32>, %w: tensor<64x32xf32>) {
+  // expected-error @+1 {{int8_input needs an int8 weight (a dequantize of int8 values)}}
+  %y = megatron.linear %x, %w int8_input : tensor<?x32xf32>, tensor<64x32xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @int8_input_grouped(%x: tensor<?x32xf32>, %q: tensor<64x32xi8>, %s: tensor<64x4xf32>) {
+  %w = megatron.dequantize %q, %s : tensor<64x32xi8>, tensor<64x4xf32> -> tensor<64x32xf32>
+  // expected-error @+1 {{int8_input needs one weight scale per output channel, got scales [64, 4]}}
+  %y = megatron.linear %x, %w int8_input : tensor<?x32xf32>, tensor<64x32xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
 func.func @matmul_k(%a: tensor<?x4x?x8xf32>, %b: tensor<?x4x?x16xf32>) {
   // expected-error @+1 {{contraction dimensions differ: [?, 4, ?, 8] and [?, 4, ?, 16] (rhs transposed)}}
   %y = megatron.matmul %a, %b {transpose_rhs} : tensor<?x4x?x8xf32>, tensor<?x4x?x16xf32> -> tensor<?x4x?x?xf32>

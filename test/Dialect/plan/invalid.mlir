@@ -119,6 +119,6 @@ plan.rank 0 arena 256 {
   plan.buffer output @y : f32 ["Batch", "16"] at 64 size 128
   plan.entry @forward [@x] -> [@y] {
     // expected-error @+1 {{reads the int8 weight @q where it takes none, or without f32 scales after it}}
-    plan.step linear [@x, @q] -> [@y] ints [0]
+    plan.step linear [@x, @q] -> [@y] ints [0, 0]
   }
 }

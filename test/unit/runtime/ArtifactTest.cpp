@@ -34,6 +34,7 @@ struct Spec {
   uint32_t stepInput = 0;
   uint32_t formatVersion = kArtifactFormatVersion;
   fb::DType weightType = fb::DType::F32;
+  int64_t int8Input = 0; ///< the linear step's second parameter
 };
 
 std::vector<uint8_t> build(const Spec &spec) {
@@ -53,7 +54,7 @@ std::vector<uint8_t> build(const Spec &spec) {
       b, b.CreateString("y"), fb::BufferKind::Output, fb::DType::F32,
       b.CreateVector(actShape), 0, 2 * 8 * 4 * sizeof(float));
   std::vector<uint32_t> inputs = {1, spec.stepInput}, outputs = {2};
-  std::vector<int64_t> ints = {0}; // no epilogue
+  std::vector<int64_t> ints = {0, spec.int8Input}; // no epilogue
   auto step = fb::CreateStep(b, fb::StepKind::Linear, b.CreateVector(inputs),
                              b.CreateVector(outputs), b.CreateVector(ints));
   std::vector<flatbuffers::Offset<fb::Step>> steps = {step};
@@ -202,6 +203,22 @@ TEST_F(ArtifactTest, AnInt8WeightWithoutScalesIsAnError) {
   EXPECT_NE(status.message().find("its int8 weight 'w' has no scales after it"),
             std::string::npos)
       << status.message();
+}
+
+// The int8-input flag is 0 or 1, and 1 only with an int8 weight.
+TEST_F(ArtifactTest, Int8InputNeedsAnInt8Weight) {
+  for (int64_t flag : {1, 2}) {
+    Spec spec;
+    spec.int8Input = flag;
+    ASSERT_EQ(load(build(spec)), "");
+    std::unique_ptr<Session> session;
+    Status status = Session::create(*artifact, SessionOptions(), session);
+    ASSERT_FALSE(status.ok());
+    EXPECT_NE(status.message().find(flag == 1 ? "quantizes its input to int8 but its weight is not int8"
+                                              : "int8-input flag 2 is not 0 or 1"),
+              std::string::npos)
+        << status.message();
+  }
 }
 
 } // namespace

@@ -15,7 +15,7 @@ namespace megatron::runtime {
 
 constexpr char kArtifactMagic[8] = {'M', 'E', 'G', 'A', 'T', 'R', 'O', 'N'};
 /// Bumped when a runtime of the previous version could misread the file.
-constexpr uint32_t kArtifactFormatVersion = 3;
+constexpr uint32_t kArtifactFormatVersion = 4;
 constexpr uint64_t kWeightAlignment = 64;
 
 struct ArtifactHeader {

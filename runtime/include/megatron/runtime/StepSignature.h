@@ -23,7 +23,7 @@ struct StepSignature {
 inline std::optional<StepSignature> stepSignature(unsigned kind) {
   static constexpr StepSignature table[] = {
       {"embedding", 2, 3, 2, 0},       {"positions", 1, 1, 0, 0},
-      {"add", 2, 2, 0, 0},             {"linear", 2, 4, 1, 0},
+      {"add", 2, 2, 0, 0},             {"linear", 2, 4, 2, 0},
       {"matmul", 2, 2, 1, 0},          {"layer_norm", 3, 3, 0, 1},
       {"gelu", 1, 1, 1, 0},            {"tanh", 1, 1, 0, 0},
       {"scale", 1, 1, 0, 1},           {"softmax", 1, 1, 0, 0},
@@ -32,7 +32,7 @@ inline std::optional<StepSignature> stepSignature(unsigned kind) {
       {"copy", 1, 1, 0, 0},            {"all_reduce", 1, 1, 1, 0},
       {"all_gather", 1, 1, 1, 0},      {"cache_write", 1, 1, 0, 0},
       {"add_layer_norm", 4, 4, 0, 1, 2},
-      {"linear_add_layer_norm", 5, 7, 1, 1, 2},
+      {"linear_add_layer_norm", 5, 7, 2, 1, 2},
       {"attention", 1, 4, 4, 1},
   };
   if (kind >= sizeof(table) / sizeof(table[0]))
