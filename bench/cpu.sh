@@ -9,19 +9,21 @@
 #     batch 1 and 8;
 # each next to the same model in PyTorch eager (bench/torch_peer.py,
 # torch.inference_mode): fp32 for f32, bf16 for bf16 (only where the CPU
-# has AVX512-BF16 or AMX), dynamic int8 of the linear layers for int8.
+# has AVX512-BF16 or AMX), dynamic int8 of the linear layers for int8
+# (weight-only, --quantize int8) and for w8a8 (--quantize-activations: the
+# linears' inputs quantized at run time too, as PyTorch's are).
 # Every run's peak RSS is recorded; medians of timed runs after warm-up.
 # The decode roofline: weight bytes a batch-1 decode step reads, per
 # second, against the machine's streaming read bandwidth (measured here).
 #
-# Usage: bench/cpu.sh [OUTDIR] [--threads N] [--iters N] [--precisions f32,bf16,int8]
+# Usage: bench/cpu.sh [OUTDIR] [--threads N] [--iters N] [--precisions f32,bf16,int8,w8a8]
 #   OUTDIR        checkpoint cache and results (default /tmp/megatron-bench)
 #   --iters N     timed BERT 1x128 runs (default 10; 8x512 and decode: 3)
 #   --precisions  which to measure (again); the table shows all measured
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-outdir=/tmp/megatron-bench threads=$(nproc) iters=10 precisions=f32,bf16,int8
+outdir=/tmp/megatron-bench threads=$(nproc) iters=10 precisions=f32,bf16,int8,w8a8
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -65,7 +67,8 @@ flags_for() {
     f32) compile_flags=() peer=() ;;
     bf16) compile_flags=(--dtype bf16) peer=(--dtype bf16) ;;
     int8) compile_flags=(--quantize int8) peer=(--quantize int8) ;;
-    *) die "unknown precision '$1' (f32, bf16 or int8)" ;;
+    w8a8) compile_flags=(--quantize int8 --quantize-activations) peer=(--quantize int8) ;;
+    *) die "unknown precision '$1' (f32, bf16, int8 or w8a8)" ;;
   esac
 }
 
@@ -104,9 +107,9 @@ def run(name):
     with open(os.path.join(sys.argv[1], name + '.time')) as f:
         seconds, kib = f.read().split()[-2:]
     return float(seconds), int(kib) / 1024
-precisions = [p for p in ('f32', 'bf16', 'int8')
+precisions = [p for p in ('f32', 'bf16', 'int8', 'w8a8')
               if os.path.exists(os.path.join(sys.argv[1], f'torch_gpt2_b8_{p}.json'))]
-torch_name = {'f32': 'fp32', 'bf16': 'bf16', 'int8': 'dynamic int8'}
+torch_name = {'f32': 'fp32', 'bf16': 'bf16', 'int8': 'dynamic int8', 'w8a8': 'dynamic int8'}
 print('| compile | seconds | peak MiB | artifact MiB |')
 print('|---|---:|---:|---:|')
 for model in ('bert', 'gpt2'):
