@@ -1020,6 +1020,24 @@ Status Session::traffic(const std::string &entryName, int64_t batch, int64_t seq
 }
 
 uint64_t Session::collectiveBytes() const { return impl_->first().collectiveBytes; }
+Session::LinearCounts Session::linearCounts(const std::string &entryName) const {
+  LinearCounts counts;
+  RankRunner &r = *impl_->ranks.front();
+  const fb::Entry *e = r.entry(entryName);
+  if (!e)
+    return counts;
+  for (const fb::Step *step : *e->steps()) {
+    if (step->kind() != fb::StepKind::Linear && step->kind() != fb::StepKind::LinearAddLayerNorm)
+      continue;
+    ++counts.linears;
+    if (r.quantizedOperand(*step)) {
+      ++counts.int8Weights;
+      counts.int8Inputs += step->ints()->Get(1) != 0;
+    }
+  }
+  return counts;
+}
+
 uint64_t Session::weightBytes() const {
   uint64_t bytes = 0;
   for (const auto &rank : impl_->ranks)

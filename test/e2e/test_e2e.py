@@ -341,6 +341,23 @@ class Int8(EveryFamily, EndToEnd):
         self.assertLess(sizes['int8'], 0.55 * sizes['f32'], sizes)
         self.assertLess(sizes['int8-embeddings'], 0.4 * sizes['f32'], sizes)
 
+    def test_info_counts_int8_linears(self):
+        """megatron-run info says which linears read int8 weights and which
+        quantize their input too."""
+        entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']
+        counts = {}
+        for label, extra in (('f32', ()), ('int8', self.QUANTIZE),
+                             ('w8a8', self.QUANTIZE + ('--quantize-activations',)),
+                             ('w8a8-embeddings', self.QUANTIZE + ('--quantize-activations',
+                                                                  '--quantize-embeddings'))):
+            r = run(self.runner, self.compile(entry, 'causal-lm', extra=extra), 'info', '--json')
+            self.assertEqual(r.returncode, 0, r.stderr)
+            prefill = [e for e in json.loads(r.stdout)['entries'] if e['name'] == 'prefill'][0]
+            counts[label] = (prefill['linears'], prefill['int8_weight_linears'], prefill['int8_input_linears'])
+        # 2 layers of QKV, projection, FC1 and FC2, and the tied LM head.
+        self.assertEqual(counts, {'f32': (9, 0, 0), 'int8': (9, 8, 0), 'w8a8': (9, 8, 8),
+                                  'w8a8-embeddings': (9, 9, 9)})
+
     def test_bad_quantize_flags(self):
         entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']
         out = os.path.join(self.work, 'bad.mtc')

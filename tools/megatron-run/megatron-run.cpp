@@ -64,8 +64,9 @@ const char *const kUsage = R"(usage:
 
 forward   runs the artifact's `forward` entry (BERT) or `prefill` (GPT-2) and
           writes every output as DIR/<name>.npy (float32, C order).
-info      lists the entries with their inputs and outputs, and the largest
-          batch and sequence the artifact was planned for.
+info      lists the entries with their inputs, outputs and linear layers
+          (int8 weights, int8 inputs), and the largest batch and sequence
+          the artifact was planned for.
 tokenize  the ids the model sees, with the tokenizer embedded in the artifact
           (BERT: with [CLS]/[SEP]; GPT-2: none added).
 Text tasks (the artifact's head must serve them: fill-mask needs masked-lm or
@@ -534,11 +535,15 @@ int runInfo(const Options &opts, Session &session, const Artifact &artifact) {
       os << (it == weightBytes.begin() ? "" : ", ") << jsonString(it->first) << ": "
          << it->second;
     os << "}, \"entries\": [";
-    for (size_t i = 0; i < entries.size(); ++i)
+    for (size_t i = 0; i < entries.size(); ++i) {
+      Session::LinearCounts linears = session.linearCounts(entries[i]);
       os << (i ? ", " : "") << "{\"name\": " << jsonString(entries[i])
          << ", \"inputs\": " << jsonList(session.inputNames(entries[i]))
          << ", \"outputs\": " << jsonList(session.outputNames(entries[i]))
-         << "}";
+         << ", \"linears\": " << linears.linears
+         << ", \"int8_weight_linears\": " << linears.int8Weights
+         << ", \"int8_input_linears\": " << linears.int8Inputs << "}";
+    }
     os << "]}\n";
   } else {
     os << "artifact: " << opts.artifact << "\nmax batch: " << session.maxBatch()
@@ -551,9 +556,15 @@ int runInfo(const Options &opts, Session &session, const Artifact &artifact) {
     for (const KernelModuleInfo &m : artifact.kernelModules())
       os << "GPU code: " << m.arch << " PTX, " << m.ptx.size() << " bytes, "
          << m.kernels.size() << " kernels\n";
-    for (const std::string &e : entries)
+    for (const std::string &e : entries) {
+      Session::LinearCounts linears = session.linearCounts(e);
       os << "entry " << e << "\n  inputs:  " << joined(session.inputNames(e))
-         << "\n  outputs: " << joined(session.outputNames(e)) << "\n";
+         << "\n  outputs: " << joined(session.outputNames(e)) << "\n  linears: " << linears.linears;
+      if (linears.int8Weights)
+        os << " (" << linears.int8Weights << " with int8 weights, " << linears.int8Inputs
+           << " of them with int8 inputs)";
+      os << "\n";
+    }
   }
   std::cout << os.str();
   return 0;

@@ -94,6 +94,14 @@ public:
   Status traffic(const std::string &entry, int64_t batch, int64_t sequence,
                  std::vector<StepTraffic> &out) const;
 
+  /// The linear layers of an entry (rank 0's share): how many, how many
+  /// read int8 weights, and how many of those quantize their input too
+  /// (dynamic W8A8). All zero for an entry the artifact lacks.
+  struct LinearCounts {
+    int64_t linears = 0, int8Weights = 0, int8Inputs = 0;
+  };
+  LinearCounts linearCounts(const std::string &entry) const;
+
   /// Tensor-parallel ranks of the artifact.
   int ranks() const;
   /// Bytes one rank has put into all-reduces and all-gathers so far.
