@@ -80,6 +80,9 @@ struct RankRunner {
   std::vector<uint8_t *> data;                ///< per buffer
   std::vector<std::vector<float>> widened;    ///< f16/bf16 weights as f32
   std::vector<bool> bf16;                     ///< per buffer: a bf16 weight kept as is
+  /// Some GEMM weights are bf16: the model computes in bf16 (attention's
+  /// products too).
+  bool computesInBf16 = false;
   int64_t past = 0, cacheBatch = 0;
   /// Evaluated shapes of the call in progress.
   std::vector<Shape> shapes;
@@ -167,6 +170,7 @@ Status RankRunner::prepare() {
   const uint8_t *weights = artifact.weights(index);
   data.resize(rank.buffers()->size());
   bf16 = narrowBf16Weights();
+  computesInBf16 = std::find(bf16.begin(), bf16.end(), true) != bf16.end();
   uint64_t arenaSize = std::max<uint64_t>(rank.arena_size(), 64);
   arena.reset(static_cast<uint8_t *>(std::aligned_alloc(64, (arenaSize + 63) / 64 * 64)));
   if (!arena)
@@ -515,6 +519,7 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
       return mismatch("expected qkv [batch, seq, 3 * heads * dim] -> [batch, seq, heads * dim]");
     cpu::AttentionShape a{qkv[0], qkv[1], heads, qkv[2] / (3 * heads),
                           static_cast<float>(step.floats()->Get(0)), causal};
+    a.bf16 = computesInBf16;
     float *kCache = nullptr, *vCache = nullptr;
     if (cached) {
       uint32_t k = in(hasMask ? 2 : 1), v = in(hasMask ? 3 : 2);

@@ -10,9 +10,9 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/cpu/Blas.h"
+#include "runtime/cpu/Dnnl.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cpu/Parallel.h"
-
 
 #include <algorithm>
 #include <cstring>
@@ -21,8 +21,88 @@
 
 using namespace megatron::runtime;
 
+namespace {
+
+/// A buffer of the calling thread's that grows to the largest call.
+template <typename T> T *scratch(std::vector<T> &buffer, int64_t size) {
+  if (buffer.size() < static_cast<size_t>(size))
+    buffer.resize(size);
+  return buffer.data();
+}
+
+/// A model computed in bf16, without a cache (BERT): the products in bf16 as
+/// PyTorch's bf16 attention does, through oneDNN's batched bf16 matmul over
+/// all heads at once. Per sequence, Q, K and V are rounded to bf16 into
+/// [heads, seq, dim] blocks; per chunk of queries the scores [heads, chunk,
+/// keys] are softmaxed in f32 and rounded to bf16 for P V. Scores for a
+/// chunk, not [heads, seq, seq]. False where oneDNN cannot run a product;
+/// the f32 path then writes all of `out` again.
+bool attentionBf16(const cpu::AttentionShape &a, const float *qkv, const int64_t *mask,
+                   float *out) {
+  // 128 queries: measured 2x faster than 64 on Zen 4 at BERT-345M's 512.
+  constexpr int64_t kQueryChunk = 128;
+  const int64_t heads = a.heads, dim = a.dim, seq = a.seq, width = heads * dim;
+  const int64_t chunk = std::min(kQueryChunk, seq);
+  const float lowest = std::numeric_limits<float>::lowest();
+  thread_local std::vector<uint16_t> qkvBuffer, queriesBuffer, probabilitiesBuffer;
+  thread_local std::vector<float> scoresBuffer, contextBuffer;
+  // q, k, v: [heads, seq, dim] each, one after the other.
+  uint16_t *q = scratch(qkvBuffer, 3 * heads * seq * dim), *k = q + heads * seq * dim,
+           *v = k + heads * seq * dim;
+  uint16_t *queries = scratch(queriesBuffer, heads * chunk * dim);
+  uint16_t *probabilities = scratch(probabilitiesBuffer, heads * chunk * seq);
+  float *scores = scratch(scoresBuffer, heads * chunk * seq);
+  float *context = scratch(contextBuffer, heads * chunk * dim);
+  for (int64_t b = 0; b < a.batch; ++b) {
+    cpu::parallelFor(3 * heads * seq, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t part = i / (heads * seq), h = i / seq % heads, s = i % seq;
+        cpu::toBf16(qkv + (b * seq + s) * 3 * width + part * width + h * dim, dim,
+                    q + i * dim);
+      }
+    });
+    for (int64_t q0 = 0; q0 < seq; q0 += chunk) {
+      const int64_t nq = std::min(chunk, seq - q0);
+      // The chunk's queries of every head, [heads, nq, dim].
+      for (int64_t h = 0; h < heads; ++h)
+        std::memcpy(queries + h * nq * dim, q + (h * seq + q0) * dim, nq * dim * sizeof(uint16_t));
+      if (!cpu::dnnl::batchedMatmulBf16(queries, k, heads, nq, dim, seq, /*transposeB=*/true,
+                                        scores))
+        return false;
+      cpu::parallelFor(heads * nq, 8, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const int64_t query = q0 + r % nq;
+          float *row = scores + r * seq;
+          for (int64_t j = 0; j < seq; ++j)
+            row[j] = (mask && mask[b * seq + j] == 0) || (a.causal && j > query)
+                         ? lowest
+                         : row[j] * a.scale;
+          const float largest = *std::max_element(row, row + seq);
+          const float sum = cpu::expShift(row, seq, largest);
+          const float inverse = sum > 0 ? 1.0f / sum : 0.0f;
+          for (int64_t j = 0; j < seq; ++j)
+            row[j] *= inverse;
+          cpu::toBf16(row, seq, probabilities + r * seq);
+        }
+      });
+      if (!cpu::dnnl::batchedMatmulBf16(probabilities, v, heads, nq, seq, dim,
+                                        /*transposeB=*/false, context))
+        return false;
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < nq; ++i)
+          std::memcpy(out + (b * seq + q0 + i) * width + h * dim, context + (h * nq + i) * dim,
+                      dim * sizeof(float));
+    }
+  }
+  return true;
+}
+
+} // namespace
+
 void cpu::attention(const AttentionShape &a, const float *qkv, const int64_t *mask,
                     float *kCache, float *vCache, float *out) {
+  if (a.bf16 && !kCache && dnnl::bf16Native() && attentionBf16(a, qkv, mask, out))
+    return;
   constexpr int64_t kQueryBlock = 64, kKeyBlock = 256;
   const int64_t width = a.heads * a.dim, stride = 3 * width; // qkv row
   const int64_t keys = a.past + a.seq;

@@ -4,6 +4,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -32,8 +33,10 @@ struct Context {
   static constexpr size_t kMaxMatmuls = 256;
   dnnl_engine_t engine = nullptr;
   dnnl_stream_t stream = nullptr;
-  std::map<std::tuple<dnnl_data_type_t, int64_t, int64_t, int64_t, bool>, std::unique_ptr<Matmul>>
-      matmuls;
+  /// (type, batch, rows, in, out, accumulate, weights transposed); batch 0
+  /// for a single 2-D product.
+  using Key = std::tuple<dnnl_data_type_t, int64_t, int64_t, int64_t, int64_t, bool, bool>;
+  std::map<Key, std::unique_ptr<Matmul>> matmuls;
 
   Context() {
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success ||
@@ -48,30 +51,43 @@ struct Context {
       dnnl_engine_destroy(engine);
   }
 
-  /// The matmul for [rows, in] x [in, out] (w stored [out, in]) in `type`,
-  /// f32 results (int32 for int8). Null if oneDNN has none.
-  Matmul *matmul(dnnl_data_type_t type, int64_t rows, int64_t in, int64_t out, bool accumulate) {
+  /// The matmul for [rows, in] x [in, out] in `type`, f32 results (int32
+  /// for int8), all row-major; the [in, out] operand is stored [out, in]
+  /// when `transposed` (a linear's weight). With a batch, that many such
+  /// products of consecutive matrices. Null if oneDNN has none.
+  Matmul *matmul(dnnl_data_type_t type, int64_t batch, int64_t rows, int64_t in, int64_t out,
+                 bool accumulate, bool transposed) {
     // Primitives are per number of rows: prompts of ever new lengths must
     // not grow this without bound. Dropped ones are rebuilt on demand (from
     // oneDNN's own cache of generated kernels when they are still there).
-    if (matmuls.size() >= kMaxMatmuls && !matmuls.count({type, rows, in, out, accumulate}))
+    const Key key{type, batch, rows, in, out, accumulate, transposed};
+    if (matmuls.size() >= kMaxMatmuls && !matmuls.count(key))
       matmuls.clear();
-    auto &slot = matmuls[{type, rows, in, out, accumulate}];
+    auto &slot = matmuls[key];
     if (slot || !engine)
       return slot.get();
     auto m = std::make_unique<Matmul>();
+    const int rank = batch ? 3 : 2;
     dnnl_dims_t srcDims = {rows, in}, weightDims = {in, out}, dstDims = {rows, out};
+    if (batch) {
+      dnnl_dims_t src3 = {batch, rows, in}, weight3 = {batch, in, out}, dst3 = {batch, rows, out};
+      std::copy(src3, src3 + 3, srcDims);
+      std::copy(weight3, weight3 + 3, weightDims);
+      std::copy(dst3, dst3 + 3, dstDims);
+    }
+    // ba (acb): the [in, out] operand laid out as an [out, in] matrix.
+    const dnnl_format_tag_t plain = batch ? dnnl_abc : dnnl_ab,
+                            swapped = batch ? dnnl_acb : dnnl_ba;
     dnnl_primitive_attr_t attr = nullptr;
     dnnl_post_ops_t postOps = nullptr;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_desc_t pd = nullptr;
-    bool ok = dnnl_memory_desc_init_by_tag(&m->src, 2, srcDims, type, dnnl_ab) == dnnl_success &&
-              // ba: the [in, out] operand laid out as the [out, in] weight.
-              dnnl_memory_desc_init_by_tag(&m->weights, 2, weightDims, type, dnnl_ba) ==
-                  dnnl_success &&
-              dnnl_memory_desc_init_by_tag(&m->dst, 2, dstDims,
+    bool ok = dnnl_memory_desc_init_by_tag(&m->src, rank, srcDims, type, plain) == dnnl_success &&
+              dnnl_memory_desc_init_by_tag(&m->weights, rank, weightDims, type,
+                                           transposed ? swapped : plain) == dnnl_success &&
+              dnnl_memory_desc_init_by_tag(&m->dst, rank, dstDims,
                                            type == dnnl_s8 ? dnnl_s32 : dnnl_f32,
-                                           dnnl_ab) == dnnl_success &&
+                                           plain) == dnnl_success &&
               dnnl_matmul_desc_init(&desc, &m->src, &m->weights, nullptr, &m->dst) == dnnl_success &&
               dnnl_primitive_attr_create(&attr) == dnnl_success;
     if (ok && accumulate)
@@ -121,10 +137,10 @@ bool dnnl::int8Native() {
 }
 
 namespace {
-bool run(dnnl_data_type_t type, const void *x, int64_t rows, int64_t in, const void *w,
-         int64_t out, float beta, void *y) {
+bool run(dnnl_data_type_t type, int64_t batch, const void *x, int64_t rows, int64_t in,
+         const void *w, int64_t out, float beta, bool transposed, void *y) {
   thread_local Context context;
-  Matmul *m = context.matmul(type, rows, in, out, beta != 0.0f);
+  Matmul *m = context.matmul(type, batch, rows, in, out, beta != 0.0f, transposed);
   if (!m)
     return false;
   Memory src(m->src, context.engine, x), weights(m->weights, context.engine, w),
@@ -141,15 +157,20 @@ bool run(dnnl_data_type_t type, const void *x, int64_t rows, int64_t in, const v
 
 bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
                       int64_t out, float beta, float *y) {
-  return run(dnnl_bf16, x, rows, in, w, out, beta, y);
+  return run(dnnl_bf16, 0, x, rows, in, w, out, beta, true, y);
 }
 
 bool dnnl::matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
                      float beta, float *y) {
-  return run(dnnl_f32, x, rows, in, w, out, beta, y);
+  return run(dnnl_f32, 0, x, rows, in, w, out, beta, true, y);
 }
 
 bool dnnl::matmulInt8(const int8_t *x, int64_t rows, int64_t in, const int8_t *w, int64_t out,
                       int32_t *y) {
-  return run(dnnl_s8, x, rows, in, w, out, 0.0f, y);
+  return run(dnnl_s8, 0, x, rows, in, w, out, 0.0f, true, y);
+}
+
+bool dnnl::batchedMatmulBf16(const uint16_t *a, const uint16_t *b, int64_t batch, int64_t m,
+                             int64_t k, int64_t n, bool transposeB, float *c) {
+  return batch > 0 && run(dnnl_bf16, batch, a, m, k, b, n, 0.0f, transposeB, c);
 }

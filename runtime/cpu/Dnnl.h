@@ -40,6 +40,12 @@ bool matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t
 bool matmulInt8(const int8_t *x, int64_t rows, int64_t in, const int8_t *w, int64_t out,
                 int32_t *y);
 
+/// c[i] = a[i] b[i] for `batch` products: a [batch, m, k] and b [batch, k, n]
+/// (stored [batch, n, k] with transposeB) bf16, c [batch, m, n] f32, all
+/// contiguous. False (nothing written) when oneDNN cannot run it here.
+bool batchedMatmulBf16(const uint16_t *a, const uint16_t *b, int64_t batch, int64_t m,
+                       int64_t k, int64_t n, bool transposeB, float *c);
+
 } // namespace megatron::runtime::cpu::dnnl
 
 #endif // MEGATRON_RUNTIME_CPU_DNNL_H

@@ -66,12 +66,19 @@ void add(const float *a, const float *b, int64_t period, int64_t begin,
 /// x[i] = exp(x[i] - shift) in place; returns their sum.
 float expShift(float *x, int64_t n, float shift);
 
+/// out[i] = x[i] as bf16 (raw bits), rounded to nearest even as torch's
+/// .to(torch.bfloat16) does; NaN stays NaN.
+void toBf16(const float *x, int64_t n, uint16_t *out);
+
 struct AttentionShape {
   int64_t batch, seq, heads, dim;
   float scale;
   bool causal;
   /// With a KV cache: tokens cached before these, and the cache's rows.
   int64_t past = 0, capacity = 0;
+  /// The model computes in bf16: without a cache the products take Q, K, V
+  /// and the probabilities rounded to bf16, as PyTorch's bf16 does.
+  bool bf16 = false;
 };
 
 /// Multi-head attention from qkv [batch, seq, 3 * heads * dim] (Q, K, V

@@ -27,6 +27,7 @@
 #include "megatron/runtime/Half.h"
 #include "runtime/cpu/Blas.h"
 #include "runtime/cpu/Dnnl.h"
+#include "runtime/cpu/Kernels.h"
 #include "runtime/cpu/Parallel.h"
 
 #include <algorithm>
@@ -329,18 +330,6 @@ void linearNarrow(const float *x, int64_t rows, int64_t in, const T *q, const fl
   const int64_t perThread = (out + threads() - 1) / threads();
   linearBlocked(x, rows, in, q, scales, groupSize, bias, out, beta, y,
                 std::clamp<int64_t>((perThread + 15) / 16 * 16, 64, 256));
-}
-
-/// Round to nearest even, as torch's .to(torch.bfloat16) does.
-MEGATRON_VECTOR_CLONES
-void toBf16(const float *x, int64_t n, uint16_t *out) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, x + i, sizeof(u));
-    bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
-    out[i] = nan ? static_cast<uint16_t>((u >> 16) | 0x40) // stays a NaN
-                 : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
-  }
 }
 
 /// The int8 values as bf16, exactly.

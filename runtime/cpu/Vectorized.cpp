@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 using namespace megatron::runtime::cpu;
 
@@ -97,5 +98,16 @@ void megatron::runtime::cpu::layerNorm(const float *x, int64_t rows,
     float *outRow = y + r * width;
     for (int64_t i = 0; i < width; ++i)
       outRow[i] = (row[i] - m) * inv * gamma[i] + beta[i];
+  }
+}
+
+MEGATRON_VECTOR_CLONES
+void megatron::runtime::cpu::toBf16(const float *x, int64_t n, uint16_t *out) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, x + i, sizeof(u));
+    bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
+    out[i] = nan ? static_cast<uint16_t>((u >> 16) | 0x40) // stays a NaN
+                 : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
   }
 }
