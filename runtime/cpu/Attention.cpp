@@ -43,7 +43,6 @@ bool attentionBf16(const cpu::AttentionShape &a, const float *qkv, const int64_t
   constexpr int64_t kQueryChunk = 128;
   const int64_t heads = a.heads, dim = a.dim, seq = a.seq, width = heads * dim;
   const int64_t chunk = std::min(kQueryChunk, seq);
-  const float lowest = std::numeric_limits<float>::lowest();
   thread_local std::vector<uint16_t> qkvBuffer, queriesBuffer, probabilitiesBuffer;
   thread_local std::vector<float> scoresBuffer, contextBuffer;
   // q, k, v: [heads, seq, dim] each, one after the other.
@@ -53,7 +52,12 @@ bool attentionBf16(const cpu::AttentionShape &a, const float *qkv, const int64_t
   uint16_t *probabilities = scratch(probabilitiesBuffer, heads * chunk * seq);
   float *scores = scratch(scoresBuffer, heads * chunk * seq);
   float *context = scratch(contextBuffer, heads * chunk * dim);
+  thread_local std::vector<uint8_t> keepBuffer;
+  uint8_t *keep = scratch(keepBuffer, seq);
   for (int64_t b = 0; b < a.batch; ++b) {
+    if (mask)
+      for (int64_t j = 0; j < seq; ++j)
+        keep[j] = mask[b * seq + j] != 0;
     cpu::parallelFor(3 * heads * seq, 64, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t part = i / (heads * seq), h = i / seq % heads, s = i % seq;
@@ -72,17 +76,9 @@ bool attentionBf16(const cpu::AttentionShape &a, const float *qkv, const int64_t
       cpu::parallelFor(heads * nq, 8, [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
           const int64_t query = q0 + r % nq;
-          float *row = scores + r * seq;
-          for (int64_t j = 0; j < seq; ++j)
-            row[j] = (mask && mask[b * seq + j] == 0) || (a.causal && j > query)
-                         ? lowest
-                         : row[j] * a.scale;
-          const float largest = *std::max_element(row, row + seq);
-          const float sum = cpu::expShift(row, seq, largest);
-          const float inverse = sum > 0 ? 1.0f / sum : 0.0f;
-          for (int64_t j = 0; j < seq; ++j)
-            row[j] *= inverse;
-          cpu::toBf16(row, seq, probabilities + r * seq);
+          cpu::scoresToBf16Probabilities(scores + r * seq, seq, a.scale,
+                                         a.causal ? query + 1 : seq, mask ? keep : nullptr,
+                                         probabilities + r * seq);
         }
       });
       if (!cpu::dnnl::batchedMatmulBf16(probabilities, v, heads, nq, seq, dim,

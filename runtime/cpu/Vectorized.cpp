@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 using namespace megatron::runtime::cpu;
 
@@ -99,6 +100,27 @@ void megatron::runtime::cpu::layerNorm(const float *x, int64_t rows,
     for (int64_t i = 0; i < width; ++i)
       outRow[i] = (row[i] - m) * inv * gamma[i] + beta[i];
   }
+}
+
+MEGATRON_VECTOR_CLONES
+void megatron::runtime::cpu::scoresToBf16Probabilities(float *row, int64_t n, float scale,
+                                                       int64_t visible, const uint8_t *keep,
+                                                       uint16_t *out) {
+  const float lowest = std::numeric_limits<float>::lowest();
+  float max = lowest;
+  for (int64_t j = 0; j < n; ++j) {
+    row[j] = j < visible && (!keep || keep[j]) ? row[j] * scale : lowest;
+    max = std::max(max, row[j]);
+  }
+  float sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    row[j] = std::exp(row[j] - max);
+    sum += row[j];
+  }
+  const float inverse = 1.0f / sum; // sum >= 1: the largest term is exp(0)
+  for (int64_t j = 0; j < n; ++j)
+    row[j] *= inverse;
+  toBf16(row, n, out);
 }
 
 MEGATRON_VECTOR_CLONES

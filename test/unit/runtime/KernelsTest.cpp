@@ -346,7 +346,7 @@ TEST(Kernels, BlockedAttentionEqualsThePlainComputation) {
 // A model computed in bf16 (no cache): Q, K, V and the probabilities
 // rounded to bf16, products summed in f32. Against the plain computation
 // on the rounded values: more queries than one chunk (128), odd lengths,
-// padding and causal masks, a row with every key masked.
+// padding and causal masks.
 TEST(Kernels, Bf16AttentionEqualsThePlainComputationOnRoundedValues) {
   if (!megatron::runtime::cpu::dnnl::bf16Native())
     GTEST_SKIP() << "no bf16 arithmetic on this CPU: attention stays f32";
