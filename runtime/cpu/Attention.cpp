@@ -5,7 +5,8 @@
 // taken in blocks with an online softmax: a running row maximum and sum
 // rescale the partial output, so memory is a block of scores per thread,
 // never [heads, seq, seq]. The products are small GEMMs (single-threaded
-// inside the parallel loop over batch x heads).
+// inside the parallel loop over batch x heads). Models computed in bf16
+// take another path without a cache (attentionBf16).
 //
 //===----------------------------------------------------------------------===//
 
