@@ -24,13 +24,6 @@ using namespace megatron::runtime;
 
 namespace {
 
-/// A buffer of the calling thread's that grows to the largest call.
-template <typename T> T *scratch(std::vector<T> &buffer, int64_t size) {
-  if (buffer.size() < static_cast<size_t>(size))
-    buffer.resize(size);
-  return buffer.data();
-}
-
 /// A model computed in bf16, without a cache (BERT): the products in bf16 as
 /// PyTorch's bf16 attention does, through oneDNN's batched bf16 matmul over
 /// all heads at once. Per sequence, Q, K and V are rounded to bf16 into
@@ -47,14 +40,14 @@ bool attentionBf16(const cpu::AttentionShape &a, const float *qkv, const int64_t
   thread_local std::vector<uint16_t> qkvBuffer, queriesBuffer, probabilitiesBuffer;
   thread_local std::vector<float> scoresBuffer, contextBuffer;
   // q, k, v: [heads, seq, dim] each, one after the other.
-  uint16_t *q = scratch(qkvBuffer, 3 * heads * seq * dim), *k = q + heads * seq * dim,
+  uint16_t *q = cpu::scratch(qkvBuffer, 3 * heads * seq * dim), *k = q + heads * seq * dim,
            *v = k + heads * seq * dim;
-  uint16_t *queries = scratch(queriesBuffer, heads * chunk * dim);
-  uint16_t *probabilities = scratch(probabilitiesBuffer, heads * chunk * seq);
-  float *scores = scratch(scoresBuffer, heads * chunk * seq);
-  float *context = scratch(contextBuffer, heads * chunk * dim);
+  uint16_t *queries = cpu::scratch(queriesBuffer, heads * chunk * dim);
+  uint16_t *probabilities = cpu::scratch(probabilitiesBuffer, heads * chunk * seq);
+  float *scores = cpu::scratch(scoresBuffer, heads * chunk * seq);
+  float *context = cpu::scratch(contextBuffer, heads * chunk * dim);
   thread_local std::vector<uint8_t> keepBuffer;
-  uint8_t *keep = scratch(keepBuffer, seq);
+  uint8_t *keep = cpu::scratch(keepBuffer, seq);
   for (int64_t b = 0; b < a.batch; ++b) {
     if (mask)
       for (int64_t j = 0; j < seq; ++j)

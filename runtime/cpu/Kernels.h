@@ -12,10 +12,20 @@
 #include "megatron/runtime/Status.h"
 
 #include <cstdint>
+#include <vector>
 
 namespace megatron::runtime::cpu {
 
 enum class GeluKind { Erf, Tanh };
+
+/// buffer's data after growing it to at least `size` elements: scratch
+/// space in a thread_local vector, which grows to the largest call and then
+/// stays (no allocation per call once warm).
+template <typename T> T *scratch(std::vector<T> &buffer, int64_t size) {
+  if (buffer.size() < static_cast<size_t>(size))
+    buffer.resize(static_cast<size_t>(size));
+  return buffer.data();
+}
 
 /// A weight matrix [rows, cols]: float32, or int8 values with float32
 /// scales [rows, groups] (element = value * the scale of its group of
