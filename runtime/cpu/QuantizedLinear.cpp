@@ -494,7 +494,9 @@ void cpu::linearInt8QuantizedRows(const float *x, int64_t rows, int64_t in, cons
     for (int64_t r = begin; r < end; ++r)
       quantizeRow(x + r * in, in, xq + r * in, xs + r);
   });
-  const int64_t done = rows > kQuantizedDirectMaxRows && dnnl::int8Native()
+  // int32 holds any sum of up to 2^31 / 127^2 products of two int8 values.
+  constexpr int64_t kMaxExactIn = INT32_MAX / (127 * 127);
+  const int64_t done = rows > kQuantizedDirectMaxRows && in <= kMaxExactIn && dnnl::int8Native()
                            ? int8MatmulRows(xq, xs, rows, in, q, scales, bias, out, beta, y)
                            : 0;
   if (done == rows)

@@ -238,6 +238,19 @@ TEST(QuantizedLinear, QuantizedRowsMatchDefinition) {
   checkQuantizedRows(8, 1024, 4096, 0.0f, true, 37);
 }
 
+// Rows long enough that 127 x 127 products overflow an int32 sum still come
+// out right (they are not summed in int32).
+TEST(QuantizedLinear, QuantizedRowsTooLongForInt32Sums) {
+  cpu::setThreads(2);
+  const int64_t rows = 8, in = 140000, out = 2;
+  std::vector<int8_t> q(out * in, 127);
+  std::vector<float> x(rows * in, 1.0f), scales(out, 0.5f), y(rows * out);
+  cpu::linearInt8QuantizedRows(x.data(), rows, in, q.data(), scales.data(), nullptr, out, 0.0f,
+                               y.data());
+  for (float v : y) // (1 / 127) * 0.5 * 127 * 127 * in
+    EXPECT_NEAR(v, 0.5 * 127 * in, 1e-5 * 0.5 * 127 * in);
+}
+
 // A NaN or infinity in a row makes that row's results NaN, and only its.
 TEST(QuantizedLinear, QuantizedRowsPropagateNonFinite) {
   cpu::setThreads(2);
@@ -252,7 +265,8 @@ TEST(QuantizedLinear, QuantizedRowsPropagateNonFinite) {
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t o = 0; o < out; ++o) {
         if (r == 1 || r == 2)
-          EXPECT_TRUE(std::isnan(y[r * out + o])) << "rows " << rows << " [" << r << ", " << o << "]";
+          EXPECT_TRUE(std::isnan(y[r * out + o]))
+              << "rows " << rows << " [" << r << ", " << o << "]";
         else
           EXPECT_NEAR(y[r * out + o], 0.5f * 0.1f * in, 1e-5) << "rows " << rows;
       }
