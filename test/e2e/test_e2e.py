@@ -588,6 +588,58 @@ class Errors(EndToEnd):
     def forward_error(self, artifact, *flags):
         return self.assert_one_error(artifact, 'forward', '--output-dir', self.workdir('out'), *flags)
 
+    def medium_checkpoint(self):
+        """A GPT-2 of 345M's width with 4 layers (~100M parameters, fp16),
+        generated once: compiling it takes seconds and needs about 1 GB."""
+        path = os.path.join(self.work, 'medium-gpt2')
+        if not os.path.isdir(path):
+            sys.path.insert(0, os.path.join(ROOT, 'test', 'fixtures'))
+            import gen_fixtures as G  # noqa: E402
+            G.LARGE['gpt2'] = dict(G.LARGE['gpt2'], layers=4)
+            G.generate_large('gpt2', path)
+        return path
+
+    def test_compile_out_of_memory(self):
+        """megatron-compile under `ulimit -v` too small for the model: one
+        clear error and no artifact; with room enough it compiles."""
+        import resource
+        checkpoint, out = self.medium_checkpoint(), os.path.join(self.workdir('oom'), 'm.mtc')
+
+        def limited(megabytes):
+            def limit():
+                resource.setrlimit(resource.RLIMIT_AS, (megabytes << 20, megabytes << 20))
+            return subprocess.run([self.compiler, checkpoint, '-o', out], capture_output=True,
+                                  text=True, timeout=300, preexec_fn=limit)
+        r = limited(700)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertTrue(ONE_ERROR_LINE.fullmatch(r.stderr), r.stderr)
+        self.assertIn('out of memory', r.stderr)
+        self.assertEqual(os.listdir(os.path.dirname(out)), [])
+        r = limited(4096)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.isfile(out))
+
+    def test_interrupted_compile_leaves_no_artifact(self):
+        """A compile stopped while it writes the artifact (SIGINT, SIGTERM,
+        SIGKILL) never leaves a file at the output path; the catchable
+        signals also remove the partial one."""
+        checkpoint = self.medium_checkpoint()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            with self.subTest(signal=sig.name):
+                out = os.path.join(self.workdir('interrupted', sig.name), 'm.mtc')
+                partial = out + '.partial'
+                p = subprocess.Popen([self.compiler, checkpoint, '-o', out],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                deadline = time.monotonic() + 120
+                while not os.path.exists(partial) and p.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                self.assertTrue(os.path.exists(partial), 'the compile never wrote OUT.partial')
+                p.send_signal(sig)
+                self.assertNotEqual(p.wait(timeout=60), 0)
+                self.assertFalse(os.path.exists(out), f'{sig.name} left {out}')
+                if sig != signal.SIGKILL:
+                    self.assertFalse(os.path.exists(partial), f'{sig.name} left {partial}')
+
     def test_address_space_limit(self):
         """Under `ulimit -v` too small for OpenBLAS's GEMM buffers, one clear
         error (it used to spin forever in OpenBLAS's load-time constructor);
