@@ -4,7 +4,6 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
-#include <algorithm>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -67,14 +66,11 @@ struct Context {
     if (slot || !engine)
       return slot.get();
     auto m = std::make_unique<Matmul>();
+    // Without a batch the 2-D dims start past the batch's.
     const int rank = batch ? 3 : 2;
-    dnnl_dims_t srcDims = {rows, in}, weightDims = {in, out}, dstDims = {rows, out};
-    if (batch) {
-      dnnl_dims_t src3 = {batch, rows, in}, weight3 = {batch, in, out}, dst3 = {batch, rows, out};
-      std::copy(src3, src3 + 3, srcDims);
-      std::copy(weight3, weight3 + 3, weightDims);
-      std::copy(dst3, dst3 + 3, dstDims);
-    }
+    const dnnl_dims_t src = {batch, rows, in}, weight = {batch, in, out}, dst = {batch, rows, out};
+    const int64_t *srcDims = src + 3 - rank, *weightDims = weight + 3 - rank,
+                  *dstDims = dst + 3 - rank;
     // ba (acb): the [in, out] operand laid out as an [out, in] matrix.
     const dnnl_format_tag_t plain = batch ? dnnl_abc : dnnl_ab,
                             swapped = batch ? dnnl_acb : dnnl_ba;
