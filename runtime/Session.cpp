@@ -217,6 +217,16 @@ Status RankRunner::prepare() {
   return Status::success();
 }
 
+namespace {
+/// Whether a step is a linear (alone or fused with the residual and
+/// LayerNorm) that quantizes its input to int8: its second parameter.
+bool quantizesInput(const fb::Step &step) {
+  return (step.kind() == fb::StepKind::Linear ||
+          step.kind() == fb::StepKind::LinearAddLayerNorm) &&
+         step.ints()->Get(1) != 0;
+}
+} // namespace
+
 /// A linear step's int8-input flag (its second parameter): 0, or 1 with an
 /// int8 weight.
 Status RankRunner::checkInt8Input(const fb::Step &step, bool quantized,
@@ -377,9 +387,7 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   // The step's weight operand: f32, bf16 kept narrow, or int8 values with
   // their scales.
   bool quantized = quantizedOperand(step);
-  bool int8Input = (step.kind() == fb::StepKind::Linear ||
-                    step.kind() == fb::StepKind::LinearAddLayerNorm) &&
-                   step.ints()->Get(1) != 0;
+  bool int8Input = quantizesInput(step);
   auto weights = [&](size_t i) -> cpu::Weights {
     if (bf16[in(i)])
       return cpu::Weights(reinterpret_cast<const uint16_t *>(data[in(i)]));
@@ -1037,7 +1045,7 @@ Session::LinearCounts Session::linearCounts(const std::string &entryName) const 
     ++counts.linears;
     if (r.quantizedOperand(*step)) {
       ++counts.int8Weights;
-      counts.int8Inputs += step->ints()->Get(1) != 0;
+      counts.int8Inputs += quantizesInput(*step);
     }
   }
   return counts;
