@@ -993,15 +993,10 @@ def fake_quantize(w, groups):
 
 
 def fake_quantize_rows(x, groups):
-    """x [..., in] as `--quantize-activations` quantizes a linear's input:
-    each row (each of its `groups` column slices) symmetric int8 with scale
-    max|x| / 127, rounded to nearest, and back."""
-    g = x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups)
-    amax = g.abs().amax(dim=-1, keepdim=True)
-    scale = amax / 127.0
-    q = torch.where(amax > 0, torch.round(g / torch.where(amax > 0, scale, torch.ones_like(scale))),
-                    torch.zeros_like(g)).clamp(-127, 127)
-    return (q * scale).reshape(x.shape)
+    """x [..., in] as `--quantize-activations` quantizes a linear's input at
+    run time: each row (each of its `groups` column slices) through the
+    weights' symmetric int8 and back, in float32 as the runtime does."""
+    return fake_quantize(x.reshape(-1, x.shape[-1]), groups).reshape(x.shape).to(x.dtype)
 
 
 def quantize_int8(model, group_size=None, embeddings=False, tp=1, activations=False):
