@@ -107,19 +107,9 @@ void megatron::runtime::cpu::scoresToBf16Probabilities(float *row, int64_t n, fl
                                                        int64_t visible, const uint8_t *keep,
                                                        uint16_t *out) {
   const float lowest = std::numeric_limits<float>::lowest();
-  float max = lowest;
-  for (int64_t j = 0; j < n; ++j) {
-    row[j] = j < visible && (!keep || keep[j]) ? row[j] * scale : lowest;
-    max = std::max(max, row[j]);
-  }
-  float sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    row[j] = std::exp(row[j] - max);
-    sum += row[j];
-  }
-  const float inverse = 1.0f / sum; // sum >= 1: the largest term is exp(0)
   for (int64_t j = 0; j < n; ++j)
-    row[j] *= inverse;
+    row[j] = j < visible && (!keep || keep[j]) ? row[j] * scale : lowest;
+  softmax(row, 1, n);
   toBf16(row, n, out);
 }
 
