@@ -35,6 +35,31 @@ float roundToBf16(float v) {
   return v;
 }
 
+/// Every `stride`-th output channel, and the last.
+std::vector<int64_t> sampledChannels(int64_t out, int64_t stride) {
+  std::vector<int64_t> channels;
+  for (int64_t o = 0; o < out; o += stride)
+    channels.push_back(o);
+  if (channels.back() != out - 1)
+    channels.push_back(out - 1);
+  return channels;
+}
+
+/// Output [r, o]'s bias and beta * y (y as it was before the call) terms
+/// added to `value`, their magnitudes to `magnitude`.
+void addBiasAndBeta(bool withBias, const std::vector<float> &bias, float beta,
+                    const std::vector<float> &before, int64_t r, int64_t o, int64_t out,
+                    double &value, double &magnitude) {
+  if (withBias) {
+    value += bias[o];
+    magnitude += std::fabs(bias[o]);
+  }
+  if (beta != 0.0f) {
+    value += beta * double(before[r * out + o]);
+    magnitude += std::fabs(beta * double(before[r * out + o]));
+  }
+}
+
 /// Runs one case and compares every `stride`-th output channel (and the
 /// last) with the double-precision product.
 void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1) {
@@ -81,13 +106,8 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1)
     return double(w);
   };
 
-  std::vector<int64_t> checked;
-  for (int64_t o = 0; o < out; o += stride)
-    checked.push_back(o);
-  if (checked.back() != out - 1)
-    checked.push_back(out - 1);
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t o : checked) {
+    for (int64_t o : sampledChannels(out, stride)) {
       // Many-row products may take x rounded to bf16 (as PyTorch's bf16
       // GEMMs do) where the CPU has bf16 arithmetic; either product is
       // right to float rounding.
@@ -99,14 +119,7 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1)
         magnitude += std::fabs(double(x[r * in + k]) * w);
       }
       double extra = 0;
-      if (withBias) {
-        extra += bias[o];
-        magnitude += std::fabs(bias[o]);
-      }
-      if (beta != 0.0f) {
-        extra += beta * double(before[r * out + o]);
-        magnitude += std::fabs(beta * double(before[r * out + o]));
-      }
+      addBiasAndBeta(withBias, bias, beta, before, r, o, out, extra, magnitude);
       sum += extra;
       roundedSum += extra;
       if (rows > 32 && std::fabs(y[r * out + o] - roundedSum) <= 1e-5 * magnitude)
@@ -198,7 +211,7 @@ void checkQuantizedRows(int64_t rows, int64_t in, int64_t out, float beta, bool 
       nearTie[k] = std::fabs(std::fabs(v - std::trunc(v)) - 0.5) < 1e-4;
     }
     const double rowScale = largest / 127.0f;
-    for (int64_t o = 0; o < out; o += (o + stride < out || o == out - 1) ? stride : out - 1 - o) {
+    for (int64_t o : sampledChannels(out, stride)) {
       int64_t sum = 0, magnitude = 0, tieSlack = 0;
       for (int64_t k = 0; k < in; ++k) {
         sum += int64_t(xq[k]) * q[o * in + k];
@@ -207,20 +220,11 @@ void checkQuantizedRows(int64_t rows, int64_t in, int64_t out, float beta, bool 
       }
       double expected = rowScale * scales[o] * double(sum),
              bound = rowScale * scales[o] * double(magnitude);
-      if (withBias) {
-        expected += bias[o];
-        bound += std::fabs(bias[o]);
-      }
-      if (beta != 0.0f) {
-        expected += beta * double(before[r * out + o]);
-        bound += std::fabs(beta * double(before[r * out + o]));
-      }
+      addBiasAndBeta(withBias, bias, beta, before, r, o, out, expected, bound);
       ASSERT_NEAR(y[r * out + o], expected,
                   1e-5 * bound + rowScale * scales[o] * double(tieSlack) + 1e-30)
           << "rows " << rows << " in " << in << " out " << out << " beta " << beta << " bias "
           << withBias << " at [" << r << ", " << o << "]";
-      if (o == out - 1)
-        break;
     }
   }
 }
