@@ -458,15 +458,11 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
         n != elements(x) / w[1] * w[0] ||
         (bias && elements(shapes[in(biasIndex)]) != w[0]))
       return mismatch("expected x[..., in], w[out, in], b[out] -> [..., out]");
+    std::optional<cpu::GeluKind> gelu;
+    if (int64_t epilogue = step.ints()->Get(0))
+      gelu = epilogue == 2 ? cpu::GeluKind::Tanh : cpu::GeluKind::Erf;
     cpu::linear(f(in(0)), elements(x) / w[1], w[1], weights(1),
-                bias ? f(in(biasIndex)) : nullptr, w[0], f(outId));
-    if (int64_t epilogue = step.ints()->Get(0)) {
-      cpu::GeluKind kind = epilogue == 2 ? cpu::GeluKind::Tanh : cpu::GeluKind::Erf;
-      float *y = f(outId);
-      cpu::parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
-        cpu::gelu(y + begin, end - begin, kind, y + begin);
-      });
-    }
+                bias ? f(in(biasIndex)) : nullptr, w[0], f(outId), gelu);
     return Status::success();
   }
   case fb::StepKind::AddLayerNorm:

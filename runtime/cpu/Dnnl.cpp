@@ -4,20 +4,32 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include <cstring>
 #include <map>
 #include <memory>
 #include <tuple>
+#include <vector>
 
 using namespace megatron::runtime::cpu;
 
 namespace {
+
+/// An epilogue as bits of a primitive's key.
+constexpr unsigned kScales = 1, kBias = 2, kGeluErf = 4, kGeluTanh = 8, kAccumulate = 16;
+
+unsigned epilogueBits(const dnnl::Epilogue &e) {
+  return (e.scales ? kScales : 0) | (e.bias ? kBias : 0) |
+         (e.gelu ? (*e.gelu == GeluKind::Erf ? kGeluErf : kGeluTanh) : 0) |
+         (e.accumulate ? kAccumulate : 0);
+}
 
 /// One matmul primitive, for one number of rows: oneDNN's kernels for a
 /// run-time M are slower (f32 much; bf16 and int8 by 5-30% at 128 rows,
 /// measured at BERT-345M's shapes on Zen 4, the same at 4096).
 struct Matmul {
   dnnl_primitive_t primitive = nullptr;
-  dnnl_memory_desc_t src{}, weights{}, dst{};
+  /// bias and scales: [1, out] f32 rows.
+  dnnl_memory_desc_t src{}, weights{}, dst{}, row{};
 
   ~Matmul() {
     if (primitive)
@@ -32,9 +44,9 @@ struct Context {
   static constexpr size_t kMaxMatmuls = 256;
   dnnl_engine_t engine = nullptr;
   dnnl_stream_t stream = nullptr;
-  /// (type, batch, rows, in, out, accumulate, weights transposed); batch 0
-  /// for a single 2-D product.
-  using Key = std::tuple<dnnl_data_type_t, int64_t, int64_t, int64_t, int64_t, bool, bool>;
+  /// (type, batch, rows, in, out, epilogue bits, weights transposed); batch
+  /// 0 for a single 2-D product.
+  using Key = std::tuple<dnnl_data_type_t, int64_t, int64_t, int64_t, int64_t, unsigned, bool>;
   std::map<Key, std::unique_ptr<Matmul>> matmuls;
 
   Context() {
@@ -51,20 +63,23 @@ struct Context {
   }
 
   /// The matmul for [rows, in] x [in, out] in `type`, f32 results (int32
-  /// for int8), all row-major; the [in, out] operand is stored [out, in]
-  /// when `transposed` (a linear's weight). With a batch, that many such
-  /// products of consecutive matrices. Null if oneDNN has none.
+  /// for int8), all row-major, through the epilogue `bits` (epilogueBits);
+  /// the [in, out] operand is stored [out, in] when `transposed` (a
+  /// linear's weight). With a batch, that many such products of
+  /// consecutive matrices (no epilogue). Null if oneDNN has no fast kernel
+  /// for it.
   Matmul *matmul(dnnl_data_type_t type, int64_t batch, int64_t rows, int64_t in, int64_t out,
-                 bool accumulate, bool transposed) {
+                 unsigned bits, bool transposed) {
     // Primitives are per number of rows: prompts of ever new lengths must
     // not grow this without bound. Dropped ones are rebuilt on demand (from
     // oneDNN's own cache of generated kernels when they are still there).
-    const Key key{type, batch, rows, in, out, accumulate, transposed};
+    const Key key{type, batch, rows, in, out, bits, transposed};
     if (matmuls.size() >= kMaxMatmuls && !matmuls.count(key))
       matmuls.clear();
     auto &slot = matmuls[key];
+    // A shape without a fast kernel keeps an empty entry: not tried again.
     if (slot || !engine)
-      return slot.get();
+      return slot && slot->primitive ? slot.get() : nullptr;
     auto m = std::make_unique<Matmul>();
     // Without a batch the 2-D dims start past the batch's.
     const int rank = batch ? 3 : 2;
@@ -78,19 +93,41 @@ struct Context {
     dnnl_post_ops_t postOps = nullptr;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_desc_t pd = nullptr;
+    const dnnl_dims_t rowDims = {1, out};
+    // oneDNN adds its bias argument before any post-op, so after scales the
+    // bias is a post-op too.
+    const bool biasArgument = (bits & kBias) && !(bits & kScales);
     bool ok = dnnl_memory_desc_init_by_tag(&m->src, rank, srcDims, type, plain) == dnnl_success &&
               dnnl_memory_desc_init_by_tag(&m->weights, rank, weightDims, type,
                                            transposed ? swapped : plain) == dnnl_success &&
               dnnl_memory_desc_init_by_tag(&m->dst, rank, dstDims,
                                            type == dnnl_s8 ? dnnl_s32 : dnnl_f32,
                                            plain) == dnnl_success &&
-              dnnl_matmul_desc_init(&desc, &m->src, &m->weights, nullptr, &m->dst) == dnnl_success &&
+              dnnl_memory_desc_init_by_tag(&m->row, 2, rowDims, dnnl_f32, dnnl_ab) ==
+                  dnnl_success &&
+              dnnl_matmul_desc_init(&desc, &m->src, &m->weights,
+                                    biasArgument ? &m->row : nullptr, &m->dst) == dnnl_success &&
               dnnl_primitive_attr_create(&attr) == dnnl_success;
-    if (ok && accumulate)
+    if (ok && bits)
       ok = dnnl_post_ops_create(&postOps) == dnnl_success &&
-           dnnl_post_ops_append_sum(postOps, 1.0f) == dnnl_success &&
+           (!(bits & kScales) ||
+            (dnnl_post_ops_append_binary(postOps, dnnl_binary_mul, &m->row) == dnnl_success &&
+             (!(bits & kBias) || dnnl_post_ops_append_binary(postOps, dnnl_binary_add,
+                                                             &m->row) == dnnl_success))) &&
+           (!(bits & (kGeluErf | kGeluTanh)) ||
+            dnnl_post_ops_append_eltwise(
+                postOps, 1.0f, bits & kGeluErf ? dnnl_eltwise_gelu_erf : dnnl_eltwise_gelu_tanh,
+                0.0f, 0.0f) == dnnl_success) &&
+           (!(bits & kAccumulate) || dnnl_post_ops_append_sum(postOps, 1.0f) == dnnl_success) &&
            dnnl_primitive_attr_set_post_ops(attr, postOps) == dnnl_success;
+    // oneDNN falls back to reference kernels ("ref:...") for what its JIT
+    // kernels lack, e.g. some post-ops with strided results: two orders of
+    // magnitude slower than the caller's own path.
+    const char *implementation = nullptr;
     ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, engine, nullptr) == dnnl_success &&
+         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &implementation) ==
+             dnnl_success &&
+         implementation && std::strncmp(implementation, "ref", 3) != 0 &&
          dnnl_primitive_create(&m->primitive, pd) == dnnl_success;
     if (pd)
       dnnl_primitive_desc_destroy(pd);
@@ -98,9 +135,12 @@ struct Context {
       dnnl_post_ops_destroy(postOps);
     if (attr)
       dnnl_primitive_attr_destroy(attr);
-    if (ok)
-      slot = std::move(m);
-    return slot.get();
+    if (!ok && m->primitive) {
+      dnnl_primitive_destroy(m->primitive);
+      m->primitive = nullptr;
+    }
+    slot = std::move(m);
+    return slot->primitive ? slot.get() : nullptr;
   }
 };
 
@@ -134,39 +174,50 @@ bool dnnl::int8Native() {
 
 namespace {
 bool run(dnnl_data_type_t type, int64_t batch, const void *x, int64_t rows, int64_t in,
-         const void *w, int64_t out, float beta, bool transposed, void *y) {
+         const void *w, int64_t out, const dnnl::Epilogue &epilogue, bool transposed, void *y) {
   thread_local Context context;
-  Matmul *m = context.matmul(type, batch, rows, in, out, beta != 0.0f, transposed);
+  const unsigned bits = epilogueBits(epilogue);
+  Matmul *m = context.matmul(type, batch, rows, in, out, bits, transposed);
   if (!m)
     return false;
   Memory src(m->src, context.engine, x), weights(m->weights, context.engine, w),
-      dst(m->dst, context.engine, y);
-  if (!src.memory || !weights.memory || !dst.memory)
+      dst(m->dst, context.engine, y), scales(m->row, context.engine, epilogue.scales),
+      bias(m->row, context.engine, epilogue.bias);
+  if (!src.memory || !weights.memory || !dst.memory || !scales.memory || !bias.memory)
     return false;
-  dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src.memory},
-                            {DNNL_ARG_WEIGHTS, weights.memory},
-                            {DNNL_ARG_DST, dst.memory}};
-  return dnnl_primitive_execute(m->primitive, context.stream, 3, args) == dnnl_success &&
+  // In the order Context::matmul appends the post-ops.
+  std::vector<dnnl_exec_arg_t> args = {{DNNL_ARG_SRC, src.memory},
+                                       {DNNL_ARG_WEIGHTS, weights.memory},
+                                       {DNNL_ARG_DST, dst.memory}};
+  if (bits & kScales) {
+    args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, scales.memory});
+    if (bits & kBias)
+      args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, bias.memory});
+  } else if (bits & kBias) {
+    args.push_back({DNNL_ARG_BIAS, bias.memory});
+  }
+  return dnnl_primitive_execute(m->primitive, context.stream, static_cast<int>(args.size()),
+                                args.data()) == dnnl_success &&
          dnnl_stream_wait(context.stream) == dnnl_success;
 }
 } // namespace
 
 bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
-                      int64_t out, float beta, float *y) {
-  return run(dnnl_bf16, 0, x, rows, in, w, out, beta, true, y);
+                      int64_t out, const Epilogue &epilogue, float *y) {
+  return run(dnnl_bf16, 0, x, rows, in, w, out, epilogue, true, y);
 }
 
 bool dnnl::matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
-                     float beta, float *y) {
-  return run(dnnl_f32, 0, x, rows, in, w, out, beta, true, y);
+                     const Epilogue &epilogue, float *y) {
+  return run(dnnl_f32, 0, x, rows, in, w, out, epilogue, true, y);
 }
 
 bool dnnl::matmulInt8(const int8_t *x, int64_t rows, int64_t in, const int8_t *w, int64_t out,
                       int32_t *y) {
-  return run(dnnl_s8, 0, x, rows, in, w, out, 0.0f, true, y);
+  return run(dnnl_s8, 0, x, rows, in, w, out, {}, true, y);
 }
 
 bool dnnl::batchedMatmulBf16(const uint16_t *a, const uint16_t *b, int64_t batch, int64_t m,
                              int64_t k, int64_t n, bool transposeB, float *c) {
-  return batch > 0 && run(dnnl_bf16, batch, a, m, k, b, n, 0.0f, transposeB, c);
+  return batch > 0 && run(dnnl_bf16, batch, a, m, k, b, n, {}, transposeB, c);
 }

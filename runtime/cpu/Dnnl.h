@@ -11,9 +11,23 @@
 #ifndef MEGATRON_RUNTIME_CPU_DNNL_H
 #define MEGATRON_RUNTIME_CPU_DNNL_H
 
+#include "runtime/cpu/Kernels.h"
+
 #include <cstdint>
+#include <optional>
 
 namespace megatron::runtime::cpu::dnnl {
+
+/// What a matmul does to each product before it is stored, in this order
+/// (each optional): times scales[column], plus bias[column], GELU, plus the
+/// value y held (accumulate). Inside the GEMM kernel these cost nothing
+/// next to a separate pass over y.
+struct Epilogue {
+  const float *scales = nullptr;
+  const float *bias = nullptr;
+  std::optional<GeluKind> gelu;
+  bool accumulate = false;
+};
 
 /// Whether this CPU multiplies bf16 natively (oneDNN's AVX512-BF16 or AMX
 /// kernels); elsewhere bf16 weights are widened for f32 GEMMs instead.
@@ -24,16 +38,16 @@ bool bf16Native();
 /// kernels may saturate 16-bit partial sums.
 bool int8Native();
 
-/// y[rows, out] = beta * y + x[rows, in] w[out, in]^T, with x and w bf16
-/// (raw bits) and y f32; beta is 0 or 1. False (nothing written) when
-/// oneDNN cannot run it here.
+/// y[rows, out] = x[rows, in] w[out, in]^T through `epilogue`, with x and w
+/// bf16 (raw bits) and y f32. False (nothing written) when oneDNN has no
+/// fast kernel for it here (its reference kernels are 100x slower).
 bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
-                int64_t out, float beta, float *y);
+                int64_t out, const Epilogue &epilogue, float *y);
 
-/// The same in f32, with a primitive per number of rows. Against
-/// OpenBLAS it wins some shapes and loses others, so the caller measures.
+/// The same in f32. Against OpenBLAS it wins some shapes and loses others,
+/// so the caller measures.
 bool matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
-               float beta, float *y);
+               const Epilogue &epilogue, float *y);
 
 /// y[rows, out] = x[rows, in] w[out, in]^T summed exactly in int32, x and w
 /// int8 (symmetric, -127..127: no sum of `in` < 2^17 products overflows).

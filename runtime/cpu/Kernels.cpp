@@ -58,7 +58,7 @@ bool oneDnnIsFaster(const float *x, int64_t rows, int64_t in, const float *w, in
   bool &choice = faster[{bucket, in, out}];
   choice = false;
   // Untimed: builds oneDNN's kernel for the shape.
-  if (!dnnl::matmulF32(x, rows, in, w, out, 0.0f, y))
+  if (!dnnl::matmulF32(x, rows, in, w, out, {}, y))
     return false;
   auto best = [&](auto run) {
     double seconds = 1e30;
@@ -71,39 +71,49 @@ bool oneDnnIsFaster(const float *x, int64_t rows, int64_t in, const float *w, in
     return seconds;
   };
   double openBlas = best([&] { openBlasGemm(x, rows, in, w, out, 0.0f, y); });
-  double oneDnn = best([&] { dnnl::matmulF32(x, rows, in, w, out, 0.0f, y); });
+  double oneDnn = best([&] { dnnl::matmulF32(x, rows, in, w, out, {}, y); });
   choice = oneDnn < openBlas;
   return choice;
 }
 
-/// y = x w^T + beta y; one row (a decode step) is a matrix-vector product,
-/// which OpenBLAS 0.3.21 would still pack as a GEMM.
-void gemm(const float *x, int64_t rows, int64_t in, const float *w, int64_t out, float beta,
-          float *y) {
-  if (rows == 1) {
-    blas().sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, beta, y, 1);
+/// y = x w^T through the epilogue (no scales). One row (a decode step) is a
+/// matrix-vector product, which OpenBLAS 0.3.21 would still pack as a GEMM.
+void gemm(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
+          const dnnl::Epilogue &epilogue, float *y) {
+  if (rows >= kMeasuredMinRows &&
+      oneDnnIsFaster(x, rows, in, w, out, epilogue.accumulate ? 1.0f : 0.0f, y) &&
+      dnnl::matmulF32(x, rows, in, w, out, epilogue, y))
     return;
+  // OpenBLAS adds the product to the bias (and what y held), GELU follows.
+  float beta = epilogue.accumulate ? 1.0f : 0.0f;
+  if (epilogue.bias) {
+    parallelFor(rows, std::max<int64_t>(1, 16384 / out), [&](int64_t begin, int64_t end) {
+      for (float *row = y + begin * out; row < y + end * out; row += out)
+        if (beta != 0.0f)
+          add(row, epilogue.bias, out, 0, out, row);
+        else
+          std::memcpy(row, epilogue.bias, out * sizeof(float));
+    });
+    beta = 1.0f;
   }
-  if (rows >= kMeasuredMinRows && oneDnnIsFaster(x, rows, in, w, out, beta, y) &&
-      dnnl::matmulF32(x, rows, in, w, out, beta, y))
-    return;
-  openBlasGemm(x, rows, in, w, out, beta, y);
+  if (rows == 1)
+    blas().sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, beta, y, 1);
+  else
+    openBlasGemm(x, rows, in, w, out, beta, y);
+  if (epilogue.gelu)
+    geluInPlace(y, rows, out, *epilogue.gelu);
 }
 } // namespace
 
 void cpu::linear(const float *x, int64_t rows, int64_t in, const Weights &w,
-                 const float *bias, int64_t out, float *y) {
+                 const float *bias, int64_t out, float *y, std::optional<GeluKind> gelu) {
   if (w.i8 && w.int8Input)
-    return linearInt8QuantizedRows(x, rows, in, w.i8, w.scales, bias, out, 0.0f, y);
+    return linearInt8QuantizedRows(x, rows, in, w.i8, w.scales, bias, out, 0.0f, y, gelu);
   if (w.i8)
-    return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, bias, out, 0.0f, y);
+    return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, bias, out, 0.0f, y, gelu);
   if (w.bf16)
-    return linearBf16(x, rows, in, w.bf16, bias, out, 0.0f, y);
-  // Start from the bias (beta = 1) so the GEMM adds it for free.
-  if (bias)
-    for (int64_t r = 0; r < rows; ++r)
-      std::memcpy(y + r * out, bias, out * sizeof(float));
-  gemm(x, rows, in, w.f32, out, bias ? 1.0f : 0.0f, y);
+    return linearBf16(x, rows, in, w.bf16, bias, out, 0.0f, y, gelu);
+  gemm(x, rows, in, w.f32, out, {nullptr, bias, gelu, false}, y);
 }
 
 void cpu::linearAccumulate(const float *x, int64_t rows, int64_t in, const Weights &w,
@@ -114,7 +124,13 @@ void cpu::linearAccumulate(const float *x, int64_t rows, int64_t in, const Weigh
     return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, nullptr, out, 1.0f, y);
   if (w.bf16)
     return linearBf16(x, rows, in, w.bf16, nullptr, out, 1.0f, y);
-  gemm(x, rows, in, w.f32, out, 1.0f, y);
+  gemm(x, rows, in, w.f32, out, {nullptr, nullptr, std::nullopt, true}, y);
+}
+
+void cpu::geluInPlace(float *y, int64_t rows, int64_t cols, GeluKind kind) {
+  parallelFor(rows * cols, 16384, [&](int64_t begin, int64_t end) {
+    gelu(y + begin, end - begin, kind, y + begin);
+  });
 }
 
 void cpu::batchedMatmul(const float *a, const float *b, int64_t batch,

@@ -12,6 +12,7 @@
 #include "megatron/runtime/Status.h"
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace megatron::runtime::cpu {
@@ -45,9 +46,11 @@ struct Weights {
   bool int8Input = false;
 };
 
-/// y[rows, out] = x[rows, in] * w[out, in]^T (+ bias[out]): torch.nn.Linear.
+/// y[rows, out] = x[rows, in] * w[out, in]^T (+ bias[out]): torch.nn.Linear,
+/// then GELU if asked (inside the GEMM where the GEMM can).
 void linear(const float *x, int64_t rows, int64_t in, const Weights &w,
-            const float *bias, int64_t out, float *y);
+            const float *bias, int64_t out, float *y,
+            std::optional<GeluKind> gelu = std::nullopt);
 
 /// y[rows, out] += x[rows, in] * w[out, in]^T.
 void linearAccumulate(const float *x, int64_t rows, int64_t in, const Weights &w,
@@ -66,6 +69,9 @@ void layerNorm(const float *x, int64_t rows, int64_t width, const float *gamma,
                const float *beta, float eps, float *y);
 
 void gelu(const float *x, int64_t count, GeluKind kind, float *y);
+
+/// gelu in place over y [rows, cols], on all threads.
+void geluInPlace(float *y, int64_t rows, int64_t cols, GeluKind kind);
 void tanh(const float *x, int64_t count, float *y);
 
 /// y[i] = a[i] + b[i % period] for i in [begin, end): a residual add

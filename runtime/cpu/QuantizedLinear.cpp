@@ -311,28 +311,31 @@ void linearBlocked(const float *x, int64_t rows, int64_t in, const T *q,
 /// Both weight types' paths by the number of rows (see the file comment).
 template <typename T>
 void linearNarrow(const float *x, int64_t rows, int64_t in, const T *q, const float *scales,
-                  int64_t groupSize, const float *bias, int64_t out, float beta, float *y) {
+                  int64_t groupSize, const float *bias, int64_t out, float beta, float *y,
+                  std::optional<GeluKind> gelu) {
   if (rows <= 0 || out <= 0)
     return;
-  if (rows <= kDirectMaxRows) {
+  bool direct = false;
 #if defined(__x86_64__)
-    // The kernel's groups start on its 16-weight chunks (32, 64, 128 do).
-    if (hasAvx512 && (groupSize == in || groupSize % 16 == 0)) {
-      linearDirectAvx512(x, rows, in, q, scales, groupSize, bias, out, beta, y);
-      return;
-    }
+  // The kernel's groups start on its 16-weight chunks (32, 64, 128 do).
+  direct = rows <= kDirectMaxRows && hasAvx512 && (groupSize == in || groupSize % 16 == 0);
+  if (direct)
+    linearDirectAvx512(x, rows, in, q, scales, groupSize, bias, out, beta, y);
 #endif
-    // Bound by reading the weight: blocks small enough that their floats
-    // are still in L2 when the GEMM reads them back.
-    linearBlocked(x, rows, in, q, scales, groupSize, bias, out, beta, y,
-                  std::max<int64_t>(16, (256 << 10) / (in * int64_t(sizeof(float)))));
-    return;
+  if (!direct) {
+    // A few rows are bound by reading the weight: blocks small enough that
+    // their floats are still in L2 when the GEMM reads them back. Many are
+    // bound by arithmetic: each block's GEMM packs all of x again, so blocks
+    // of a few hundred channels, yet enough of them for every thread.
+    const int64_t perThread = (out + threads() - 1) / threads();
+    const int64_t block =
+        rows <= kDirectMaxRows
+            ? std::max<int64_t>(16, (256 << 10) / (in * int64_t(sizeof(float))))
+            : std::clamp<int64_t>((perThread + 15) / 16 * 16, 64, 256);
+    linearBlocked(x, rows, in, q, scales, groupSize, bias, out, beta, y, block);
   }
-  // Bound by arithmetic: each block's GEMM packs all of x again, so blocks
-  // of a few hundred channels, yet enough of them for every thread.
-  const int64_t perThread = (out + threads() - 1) / threads();
-  linearBlocked(x, rows, in, q, scales, groupSize, bias, out, beta, y,
-                std::clamp<int64_t>((perThread + 15) / 16 * 16, 64, 256));
+  if (gelu)
+    geluInPlace(y, rows, out, *gelu);
 }
 
 /// The int8 values as bf16, exactly.
@@ -343,30 +346,6 @@ void int8ToBf16(const int8_t *q, int64_t n, uint16_t *out) {
     uint32_t bits;
     std::memcpy(&bits, &v, sizeof(bits));
     out[i] = static_cast<uint16_t>(bits >> 16);
-  }
-}
-
-/// y[r, c] (rows `out` apart) = beta * y + scales[c] * t[r, c] + bias[c], for
-/// a block of `channels` products t. Vectorized: a scalar pass over all of
-/// an int8 prefill's results cost a tenth of its time.
-MEGATRON_VECTOR_CLONES
-void scaleInto(const float *t, int64_t rows, int64_t channels, const float *scales,
-               const float *bias, float beta, int64_t out, float *y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *tr = t + r * channels;
-    float *yr = y + r * out;
-    if (beta == 0.0f && bias)
-      for (int64_t c = 0; c < channels; ++c)
-        yr[c] = scales[c] * tr[c] + bias[c];
-    else if (beta == 0.0f)
-      for (int64_t c = 0; c < channels; ++c)
-        yr[c] = scales[c] * tr[c];
-    else if (bias)
-      for (int64_t c = 0; c < channels; ++c)
-        yr[c] = beta * yr[c] + scales[c] * tr[c] + bias[c];
-    else
-      for (int64_t c = 0; c < channels; ++c)
-        yr[c] = beta * yr[c] + scales[c] * tr[c];
   }
 }
 
@@ -384,12 +363,12 @@ const uint16_t *roundRowsToBf16(const float *x, int64_t rows, int64_t in) {
 
 /// Many rows, per-channel scales, a CPU with bf16 arithmetic: blocks of
 /// channels are widened to bf16 (exactly: |q| <= 127 needs 7 bits) and
-/// multiplied with x rounded to bf16 by oneDNN, each block on one thread;
-/// the scales, bias and beta follow per element. A block oneDNN cannot run
-/// takes the f32 path.
+/// multiplied with x rounded to bf16 by oneDNN, each block on one thread,
+/// which applies the scales, bias and GELU as it stores; the block's
+/// columns of y (beta) follow. A block oneDNN cannot run takes the f32 path.
 void linearInt8ViaBf16(const float *x, int64_t rows, int64_t in, const int8_t *q,
                        const float *scales, const float *bias, int64_t out, float beta,
-                       float *y) {
+                       float *y, std::optional<GeluKind> gelu) {
   const uint16_t *xRounded = roundRowsToBf16(x, rows, in);
   // A block's bf16 weights stay within L2 while oneDNN packs them.
   const int64_t block =
@@ -402,12 +381,22 @@ void linearInt8ViaBf16(const float *x, int64_t rows, int64_t in, const int8_t *q
     for (int64_t b = begin; b < end; ++b) {
       const int64_t o = b * block, channels = std::min(block, out - o);
       int8ToBf16(q + o * in, channels * in, w);
-      if (!dnnl::matmulBf16(xRounded, rows, in, w, channels, 0.0f, t)) {
-        dequantize(q + o * in, scales + o, in, in, channels, t);
-        gemmBlock(x, rows, in, t, bias ? bias + o : nullptr, out, beta, channels, y + o);
+      // oneDNN's fast kernels store only whole rows, not a block's columns.
+      if (dnnl::matmulBf16(xRounded, rows, in, w, channels,
+                           {scales + o, bias ? bias + o : nullptr, gelu, false}, t)) {
+        for (int64_t r = 0; r < rows; ++r) {
+          float *yr = y + r * out + o;
+          if (beta == 0.0f)
+            std::memcpy(yr, t + r * channels, channels * sizeof(float));
+          else
+            add(yr, t + r * channels, channels, 0, channels, yr);
+        }
         continue;
       }
-      scaleInto(t, rows, channels, scales + o, bias ? bias + o : nullptr, beta, out, y + o);
+      dequantize(q + o * in, scales + o, in, in, channels, t);
+      gemmBlock(x, rows, in, t, bias ? bias + o : nullptr, out, beta, channels, y + o);
+      for (int64_t r = 0; gelu && r < rows; ++r)
+        cpu::gelu(y + r * out + o, channels, *gelu, y + r * out + o);
     }
   });
 }
@@ -483,7 +472,7 @@ int64_t int8MatmulRows(const int8_t *xq, const float *rowScales, int64_t rows, i
 
 void cpu::linearInt8QuantizedRows(const float *x, int64_t rows, int64_t in, const int8_t *q,
                                   const float *scales, const float *bias, int64_t out,
-                                  float beta, float *y) {
+                                  float beta, float *y, std::optional<GeluKind> gelu) {
   if (rows <= 0 || out <= 0)
     return;
   thread_local std::vector<int8_t> quantized;
@@ -499,39 +488,34 @@ void cpu::linearInt8QuantizedRows(const float *x, int64_t rows, int64_t in, cons
   const int64_t done = rows > kQuantizedDirectMaxRows && in <= kMaxExactIn && dnnl::int8Native()
                            ? int8MatmulRows(xq, xs, rows, in, q, scales, bias, out, beta, y)
                            : 0;
-  if (done == rows)
-    return;
-  thread_local std::vector<float> dequantized;
-  float *xd = scratch(dequantized, (rows - done) * in);
-  parallelFor(rows - done, std::max<int64_t>(1, 16384 / in), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r)
-      for (int64_t k = 0; k < in; ++k)
-        xd[r * in + k] = static_cast<float>(xq[(done + r) * in + k]) * xs[done + r];
-  });
-  linearInt8(xd, rows - done, in, q, scales, in, bias, out, beta, y + done * out);
+  if (done < rows) {
+    thread_local std::vector<float> dequantized;
+    float *xd = scratch(dequantized, (rows - done) * in);
+    parallelFor(rows - done, std::max<int64_t>(1, 16384 / in), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        for (int64_t k = 0; k < in; ++k)
+          xd[r * in + k] = static_cast<float>(xq[(done + r) * in + k]) * xs[done + r];
+    });
+    linearInt8(xd, rows - done, in, q, scales, in, bias, out, beta, y + done * out);
+  }
+  if (gelu)
+    geluInPlace(y, rows, out, *gelu);
 }
 
 void cpu::linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
                      const float *scales, int64_t groupSize, const float *bias, int64_t out,
-                     float beta, float *y) {
+                     float beta, float *y, std::optional<GeluKind> gelu) {
   if (rows > kDirectMaxRows && out > 0 && groupSize == in && dnnl::bf16Native())
-    return linearInt8ViaBf16(x, rows, in, q, scales, bias, out, beta, y);
-  linearNarrow(x, rows, in, q, scales, groupSize, bias, out, beta, y);
+    return linearInt8ViaBf16(x, rows, in, q, scales, bias, out, beta, y, gelu);
+  linearNarrow(x, rows, in, q, scales, groupSize, bias, out, beta, y, gelu);
 }
 
 void cpu::linearBf16(const float *x, int64_t rows, int64_t in, const uint16_t *w,
-                     const float *bias, int64_t out, float beta, float *y) {
-  if (rows > kDirectMaxRows && out > 0 && dnnl::bf16Native()) {
-    // The bias first, so the product accumulates onto it.
-    if (bias) {
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t o = 0; o < out; ++o)
-          store(y + r * out + o, beta, bias[o]);
-      bias = nullptr;
-      beta = 1.0f;
-    }
-    if (dnnl::matmulBf16(roundRowsToBf16(x, rows, in), rows, in, w, out, beta, y))
-      return;
-  }
-  linearNarrow(x, rows, in, w, nullptr, in, bias, out, beta, y);
+                     const float *bias, int64_t out, float beta, float *y,
+                     std::optional<GeluKind> gelu) {
+  if (rows > kDirectMaxRows && out > 0 && dnnl::bf16Native() &&
+      dnnl::matmulBf16(roundRowsToBf16(x, rows, in), rows, in, w, out,
+                       {nullptr, bias, gelu, beta != 0.0f}, y))
+    return;
+  linearNarrow(x, rows, in, w, nullptr, in, bias, out, beta, y, gelu);
 }

@@ -10,7 +10,10 @@
 #ifndef MEGATRON_RUNTIME_CPU_QUANTIZEDLINEAR_H
 #define MEGATRON_RUNTIME_CPU_QUANTIZEDLINEAR_H
 
+#include "runtime/cpu/Kernels.h"
+
 #include <cstdint>
+#include <optional>
 
 namespace megatron::runtime::cpu {
 
@@ -18,11 +21,13 @@ namespace megatron::runtime::cpu {
 /// W[o, k] = q[o, k] * scales[o * groups + k / groupSize], groups = in / groupSize
 /// (groupSize == in: one scale per output channel). Symmetric int8 (-127..127).
 /// beta is 0 (y is only written) or 1 (accumulate into y, e.g. a residual);
-/// `in` must be a multiple of groupSize. Many rows with per-channel scales
-/// multiply x rounded to bf16 where the CPU has bf16 arithmetic.
+/// `in` must be a multiple of groupSize. With `gelu` (and beta 0), y =
+/// GELU(x W^T + bias). Many rows with per-channel scales multiply x rounded
+/// to bf16 where the CPU has bf16 arithmetic.
 void linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
                 const float *scales, int64_t groupSize, const float *bias,
-                int64_t out, float beta, float *y);
+                int64_t out, float beta, float *y,
+                std::optional<GeluKind> gelu = std::nullopt);
 
 /// linearInt8 with x quantized as well (dynamic W8A8, like PyTorch's
 /// dynamic quantization but with a scale per row rather than per tensor):
@@ -36,13 +41,14 @@ void linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
 /// NaN or infinity gives NaNs.
 void linearInt8QuantizedRows(const float *x, int64_t rows, int64_t in, const int8_t *q,
                              const float *scales, const float *bias, int64_t out, float beta,
-                             float *y);
+                             float *y, std::optional<GeluKind> gelu = std::nullopt);
 
 /// The same with W bf16 [out, in] (raw bits), no scales. Many rows multiply
 /// in bf16 where the CPU can (oneDNN: x is rounded to bf16 first, as
 /// PyTorch's bf16 does), a few rows widen W in registers.
 void linearBf16(const float *x, int64_t rows, int64_t in, const uint16_t *w,
-                const float *bias, int64_t out, float beta, float *y);
+                const float *bias, int64_t out, float beta, float *y,
+                std::optional<GeluKind> gelu = std::nullopt);
 
 } // namespace megatron::runtime::cpu
 

@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "GeluReference.h"
 #include "megatron/runtime/Half.h"
 #include "runtime/cpu/Dnnl.h"
 #include "runtime/cpu/Kernels.h"
@@ -80,12 +81,66 @@ TEST(Kernels, ManyRowLinearWhicheverLibraryIsFaster) {
       std::vector<float> y(rows * out);
       linear(x.data(), rows, in, w.data(), b.data(), out, y.data());
       expectClose(y, expected, 1e-5);
+      // With GELU, inside oneDNN's GEMM or after OpenBLAS's.
+      for (GeluKind kind : {GeluKind::Erf, GeluKind::Tanh}) {
+        linear(x.data(), rows, in, w.data(), b.data(), out, y.data(), kind);
+        std::vector<double> activated(rows * out);
+        for (int64_t i = 0; i < rows * out; ++i)
+          activated[i] = geluReference(expected[i], kind);
+        expectClose(y, activated, 2e-5);
+      }
       std::vector<float> sum = residual;
       linearAccumulate(x.data(), rows, in, w.data(), out, sum.data());
       std::vector<double> accumulated(rows * out);
       for (int64_t i = 0; i < rows * out; ++i)
         accumulated[i] = expected[i] - b[i % out] + residual[i];
       expectClose(sum, accumulated, 1e-5);
+    }
+  }
+}
+
+// oneDNN's epilogue in its order: scales, bias, GELU, then what y held.
+TEST(Kernels, OneDnnEpilogueInOrder) {
+  const int64_t rows = 40, in = 70, out = 19;
+  auto x = randomVector(rows * in), w = randomVector(out * in, 0.2f), scales = randomVector(out),
+       bias = randomVector(out), before = randomVector(rows * out);
+  std::vector<uint16_t> xBf16(x.size()), wBf16(w.size());
+  toBf16(x.data(), x.size(), xBf16.data());
+  toBf16(w.data(), w.size(), wBf16.data());
+  for (bool bf16 : {false, true}) {
+    if (bf16 && !dnnl::bf16Native())
+      continue;
+    for (unsigned combination = 0; combination < 16; ++combination) {
+      dnnl::Epilogue e;
+      e.scales = combination & 1 ? scales.data() : nullptr;
+      e.bias = combination & 2 ? bias.data() : nullptr;
+      if (combination & 4)
+        e.gelu = combination & 8 ? GeluKind::Tanh : GeluKind::Erf;
+      e.accumulate = combination & 8;
+      std::vector<float> y = before;
+      ASSERT_TRUE(bf16 ? dnnl::matmulBf16(xBf16.data(), rows, in, wBf16.data(), out, e,
+                                          y.data())
+                       : dnnl::matmulF32(x.data(), rows, in, w.data(), out, e, y.data()));
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t o = 0; o < out; ++o) {
+          const int64_t at = r * out + o;
+          double v = 0;
+          for (int64_t k = 0; k < in; ++k)
+            v += bf16 ? double(bfloat16ToFloat(xBf16[r * in + k])) *
+                            bfloat16ToFloat(wBf16[o * in + k])
+                      : double(x[r * in + k]) * w[o * in + k];
+          if (e.scales)
+            v *= scales[o];
+          if (e.bias)
+            v += bias[o];
+          if (e.gelu)
+            v = geluReference(v, *e.gelu);
+          if (e.accumulate)
+            v += before[at];
+          ASSERT_NEAR(y[at], v, 2e-5 * (1 + std::fabs(v)))
+              << (bf16 ? "bf16" : "f32") << " epilogue " << combination << " at [" << r
+              << ", " << o << "]";
+        }
     }
   }
 }
@@ -150,18 +205,13 @@ TEST(Kernels, LayerNormWithALargeMean) {
 TEST(Kernels, GeluBothForms) {
   auto x = randomVector(101, 3.0f);
   std::vector<float> y(x.size());
-  gelu(x.data(), x.size(), GeluKind::Erf, y.data());
-  std::vector<double> expected(x.size());
-  for (size_t i = 0; i < x.size(); ++i)
-    expected[i] = 0.5 * x[i] * (1 + std::erf(x[i] / std::sqrt(2.0)));
-  expectClose(y, expected, 1e-6);
-  gelu(x.data(), x.size(), GeluKind::Tanh, y.data());
-  for (size_t i = 0; i < x.size(); ++i) {
-    double v = x[i];
-    expected[i] =
-        0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+  for (GeluKind kind : {GeluKind::Erf, GeluKind::Tanh}) {
+    gelu(x.data(), x.size(), kind, y.data());
+    std::vector<double> expected(x.size());
+    for (size_t i = 0; i < x.size(); ++i)
+      expected[i] = geluReference(x[i], kind);
+    expectClose(y, expected, 1e-6);
   }
-  expectClose(y, expected, 1e-6);
 }
 
 TEST(Kernels, SoftmaxIsStableForLargeScores) {

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "GeluReference.h"
 #include "runtime/cpu/Parallel.h"
 #include "runtime/cpu/QuantizedLinear.h"
 
@@ -16,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -60,9 +62,19 @@ void addBiasAndBeta(bool withBias, const std::vector<float> &bias, float beta,
   }
 }
 
+/// `value` through GELU when asked, and the bound on its error given
+/// `bound` on value's: GELU's slope is at most 1.13, and its own rounding.
+void activate(std::optional<cpu::GeluKind> gelu, double &value, double &bound) {
+  if (!gelu)
+    return;
+  value = geluReference(value, *gelu);
+  bound = 1.13 * bound + 1e-6 * (1 + std::fabs(value));
+}
+
 /// Runs one case and compares every `stride`-th output channel (and the
-/// last) with the double-precision product.
-void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1) {
+/// last) with the double-precision product (through GELU when asked).
+void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
+               std::optional<cpu::GeluKind> gelu = std::nullopt) {
   const int64_t rows = shape.rows, in = shape.in, out = shape.out;
   const bool bf16 = shape.groupSize < 0;
   const int64_t groupSize = shape.groupSize > 0 ? shape.groupSize : in;
@@ -93,10 +105,10 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1)
 
   if (bf16)
     cpu::linearBf16(x.data(), rows, in, wBf16.data(), withBias ? bias.data() : nullptr, out,
-                    beta, y.data());
+                    beta, y.data(), gelu);
   else
     cpu::linearInt8(x.data(), rows, in, q.data(), scales.data(), groupSize,
-                    withBias ? bias.data() : nullptr, out, beta, y.data());
+                    withBias ? bias.data() : nullptr, out, beta, y.data(), gelu);
   auto weight = [&](int64_t o, int64_t k) {
     if (!bf16)
       return double(q[o * in + k]) * scales[o * groups + k / groupSize];
@@ -122,13 +134,17 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1)
       addBiasAndBeta(withBias, bias, beta, before, r, o, out, extra, magnitude);
       sum += extra;
       roundedSum += extra;
-      if (rows > 32 && std::fabs(y[r * out + o] - roundedSum) <= 1e-5 * magnitude)
-        continue;
       // Float rounding, relative to the sum of magnitudes; one term in
       // 4096 left out or taken twice is 25 times this.
-      ASSERT_NEAR(y[r * out + o], sum, 1e-5 * magnitude)
+      double bound = 1e-5 * magnitude, roundedBound = bound;
+      activate(gelu, sum, bound);
+      activate(gelu, roundedSum, roundedBound);
+      if (rows > 32 && std::fabs(y[r * out + o] - roundedSum) <= roundedBound)
+        continue;
+      ASSERT_NEAR(y[r * out + o], sum, bound)
           << "rows " << rows << " in " << in << " out " << out << " group " << shape.groupSize
-          << " beta " << beta << " bias " << withBias << " at [" << r << ", " << o << "]";
+          << " beta " << beta << " bias " << withBias << " gelu " << gelu.has_value()
+          << " at [" << r << ", " << o << "]";
     }
 }
 
@@ -174,7 +190,7 @@ TEST(QuantizedLinear, Bf16WeightsMatchDoubleReference) {
 /// double, int8 products summed exactly, then scaled. A value within float
 /// rounding of a tie may round either way: its term counts in the bound.
 void checkQuantizedRows(int64_t rows, int64_t in, int64_t out, float beta, bool withBias,
-                        int64_t stride = 1) {
+                        int64_t stride = 1, std::optional<cpu::GeluKind> gelu = std::nullopt) {
   std::mt19937 rng(static_cast<unsigned>(rows * 7 + in * 3 + out));
   std::uniform_int_distribution<int> qDist(-127, 127);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
@@ -197,7 +213,7 @@ void checkQuantizedRows(int64_t rows, int64_t in, int64_t out, float beta, bool 
     std::fill(y.begin(), y.end(), std::nanf(""));
   const std::vector<float> before = y;
   cpu::linearInt8QuantizedRows(x.data(), rows, in, q.data(), scales.data(),
-                               withBias ? bias.data() : nullptr, out, beta, y.data());
+                               withBias ? bias.data() : nullptr, out, beta, y.data(), gelu);
   for (int64_t r = 0; r < rows; ++r) {
     float largest = 0.0f;
     for (int64_t k = 0; k < in; ++k)
@@ -221,8 +237,9 @@ void checkQuantizedRows(int64_t rows, int64_t in, int64_t out, float beta, bool 
       double expected = rowScale * scales[o] * double(sum),
              bound = rowScale * scales[o] * double(magnitude);
       addBiasAndBeta(withBias, bias, beta, before, r, o, out, expected, bound);
-      ASSERT_NEAR(y[r * out + o], expected,
-                  1e-5 * bound + rowScale * scales[o] * double(tieSlack) + 1e-30)
+      bound = 1e-5 * bound + rowScale * scales[o] * double(tieSlack) + 1e-30;
+      activate(gelu, expected, bound);
+      ASSERT_NEAR(y[r * out + o], expected, bound)
           << "rows " << rows << " in " << in << " out " << out << " beta " << beta << " bias "
           << withBias << " at [" << r << ", " << o << "]";
     }
@@ -240,6 +257,22 @@ TEST(QuantizedLinear, QuantizedRowsMatchDefinition) {
   // More rows than one chunk of int32 sums (1024 rows at 4096 channels).
   checkQuantizedRows(1100, 64, 4096, 1.0f, true, 97);
   checkQuantizedRows(8, 1024, 4096, 0.0f, true, 37);
+}
+
+// GELU after the product: inside oneDNN's bf16 matmul (bf16 weights, and
+// int8 ones with per-channel scales, from 33 rows), or after the register
+// kernel and the widened blocks (grouped scales).
+TEST(QuantizedLinear, GeluFollowsEveryPath) {
+  cpu::setThreads(2);
+  for (cpu::GeluKind kind : {cpu::GeluKind::Erf, cpu::GeluKind::Tanh})
+    for (int64_t rows : {3, 40, 200})
+      for (int64_t groupSize : {0, 32, -1}) {
+        checkCase({rows, 96, 37, groupSize}, 0.0f, true, 1, kind);
+        checkCase({rows, 96, 37, groupSize}, 0.0f, false, 1, kind);
+      }
+  for (cpu::GeluKind kind : {cpu::GeluKind::Erf, cpu::GeluKind::Tanh})
+    for (int64_t rows : {3, 40})
+      checkQuantizedRows(rows, 96, 37, 0.0f, true, 1, kind);
 }
 
 // Rows long enough that 127 x 127 products overflow an int32 sum still come
