@@ -217,7 +217,12 @@ bool dnnl::matmulInt8(const int8_t *x, int64_t rows, int64_t in, const int8_t *w
   return run(dnnl_s8, 0, x, rows, in, w, out, {}, true, y);
 }
 
-bool dnnl::batchedMatmulBf16(const uint16_t *a, const uint16_t *b, int64_t batch, int64_t m,
-                             int64_t k, int64_t n, bool transposeB, float *c) {
+bool dnnl::batchedMatmul(const uint16_t *a, const uint16_t *b, int64_t batch, int64_t m,
+                         int64_t k, int64_t n, bool transposeB, float *c) {
   return batch > 0 && run(dnnl_bf16, batch, a, m, k, b, n, {}, transposeB, c);
+}
+
+bool dnnl::batchedMatmul(const float *a, const float *b, int64_t batch, int64_t m, int64_t k,
+                         int64_t n, bool transposeB, float *c) {
+  return batch > 0 && run(dnnl_f32, batch, a, m, k, b, n, {}, transposeB, c);
 }

@@ -55,10 +55,12 @@ bool matmulInt8(const int8_t *x, int64_t rows, int64_t in, const int8_t *w, int6
                 int32_t *y);
 
 /// c[i] = a[i] b[i] for `batch` products: a [batch, m, k] and b [batch, k, n]
-/// (stored [batch, n, k] with transposeB) bf16, c [batch, m, n] f32, all
-/// contiguous. False (nothing written) when oneDNN cannot run it here.
-bool batchedMatmulBf16(const uint16_t *a, const uint16_t *b, int64_t batch, int64_t m,
-                       int64_t k, int64_t n, bool transposeB, float *c);
+/// (stored [batch, n, k] with transposeB) bf16 or f32, c [batch, m, n] f32,
+/// all contiguous. False (nothing written) when oneDNN cannot run it here.
+bool batchedMatmul(const uint16_t *a, const uint16_t *b, int64_t batch, int64_t m, int64_t k,
+                   int64_t n, bool transposeB, float *c);
+bool batchedMatmul(const float *a, const float *b, int64_t batch, int64_t m, int64_t k,
+                   int64_t n, bool transposeB, float *c);
 
 } // namespace megatron::runtime::cpu::dnnl
 

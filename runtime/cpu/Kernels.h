@@ -82,12 +82,15 @@ void add(const float *a, const float *b, int64_t period, int64_t begin,
 /// x[i] = exp(x[i] - shift) in place; returns their sum.
 float expShift(float *x, int64_t n, float shift);
 
-/// One row of attention scores to bf16 probabilities (raw bits): softmax
-/// of row[j] * scale over the keys j < visible with keep[j] != 0 (keep may
-/// be null); masked keys get 0, and a row with no key left a uniform
-/// distribution, as the f32 attention gives. Overwrites row.
-void scoresToBf16Probabilities(float *row, int64_t n, float scale, int64_t visible,
-                               const uint8_t *keep, uint16_t *out);
+/// One row of attention scores to probabilities `out` (f32, or bf16 raw
+/// bits; out may be row): softmax of row[j] * scale over the keys j <
+/// visible with keep[j] != 0 (keep may be null); masked keys get 0, and a
+/// row with no key left a uniform distribution, as the blocked attention
+/// gives. Overwrites row.
+void scoresToProbabilities(float *row, int64_t n, float scale, int64_t visible,
+                           const uint8_t *keep, float *out);
+void scoresToProbabilities(float *row, int64_t n, float scale, int64_t visible,
+                           const uint8_t *keep, uint16_t *out);
 
 /// out[i] = x[i] as bf16 (raw bits), rounded to nearest even as torch's
 /// .to(torch.bfloat16) does; NaN stays NaN.

@@ -22,7 +22,7 @@ using namespace megatron::runtime::cpu;
 
 #if defined(__x86_64__) && !defined(__clang__)
 #define MEGATRON_VECTOR_CLONES                                                 \
-  __attribute__((target_clones("arch=x86-64-v3", "default")))
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MEGATRON_VECTOR_CLONES
 #endif
@@ -58,21 +58,44 @@ float megatron::runtime::cpu::expShift(float *x, int64_t n, float shift) {
   return sum;
 }
 
+namespace {
+/// row[j] = exp(row[j] * scale - max) over the keys j < visible with keep[j]
+/// != 0 (keep may be null), 0 elsewhere; returns 1 / their sum. A row with
+/// no key left gets all ones: the uniform distribution once normalized.
+/// Inlined into each clone of its callers.
+inline float maskedExp(float *row, int64_t n, float scale, int64_t visible,
+                       const uint8_t *keep) {
+  const float lowest = std::numeric_limits<float>::lowest();
+  float max = lowest;
+  for (int64_t j = 0; j < n; ++j) {
+    row[j] = j < visible && (!keep || keep[j]) ? row[j] * scale : lowest;
+    max = std::max(max, row[j]);
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    row[j] = std::exp(row[j] - max);
+    sum += row[j];
+  }
+  return static_cast<float>(1.0 / sum);
+}
+
+/// f32 to bf16 bits, rounded to nearest even; NaN stays NaN.
+inline uint16_t roundToBf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
+  return nan ? static_cast<uint16_t>((u >> 16) | 0x40) // stays a NaN
+             : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
+}
+} // namespace
+
 MEGATRON_VECTOR_CLONES
 void megatron::runtime::cpu::softmax(float *x, int64_t rows, int64_t width) {
   for (int64_t r = 0; r < rows; ++r) {
     float *row = x + r * width;
-    float max = row[0];
-    for (int64_t i = 1; i < width; ++i)
-      max = std::max(max, row[i]);
-    double sum = 0;
-    for (int64_t i = 0; i < width; ++i) {
-      row[i] = std::exp(row[i] - max);
-      sum += row[i];
-    }
-    float inv = static_cast<float>(1.0 / sum);
+    const float inverse = maskedExp(row, width, 1.0f, width, nullptr);
     for (int64_t i = 0; i < width; ++i)
-      row[i] *= inv;
+      row[i] *= inverse;
   }
 }
 
@@ -103,23 +126,25 @@ void megatron::runtime::cpu::layerNorm(const float *x, int64_t rows,
 }
 
 MEGATRON_VECTOR_CLONES
-void megatron::runtime::cpu::scoresToBf16Probabilities(float *row, int64_t n, float scale,
-                                                       int64_t visible, const uint8_t *keep,
-                                                       uint16_t *out) {
-  const float lowest = std::numeric_limits<float>::lowest();
+void megatron::runtime::cpu::scoresToProbabilities(float *row, int64_t n, float scale,
+                                                   int64_t visible, const uint8_t *keep,
+                                                   float *out) {
+  const float inverse = maskedExp(row, n, scale, visible, keep);
   for (int64_t j = 0; j < n; ++j)
-    row[j] = j < visible && (!keep || keep[j]) ? row[j] * scale : lowest;
-  softmax(row, 1, n);
-  toBf16(row, n, out);
+    out[j] = row[j] * inverse;
+}
+
+MEGATRON_VECTOR_CLONES
+void megatron::runtime::cpu::scoresToProbabilities(float *row, int64_t n, float scale,
+                                                   int64_t visible, const uint8_t *keep,
+                                                   uint16_t *out) {
+  const float inverse = maskedExp(row, n, scale, visible, keep);
+  for (int64_t j = 0; j < n; ++j)
+    out[j] = roundToBf16(row[j] * inverse);
 }
 
 MEGATRON_VECTOR_CLONES
 void megatron::runtime::cpu::toBf16(const float *x, int64_t n, uint16_t *out) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, x + i, sizeof(u));
-    bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
-    out[i] = nan ? static_cast<uint16_t>((u >> 16) | 0x40) // stays a NaN
-                 : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
-  }
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = roundToBf16(x[i]);
 }

@@ -16,6 +16,7 @@
 #include <limits>
 #include <random>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 using namespace megatron::runtime;
@@ -360,11 +361,13 @@ std::vector<double> naiveAttention(const AttentionShape &a, const std::vector<fl
 } // namespace
 
 // Longer than one block of queries (64) and of keys (256), odd lengths,
-// padding and causal masks, with and without tokens already cached.
-TEST(Kernels, BlockedAttentionEqualsThePlainComputation) {
+// padding and causal masks: without a cache (oneDNN's batched products over
+// groups of heads), and with one (the blocked path), with and without
+// tokens already cached.
+TEST(Kernels, AttentionEqualsThePlainComputation) {
   for (bool causal : {false, true})
-    for (int64_t past : {0, 37}) {
-      AttentionShape a{2, 301, 3, 8, 0.35f, causal};
+    for (auto [past, cached] : {std::pair<int64_t, bool>{0, false}, {0, true}, {37, true}}) {
+      AttentionShape a{2, 301, 4, 8, 0.35f, causal};
       a.past = past;
       a.capacity = past + a.seq + 5;
       int64_t keys = past + a.seq, width = a.heads * a.dim;
@@ -383,7 +386,7 @@ TEST(Kernels, BlockedAttentionEqualsThePlainComputation) {
         }
       std::vector<float> out(a.batch * a.seq * width);
       AttentionShape run = a;
-      if (past == 0) { // the uncached form reads keys from qkv
+      if (!cached) { // the uncached form reads keys from qkv
         run.capacity = 0;
         attention(run, qkv.data(), mask.data(), nullptr, nullptr, out.data());
       } else {
