@@ -12,11 +12,13 @@
 // - Many rows (prefill) are bound by arithmetic. Where the CPU multiplies
 //   bf16 natively (twice the f32 rate), x is rounded to bf16 and oneDNN's
 //   bf16 matmul takes bf16 weights whole and int8 ones (per-channel scales)
-//   a block of channels at a time, widened exactly to bf16: BERT-345M 1x128
-//   with int8 weights 590 -> 390 ms. Otherwise blocks of output channels
-//   are widened into a per-thread f32 buffer, a few hundred channels and
-//   never the whole matrix, and multiplied with OpenBLAS's sgemm: int8 at
-//   128 and 512 rows within 10% of f32 sgemm, mostly within 5%.
+//   widened exactly to bf16, a block of channels at a time (whole from 1024
+//   rows): BERT-345M 1x128 with int8 weights 590 -> 390 ms. The scales,
+//   bias and GELU are applied inside oneDNN's kernel. Otherwise blocks of
+//   output channels are widened into a per-thread f32 buffer, a few
+//   hundred channels and never the whole matrix, and multiplied with
+//   OpenBLAS's sgemm: int8 at 128 and 512 rows within 10% of f32 sgemm,
+//   mostly within 5%.
 //
 // Without AVX-512 (other x86-64, aarch64) the few rows take the blocks too,
 // with blocks that stay in L2.
@@ -67,6 +69,12 @@ namespace {
 /// Up to this many rows the register kernel beats dequantizing blocks for
 /// OpenBLAS; measured on Zen 4, where the two cross between 32 and 48 rows.
 constexpr int64_t kDirectMaxRows = 32;
+
+/// From this many rows an int8 weight of at most kWholeWeightMaxParams is
+/// widened to bf16 whole, for one product over all rows: each block of
+/// channels reads all of x again, which at 4096 rows of 4096 inputs cost a
+/// quarter of the product's time.
+constexpr int64_t kWholeWeightMinRows = 1024, kWholeWeightMaxParams = int64_t(8) << 20;
 
 /// With int8 x, oneDNN's VNNI matmul overtakes the register kernel at 5-16
 /// rows by shape (GPT-2-345M's layers measured at 8 rows: 1.56 against
@@ -370,6 +378,15 @@ void linearInt8ViaBf16(const float *x, int64_t rows, int64_t in, const int8_t *q
                        const float *scales, const float *bias, int64_t out, float beta,
                        float *y, std::optional<GeluKind> gelu) {
   const uint16_t *xRounded = roundRowsToBf16(x, rows, in);
+  if (rows >= kWholeWeightMinRows && out * in <= kWholeWeightMaxParams) {
+    thread_local std::vector<uint16_t> whole;
+    uint16_t *w = scratch(whole, out * in);
+    parallelFor(out * in, 1 << 16, [&](int64_t begin, int64_t end) {
+      int8ToBf16(q + begin, end - begin, w + begin);
+    });
+    if (dnnl::matmulBf16(xRounded, rows, in, w, out, {scales, bias, gelu, beta != 0.0f}, y))
+      return;
+  }
   // A block's bf16 weights stay within L2 while oneDNN packs them.
   const int64_t block =
       std::clamp<int64_t>((512 << 10) / (in * int64_t(sizeof(uint16_t))) / 16 * 16, 16, 256);

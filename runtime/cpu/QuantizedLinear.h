@@ -1,9 +1,11 @@
 //===- QuantizedLinear.h - linear layers with int8 weights -----*- C++ -*-===//
 //
 // Narrow weights: int8 with float scales (weight-only quantization), or
-// bf16; float32 activations and results. The weight is never dequantized whole: a few
-// rows (decode) read it once and widen it in registers, many rows
-// (prefill) widen one block of output channels at a time for the GEMM.
+// bf16; float32 activations and results. The weight is never dequantized
+// to f32 whole: a few rows (decode) read it once and widen it in
+// registers, many rows (prefill) widen it for the GEMM, to bf16 where the
+// CPU multiplies bf16 (a layer's weight at a time for the most rows),
+// else one block of output channels at a time.
 //
 //===----------------------------------------------------------------------===//
 

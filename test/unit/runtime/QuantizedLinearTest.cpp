@@ -151,12 +151,14 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
 TEST(QuantizedLinear, MatchesDoubleReference) {
   cpu::setThreads(2);
   // Rows 9 and in 1000 outgrow L1, where the register kernel pairs channels
-  // (23 of them leave one over); groups of 24 are not whole 16-weight chunks.
+  // (23 of them leave one over); groups of 24 are not whole 16-weight chunks;
+  // 1100 rows widen a weight with per-channel scales whole.
   const std::vector<Case> shapes = {
       {1, 40, 24, 0},    {2, 40, 24, 0},   {3, 37, 19, 0},     {8, 40, 24, 0},
       {9, 1000, 23, 0},  {17, 24, 40, 0},  {64, 40, 24, 0},    {200, 37, 19, 0},
       {1, 64, 24, 32},   {3, 96, 21, 32},  {8, 128, 40, 64},   {9, 1024, 23, 64},
-      {17, 256, 24, 128}, {64, 64, 23, 32}, {200, 128, 40, 64}, {2, 48, 21, 24}};
+      {17, 256, 24, 128}, {64, 64, 23, 32}, {200, 128, 40, 64}, {2, 48, 21, 24},
+      {1100, 40, 24, 0}, {1100, 64, 23, 32}};
   for (const Case &shape : shapes)
     for (float beta : {0.0f, 1.0f})
       for (bool withBias : {false, true})
@@ -265,7 +267,7 @@ TEST(QuantizedLinear, QuantizedRowsMatchDefinition) {
 TEST(QuantizedLinear, GeluFollowsEveryPath) {
   cpu::setThreads(2);
   for (cpu::GeluKind kind : {cpu::GeluKind::Erf, cpu::GeluKind::Tanh})
-    for (int64_t rows : {3, 40, 200})
+    for (int64_t rows : {3, 40, 200, 1100})
       for (int64_t groupSize : {0, 32, -1}) {
         checkCase({rows, 96, 37, groupSize}, 0.0f, true, 1, kind);
         checkCase({rows, 96, 37, groupSize}, 0.0f, false, 1, kind);
