@@ -465,11 +465,11 @@ void scaleSums(const int32_t *sums, int64_t out, float rowScale, const float *sc
 /// at a time so that each chunk's int32 sums are still in the L3 cache for
 /// the scaling pass; each chunk packs the weight again, so not much smaller
 /// (at [4096, 1024] x [1024, 4096], 4 MiB chunks measured 10% slower than
-/// 16). Returns the rows done: all, or those before a chunk oneDNN could
-/// not run.
+/// 16); GELU follows each row while it is in cache. Returns the rows done:
+/// all, or those before a chunk oneDNN could not run.
 int64_t int8MatmulRows(const int8_t *xq, const float *rowScales, int64_t rows, int64_t in,
                        const int8_t *q, const float *scales, const float *bias, int64_t out,
-                       float beta, float *y) {
+                       float beta, float *y, std::optional<GeluKind> gelu) {
   const int64_t chunk = std::max<int64_t>(64, (16 << 20) / (out * int64_t(sizeof(int32_t))));
   thread_local std::vector<int32_t> sums;
   int32_t *s = scratch(sums, std::min(chunk, rows) * out);
@@ -478,8 +478,12 @@ int64_t int8MatmulRows(const int8_t *xq, const float *rowScales, int64_t rows, i
     if (!dnnl::matmulInt8(xq + r0 * in, n, in, q, out, s))
       return r0;
     parallelFor(n, std::max<int64_t>(1, 16384 / out), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r)
-        scaleSums(s + r * out, out, rowScales[r0 + r], scales, bias, beta, y + (r0 + r) * out);
+      for (int64_t r = begin; r < end; ++r) {
+        float *row = y + (r0 + r) * out;
+        scaleSums(s + r * out, out, rowScales[r0 + r], scales, bias, beta, row);
+        if (gelu)
+          cpu::gelu(row, out, *gelu, row);
+      }
     });
   }
   return rows;
@@ -503,7 +507,8 @@ void cpu::linearInt8QuantizedRows(const float *x, int64_t rows, int64_t in, cons
   // int32 holds any sum of up to 2^31 / 127^2 products of two int8 values.
   constexpr int64_t kMaxExactIn = INT32_MAX / (127 * 127);
   const int64_t done = rows > kQuantizedDirectMaxRows && in <= kMaxExactIn && dnnl::int8Native()
-                           ? int8MatmulRows(xq, xs, rows, in, q, scales, bias, out, beta, y)
+                           ? int8MatmulRows(xq, xs, rows, in, q, scales, bias, out, beta, y,
+                                            gelu)
                            : 0;
   if (done < rows) {
     thread_local std::vector<float> dequantized;
@@ -513,10 +518,8 @@ void cpu::linearInt8QuantizedRows(const float *x, int64_t rows, int64_t in, cons
         for (int64_t k = 0; k < in; ++k)
           xd[r * in + k] = static_cast<float>(xq[(done + r) * in + k]) * xs[done + r];
     });
-    linearInt8(xd, rows - done, in, q, scales, in, bias, out, beta, y + done * out);
+    linearInt8(xd, rows - done, in, q, scales, in, bias, out, beta, y + done * out, gelu);
   }
-  if (gelu)
-    geluInPlace(y, rows, out, *gelu);
 }
 
 void cpu::linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
