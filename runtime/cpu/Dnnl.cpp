@@ -121,8 +121,8 @@ struct Context {
            (!(bits & kAccumulate) || dnnl_post_ops_append_sum(postOps, 1.0f) == dnnl_success) &&
            dnnl_primitive_attr_set_post_ops(attr, postOps) == dnnl_success;
     // oneDNN falls back to reference kernels ("ref:...") for what its JIT
-    // kernels lack, e.g. some post-ops with strided results: two orders of
-    // magnitude slower than the caller's own path.
+    // kernels lack (some layouts and post-ops, by version and CPU): two
+    // orders of magnitude slower than the caller's own path.
     const char *implementation = nullptr;
     ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, engine, nullptr) == dnnl_success &&
          dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &implementation) ==
@@ -135,11 +135,7 @@ struct Context {
       dnnl_post_ops_destroy(postOps);
     if (attr)
       dnnl_primitive_attr_destroy(attr);
-    if (!ok && m->primitive) {
-      dnnl_primitive_destroy(m->primitive);
-      m->primitive = nullptr;
-    }
-    slot = std::move(m);
+    slot = std::move(m); // without a primitive where !ok
     return slot->primitive ? slot.get() : nullptr;
   }
 };
