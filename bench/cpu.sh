@@ -14,7 +14,9 @@
 # linears' inputs quantized at run time too, as PyTorch's are).
 # Every run's peak RSS is recorded; medians of timed runs after warm-up.
 # The decode roofline: weight bytes a batch-1 decode step reads, per
-# second, against the machine's streaming read bandwidth (measured here).
+# second, against the machine's streaming read bandwidth, measured right
+# before and right after that decode run (on a shared host it drifts:
+# probes minutes apart read 32 and 56 GB/s), their mean.
 #
 # Usage: bench/cpu.sh [OUTDIR] [--threads N] [--iters N] [--precisions f32,bf16,int8,w8a8]
 #   OUTDIR        checkpoint cache and results (default /tmp/megatron-bench)
@@ -42,7 +44,6 @@ fi
 IFS=, read -r -a precisions <<<"$precisions"
 # Only the precisions measured now start over; the table shows every
 # precision with results (so one can be re-measured alone).
-rm -f "$results"/bandwidth.*
 for p in "${precisions[@]}"; do
   [ -n "$p" ] && rm -f "$results"/*_"$p".json "$results"/*_"$p".time
 done
@@ -72,7 +73,6 @@ flags_for() {
   esac
 }
 
-measure bandwidth "$bench" bandwidth --threads "$threads"
 for p in "${precisions[@]}"; do
   [ -n "$p" ] || continue
   flags_for "$p"
@@ -93,7 +93,13 @@ for p in "${precisions[@]}"; do
   measure "ours_bert_8x512_$p" "$bench" "$results/bert_$p.mtc" "${forward_large[@]}"
   measure "torch_bert_8x512_$p" "$py" bench/torch_peer.py "$outdir/bert_345m" "${forward_large[@]}" "${peer[@]}"
   for batch in 1 8; do
-    measure "ours_gpt2_b${batch}_$p" "$bench" "$results/gpt2_$p.mtc" "${decode[@]}" --batch "$batch"
+    if [ "$batch" = 1 ]; then
+      measure "bandwidth_before_$p" "$bench" bandwidth --threads "$threads"
+      measure "ours_gpt2_b1_$p" "$bench" "$results/gpt2_$p.mtc" "${decode[@]}" --batch 1
+      measure "bandwidth_after_$p" "$bench" bandwidth --threads "$threads"
+    else
+      measure "ours_gpt2_b${batch}_$p" "$bench" "$results/gpt2_$p.mtc" "${decode[@]}" --batch "$batch"
+    fi
     vocab=$("$py" -c 'import json, sys; print(json.load(sys.stdin)["vocab"])' <"$results/ours_gpt2_b${batch}_$p.json")
     measure "torch_gpt2_b${batch}_$p" "$py" bench/torch_peer.py "$outdir/gpt2_345m" "${decode[@]}" \
       --batch "$batch" --vocab "$vocab" "${peer[@]}"
@@ -133,14 +139,15 @@ for label, name, key, higher in rows:
         print(f'| {label} | {p} (PyTorch {torch_name[p]}) | {ours:.1f} | {theirs:.1f} | {speedup:.2f}x | '
               f'{run(f"ours_{name}_{p}")[1]:.0f} | {run(f"torch_{name}_{p}")[1]:.0f} |')
 print()
-bandwidth = get('bandwidth')['read_bytes_per_s']
-print(f'Decode roofline (GPT-2 batch 1): measured streaming read {bandwidth / 1e9:.1f} GB/s')
+print('Decode roofline (GPT-2 batch 1), against the streaming read measured right before and after the run:')
 print()
-print('| precision | weight MiB read per token | tokens/s | achieved GB/s | of measured bandwidth |')
-print('|---|---:|---:|---:|---:|')
+print('| precision | weight MiB read per token | tokens/s | achieved GB/s | measured GB/s | of measured |')
+print('|---|---:|---:|---:|---:|---:|')
 for p in precisions:
     d = get(f'ours_gpt2_b1_{p}')
     rate = d['weight_bytes'] * d['tokens_per_s']
+    bandwidth = (get(f'bandwidth_before_{p}')['read_bytes_per_s'] +
+                 get(f'bandwidth_after_{p}')['read_bytes_per_s']) / 2
     print(f'| {p} | {d["weight_bytes"] / mib:.0f} | {d["tokens_per_s"]:.1f} | {rate / 1e9:.1f} | '
-          f'{100 * rate / bandwidth:.0f}% |')
+          f'{bandwidth / 1e9:.1f} | {100 * rate / bandwidth:.0f}% |')
 PY
