@@ -125,22 +125,33 @@ void megatron::runtime::cpu::layerNorm(const float *x, int64_t rows,
   }
 }
 
+namespace {
+inline float asStored(float v, float *) { return v; }
+inline uint16_t asStored(float v, uint16_t *) { return roundToBf16(v); }
+
+/// out = the masked softmax of row (see scoresToProbabilities) as floats or
+/// bf16 bits; inlined into each clone of the callers.
+template <typename T>
+inline void probabilities(float *row, int64_t n, float scale, int64_t visible,
+                          const uint8_t *keep, T *out) {
+  const float inverse = maskedExp(row, n, scale, visible, keep);
+  for (int64_t j = 0; j < n; ++j)
+    out[j] = asStored(row[j] * inverse, out);
+}
+} // namespace
+
 MEGATRON_VECTOR_CLONES
 void megatron::runtime::cpu::scoresToProbabilities(float *row, int64_t n, float scale,
                                                    int64_t visible, const uint8_t *keep,
                                                    float *out) {
-  const float inverse = maskedExp(row, n, scale, visible, keep);
-  for (int64_t j = 0; j < n; ++j)
-    out[j] = row[j] * inverse;
+  probabilities(row, n, scale, visible, keep, out);
 }
 
 MEGATRON_VECTOR_CLONES
 void megatron::runtime::cpu::scoresToProbabilities(float *row, int64_t n, float scale,
                                                    int64_t visible, const uint8_t *keep,
                                                    uint16_t *out) {
-  const float inverse = maskedExp(row, n, scale, visible, keep);
-  for (int64_t j = 0; j < n; ++j)
-    out[j] = roundToBf16(row[j] * inverse);
+  probabilities(row, n, scale, visible, keep, out);
 }
 
 MEGATRON_VECTOR_CLONES
