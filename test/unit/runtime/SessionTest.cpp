@@ -87,6 +87,28 @@ TEST_F(SessionTest, PaddingDoesNotChangeTheRealTokens) {
   EXPECT_LT(worst, 1e-5);
 }
 
+// Outputs passed in again keep their storage, whatever they held: each
+// output is overwritten whole (longer or shorter than before), and names
+// the entry does not produce are dropped.
+TEST_F(SessionTest, ReusedOutputsHoldOnlyThisCallsResults) {
+  open("bert.mtc");
+  const Inputs longer = {{"input_ids", {{2, 5}, {5, 6, 7, 8, 9, 1, 2, 3, 4, 5}}}};
+  const Inputs shorter = {{"input_ids", {{1, 3}, {5, 6, 7}}}};
+  Outputs reused;
+  reused["stale"] = {{1}, {42.0f}};
+  reused["prediction_logits"] = {{2}, {std::nanf(""), std::nanf("")}};
+  for (const Inputs *inputs : {&longer, &shorter, &longer}) {
+    ASSERT_TRUE(session->run("forward", *inputs, reused).ok());
+    Outputs fresh = run("forward", *inputs);
+    EXPECT_EQ(reused.size(), fresh.size());
+    EXPECT_EQ(reused.count("stale"), 0u);
+    for (const auto &[name, tensor] : fresh) {
+      EXPECT_EQ(reused[name].data.size(), tensor.data.size()) << name;
+      EXPECT_EQ(maxDifference(reused[name], tensor), 0) << name;
+    }
+  }
+}
+
 TEST_F(SessionTest, BadInputsAreErrorsAndLeaveTheSessionUsable) {
   open("bert.mtc");
   EXPECT_NE(error("forward", {{"input_ids", {{1, 2}, {5, 128}}}}).find("outside [0, 128)"),

@@ -86,7 +86,9 @@ public:
 
   /// Runs `entry`. Shapes, id ranges, the artifact's maximum batch and
   /// sequence, and (for decode) the context left are checked first; a
-  /// failed check leaves the session as it was.
+  /// failed check leaves the session as it was. `outputs` then holds the
+  /// entry's outputs and nothing else; passing the same map again reuses
+  /// its tensors' storage.
   Status run(const std::string &entry, const Inputs &inputs, Outputs &outputs);
 
   /// The steps of `entry` on rank 0 and their activation traffic for a
