@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "megatron/runtime/Half.h"
 #include "runtime/cpu/Kernels.h"
 
 #include <algorithm>
@@ -79,24 +80,24 @@ inline float maskedExp(float *row, int64_t n, float scale, int64_t visible,
   return static_cast<float>(1.0 / sum);
 }
 
-/// f32 to bf16 bits, rounded to nearest even; NaN stays NaN.
-inline uint16_t roundToBf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof(u));
-  bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
-  return nan ? static_cast<uint16_t>((u >> 16) | 0x40) // stays a NaN
-             : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
+inline float asStored(float v, float *) { return v; }
+inline uint16_t asStored(float v, uint16_t *) { return megatron::runtime::floatToBFloat16(v); }
+
+/// out = the masked softmax of row (see scoresToProbabilities) as floats or
+/// bf16 bits; out may be row. Inlined into each clone of the callers.
+template <typename T>
+inline void probabilities(float *row, int64_t n, float scale, int64_t visible,
+                          const uint8_t *keep, T *out) {
+  const float inverse = maskedExp(row, n, scale, visible, keep);
+  for (int64_t j = 0; j < n; ++j)
+    out[j] = asStored(row[j] * inverse, out);
 }
 } // namespace
 
 MEGATRON_VECTOR_CLONES
 void megatron::runtime::cpu::softmax(float *x, int64_t rows, int64_t width) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float *row = x + r * width;
-    const float inverse = maskedExp(row, width, 1.0f, width, nullptr);
-    for (int64_t i = 0; i < width; ++i)
-      row[i] *= inverse;
-  }
+  for (int64_t r = 0; r < rows; ++r)
+    probabilities(x + r * width, width, 1.0f, width, nullptr, x + r * width);
 }
 
 MEGATRON_VECTOR_CLONES
@@ -125,21 +126,6 @@ void megatron::runtime::cpu::layerNorm(const float *x, int64_t rows,
   }
 }
 
-namespace {
-inline float asStored(float v, float *) { return v; }
-inline uint16_t asStored(float v, uint16_t *) { return roundToBf16(v); }
-
-/// out = the masked softmax of row (see scoresToProbabilities) as floats or
-/// bf16 bits; inlined into each clone of the callers.
-template <typename T>
-inline void probabilities(float *row, int64_t n, float scale, int64_t visible,
-                          const uint8_t *keep, T *out) {
-  const float inverse = maskedExp(row, n, scale, visible, keep);
-  for (int64_t j = 0; j < n; ++j)
-    out[j] = asStored(row[j] * inverse, out);
-}
-} // namespace
-
 MEGATRON_VECTOR_CLONES
 void megatron::runtime::cpu::scoresToProbabilities(float *row, int64_t n, float scale,
                                                    int64_t visible, const uint8_t *keep,
@@ -157,5 +143,5 @@ void megatron::runtime::cpu::scoresToProbabilities(float *row, int64_t n, float 
 MEGATRON_VECTOR_CLONES
 void megatron::runtime::cpu::toBf16(const float *x, int64_t n, uint16_t *out) {
   for (int64_t i = 0; i < n; ++i)
-    out[i] = roundToBf16(x[i]);
+    out[i] = megatron::runtime::floatToBFloat16(x[i]);
 }

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <tuple>
@@ -212,6 +213,28 @@ TEST(Kernels, GeluBothForms) {
     for (size_t i = 0; i < x.size(); ++i)
       expected[i] = geluReference(x[i], kind);
     expectClose(y, expected, 1e-6);
+  }
+}
+
+// The vector kernel (built with -ffast-math) rounds as the scalar
+// conversion does, ties to even included, and keeps NaN a NaN.
+TEST(Kernels, ToBf16RoundsAsTheScalarConversionAndKeepsNaN) {
+  std::vector<float> x = randomVector(37, 100.0f);
+  x.insert(x.end(), {std::nanf(""), -std::nanf(""), std::numeric_limits<float>::infinity(),
+                     -0.0f, 1.00390625f /* a tie, to even: 1 */, 1.01171875f /* up */,
+                     std::numeric_limits<float>::max()});
+  // NaNs whose payload lies in the low bits: rounding alone would make them
+  // infinities.
+  for (uint32_t bits : {0x7f800001u, 0xff800001u}) {
+    float nan;
+    std::memcpy(&nan, &bits, sizeof(nan));
+    x.push_back(nan);
+  }
+  std::vector<uint16_t> out(x.size());
+  toBf16(x.data(), x.size(), out.data());
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(out[i], megatron::runtime::floatToBFloat16(x[i])) << "element " << i;
+    EXPECT_EQ(std::isnan(bfloat16ToFloat(out[i])), std::isnan(x[i])) << "element " << i;
   }
 }
 

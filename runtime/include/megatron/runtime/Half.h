@@ -54,10 +54,12 @@ inline uint16_t floatToHalf(float f) {
   return sign | static_cast<uint16_t>((rounded - (112u << 23)) >> 13);
 }
 
+/// Rounded to nearest even; NaN stays NaN. NaN is told by its bits, not
+/// std::isnan, so that the runtime's -ffast-math kernels can call this too.
 inline uint16_t floatToBFloat16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, sizeof(bits));
-  if (std::isnan(f))
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
     return static_cast<uint16_t>((bits >> 16) | 0x40);
   bits += 0x7fff + ((bits >> 16) & 1);
   return static_cast<uint16_t>(bits >> 16);
