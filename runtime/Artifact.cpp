@@ -112,6 +112,15 @@ const uint8_t *Artifact::weights(uint32_t rank) const {
   return data_ + weightsOffset_ + root_->ranks()->Get(rank)->weights_offset();
 }
 
+void Artifact::evict(const uint8_t *begin, uint64_t bytes) const {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page,
+                  last = (reinterpret_cast<uintptr_t>(begin) + bytes) / page * page;
+  // Advice only: where the kernel declines, the pages simply stay.
+  if (begin >= data_ && begin + bytes <= data_ + size_ && first < last)
+    madvise(reinterpret_cast<void *>(first), last - first, MADV_DONTNEED);
+}
+
 Status Artifact::open(const std::string &path, std::unique_ptr<Artifact> &out) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)

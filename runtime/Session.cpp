@@ -16,6 +16,7 @@
 #include "megatron/runtime/StepSignature.h"
 #include "megatron/runtime/Communicator.h"
 #include "runtime/cpu/Blas.h"
+#include "runtime/cpu/Dnnl.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cpu/Parallel.h"
 #include "runtime/DTypes.h"
@@ -80,6 +81,8 @@ struct RankRunner {
   std::vector<uint8_t *> data;                ///< per buffer
   std::vector<std::vector<float>> widened;    ///< f16/bf16 weights as f32
   std::vector<bool> bf16;                     ///< per buffer: a bf16 weight kept as is
+  /// Per buffer: a bf16 linear weight also packed for oneDNN, or null.
+  std::vector<cpu::dnnl::PackedBf16Ptr> packed;
   /// Some GEMM weights are bf16: the model computes in bf16 (attention's
   /// products too).
   bool computesInBf16 = false;
@@ -117,6 +120,8 @@ struct RankRunner {
   /// matrix, an embedding table): the kernels read those as bf16, half the
   /// bytes of widening them. Any other use (a bias, LayerNorm's gamma) widens.
   std::vector<bool> narrowBf16Weights() const;
+  /// Packs the narrow bf16 weights that linears multiply (packed[]).
+  void packBf16LinearWeights();
   Status evaluateShapes(const int64_t symbols[kSymbols]);
   Status checkStep(const fb::Step &step, size_t index) const;
   Status checkInt8Input(const fb::Step &step, bool quantized, const std::string &where) const;
@@ -163,6 +168,36 @@ std::vector<bool> RankRunner::narrowBf16Weights() const {
     narrow[i] = buffer(uint32_t(i)).kind() == fb::BufferKind::Weight &&
                 buffer(uint32_t(i)).dtype() == fb::DType::BF16 && asWeight[i] && !otherwise[i];
   return narrow;
+}
+
+void RankRunner::packBf16LinearWeights() {
+  packed.resize(rank.buffers()->size());
+  if (!cpu::dnnl::bf16Native() || !rank.entries())
+    return;
+  for (const fb::Entry *e : *rank.entries())
+    for (const fb::Step *step : *e->steps()) {
+      if ((step->kind() != fb::StepKind::Linear &&
+           step->kind() != fb::StepKind::LinearAddLayerNorm) ||
+          !step->inputs() || step->inputs()->size() < 2)
+        continue;
+      const uint32_t id = step->inputs()->Get(1);
+      const fb::Buffer &b = buffer(id);
+      if (id >= packed.size() || !bf16[id] || packed[id] || !b.shape() || b.shape()->size() != 2)
+        continue;
+      // [out, in], constant (checkStep rejects a weight of any other shape).
+      const fb::Dim *out = b.shape()->Get(0), *in = b.shape()->Get(1);
+      if ((out->symbols() && out->symbols()->size()) || (in->symbols() && in->symbols()->size()) ||
+          out->constant() <= 0 || in->constant() <= 0 ||
+          uint64_t(out->constant()) * uint64_t(in->constant()) * 2 != b.size())
+        continue;
+      packed[id] = cpu::dnnl::packBf16(reinterpret_cast<const uint16_t *>(data[id]),
+                                       out->constant(), in->constant());
+      // Without decode steps (whose single rows read the stored weights)
+      // the stored copy is read again only by an embedding's few rows or a
+      // call of a single row: its pages can go.
+      if (packed[id] && !entry("decode"))
+        artifact.evict(data[id], b.size());
+    }
 }
 
 /// Binds weights and the arena and checks each step's operands, once.
@@ -214,6 +249,7 @@ Status RankRunner::prepare() {
         return Status::error(artifact.path() + ": entry '" + e->name()->str() +
                              "': " + status.message());
   }
+  packBf16LinearWeights();
   return Status::success();
 }
 
@@ -389,8 +425,11 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   bool quantized = quantizedOperand(step);
   bool int8Input = quantizesInput(step);
   auto weights = [&](size_t i) -> cpu::Weights {
-    if (bf16[in(i)])
-      return cpu::Weights(reinterpret_cast<const uint16_t *>(data[in(i)]));
+    if (bf16[in(i)]) {
+      cpu::Weights w(reinterpret_cast<const uint16_t *>(data[in(i)]));
+      w.packedBf16 = packed[in(i)].get();
+      return w;
+    }
     if (!quantized)
       return f(in(i));
     cpu::Weights w(reinterpret_cast<const int8_t *>(data[in(i)]), f(in(i + 1)),

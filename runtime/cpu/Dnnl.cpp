@@ -4,6 +4,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -22,6 +23,11 @@ unsigned epilogueBits(const dnnl::Epilogue &e) {
          (e.gelu ? (*e.gelu == GeluKind::Erf ? kGeluErf : kGeluTanh) : 0) |
          (e.accumulate ? kAccumulate : 0);
 }
+
+/// How the [in, out] operand is stored: row-major, as an [out, in] matrix
+/// (a linear's weight), or packed into oneDNN's blocked layout
+/// (dnnl::PackedBf16).
+enum class Layout { Plain, Transposed, Packed };
 
 /// One matmul primitive, for one number of rows: oneDNN's kernels for a
 /// run-time M are slower (f32 much; bf16 and int8 by 5-30% at 128 rows,
@@ -44,9 +50,9 @@ struct Context {
   static constexpr size_t kMaxMatmuls = 256;
   dnnl_engine_t engine = nullptr;
   dnnl_stream_t stream = nullptr;
-  /// (type, batch, rows, in, out, epilogue bits, weights transposed); batch
-  /// 0 for a single 2-D product.
-  using Key = std::tuple<dnnl_data_type_t, int64_t, int64_t, int64_t, int64_t, unsigned, bool>;
+  /// (type, batch, rows, in, out, epilogue bits, weights layout); batch 0
+  /// for a single 2-D product.
+  using Key = std::tuple<dnnl_data_type_t, int64_t, int64_t, int64_t, int64_t, unsigned, Layout>;
   std::map<Key, std::unique_ptr<Matmul>> matmuls;
 
   Context() {
@@ -63,17 +69,17 @@ struct Context {
   }
 
   /// The matmul for [rows, in] x [in, out] in `type`, f32 results (int32
-  /// for int8), all row-major, through the epilogue `bits` (epilogueBits);
-  /// the [in, out] operand is stored [out, in] when `transposed` (a
-  /// linear's weight). With a batch, that many such products of
-  /// consecutive matrices (no epilogue). Null if oneDNN has no fast kernel
-  /// for it.
+  /// for int8), row-major but for the [in, out] operand's `layout` (Packed:
+  /// as `packed` describes; all packed weights of a shape share it),
+  /// through the epilogue `bits` (epilogueBits). With a batch, that many
+  /// such products of consecutive matrices (no epilogue). Null if oneDNN has
+  /// no fast kernel for it.
   Matmul *matmul(dnnl_data_type_t type, int64_t batch, int64_t rows, int64_t in, int64_t out,
-                 unsigned bits, bool transposed) {
+                 unsigned bits, Layout layout, const dnnl_memory_desc_t *packed = nullptr) {
     // Primitives are per number of rows: prompts of ever new lengths must
     // not grow this without bound. Dropped ones are rebuilt on demand (from
     // oneDNN's own cache of generated kernels when they are still there).
-    const Key key{type, batch, rows, in, out, bits, transposed};
+    const Key key{type, batch, rows, in, out, bits, layout};
     if (matmuls.size() >= kMaxMatmuls && !matmuls.count(key))
       matmuls.clear();
     auto &slot = matmuls[key];
@@ -98,8 +104,12 @@ struct Context {
     // bias is a post-op too.
     const bool biasArgument = (bits & kBias) && !(bits & kScales);
     bool ok = dnnl_memory_desc_init_by_tag(&m->src, rank, srcDims, type, plain) == dnnl_success &&
-              dnnl_memory_desc_init_by_tag(&m->weights, rank, weightDims, type,
-                                           transposed ? swapped : plain) == dnnl_success &&
+              (layout == Layout::Packed
+                   ? (m->weights = *packed, true)
+                   : dnnl_memory_desc_init_by_tag(&m->weights, rank, weightDims, type,
+                                                  layout == Layout::Transposed ? swapped
+                                                                               : plain) ==
+                         dnnl_success) &&
               dnnl_memory_desc_init_by_tag(&m->dst, rank, dstDims,
                                            type == dnnl_s8 ? dnnl_s32 : dnnl_f32,
                                            plain) == dnnl_success &&
@@ -170,10 +180,11 @@ bool dnnl::int8Native() {
 
 namespace {
 bool run(dnnl_data_type_t type, int64_t batch, const void *x, int64_t rows, int64_t in,
-         const void *w, int64_t out, const dnnl::Epilogue &epilogue, bool transposed, void *y) {
+         const void *w, int64_t out, const dnnl::Epilogue &epilogue, Layout layout, void *y,
+         const dnnl_memory_desc_t *packed = nullptr) {
   thread_local Context context;
   const unsigned bits = epilogueBits(epilogue);
-  Matmul *m = context.matmul(type, batch, rows, in, out, bits, transposed);
+  Matmul *m = context.matmul(type, batch, rows, in, out, bits, layout, packed);
   if (!m)
     return false;
   Memory src(m->src, context.engine, x), weights(m->weights, context.engine, w),
@@ -198,27 +209,99 @@ bool run(dnnl_data_type_t type, int64_t batch, const void *x, int64_t rows, int6
 }
 } // namespace
 
+struct dnnl::PackedBf16 {
+  dnnl_memory_desc_t desc{};
+  int64_t in = 0, out = 0;
+  std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};
+};
+
+void dnnl::PackedBf16Deleter::operator()(PackedBf16 *p) const { delete p; }
+
+dnnl::PackedBf16Ptr dnnl::packBf16(const uint16_t *w, int64_t out, int64_t in) {
+  if (!bf16Native() || out <= 0 || in <= 0)
+    return nullptr;
+  Context context;
+  if (!context.engine)
+    return nullptr;
+  // The layout oneDNN's matmul picks for the weight when free to: the same
+  // for every number of rows here (checked at BERT's and GPT-2's shapes
+  // from 1 to 4096 rows); a run whose primitive reads another falls back to
+  // the plain weight.
+  dnnl_memory_desc_t src, any, dst, plain;
+  const dnnl_dims_t srcDims = {128, in}, weightDims = {in, out}, dstDims = {128, out};
+  dnnl_matmul_desc_t desc;
+  dnnl_primitive_desc_t pd = nullptr, reorderPd = nullptr;
+  dnnl_primitive_t reorder = nullptr;
+  auto packed = PackedBf16Ptr(new PackedBf16);
+  packed->in = in;
+  packed->out = out;
+  const dnnl_memory_desc_t *chosen = nullptr;
+  bool ok = dnnl_memory_desc_init_by_tag(&src, 2, srcDims, dnnl_bf16, dnnl_ab) == dnnl_success &&
+            dnnl_memory_desc_init_by_tag(&any, 2, weightDims, dnnl_bf16, dnnl_format_tag_any) ==
+                dnnl_success &&
+            dnnl_memory_desc_init_by_tag(&dst, 2, dstDims, dnnl_f32, dnnl_ab) == dnnl_success &&
+            dnnl_memory_desc_init_by_tag(&plain, 2, weightDims, dnnl_bf16, dnnl_ba) ==
+                dnnl_success &&
+            dnnl_matmul_desc_init(&desc, &src, &any, nullptr, &dst) == dnnl_success &&
+            dnnl_primitive_desc_create(&pd, &desc, nullptr, context.engine, nullptr) ==
+                dnnl_success &&
+            (chosen = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)) != nullptr &&
+            // Nothing to gain where it reads the weight as it is stored.
+            !dnnl_memory_desc_equal(chosen, &plain);
+  if (ok) {
+    packed->desc = *chosen;
+    const size_t bytes = dnnl_memory_desc_get_size(&packed->desc);
+    packed->data.reset(static_cast<uint8_t *>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+    ok = packed->data != nullptr;
+  }
+  if (ok) {
+    Memory from(plain, context.engine, w), to(packed->desc, context.engine, packed->data.get());
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, from.memory}, {DNNL_ARG_TO, to.memory}};
+    ok = from.memory && to.memory &&
+         dnnl_reorder_primitive_desc_create(&reorderPd, &plain, context.engine, &packed->desc,
+                                            context.engine, nullptr) == dnnl_success &&
+         dnnl_primitive_create(&reorder, reorderPd) == dnnl_success &&
+         dnnl_primitive_execute(reorder, context.stream, 2, args) == dnnl_success &&
+         dnnl_stream_wait(context.stream) == dnnl_success;
+  }
+  if (reorder)
+    dnnl_primitive_destroy(reorder);
+  if (reorderPd)
+    dnnl_primitive_desc_destroy(reorderPd);
+  if (pd)
+    dnnl_primitive_desc_destroy(pd);
+  return ok ? std::move(packed) : nullptr;
+}
+
 bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
                       int64_t out, const Epilogue &epilogue, float *y) {
-  return run(dnnl_bf16, 0, x, rows, in, w, out, epilogue, true, y);
+  return run(dnnl_bf16, 0, x, rows, in, w, out, epilogue, Layout::Transposed, y);
+}
+
+bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const PackedBf16 &w,
+                      int64_t out, const Epilogue &epilogue, float *y) {
+  return in == w.in && out == w.out &&
+         run(dnnl_bf16, 0, x, rows, in, w.data.get(), out, epilogue, Layout::Packed, y, &w.desc);
 }
 
 bool dnnl::matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
                      const Epilogue &epilogue, float *y) {
-  return run(dnnl_f32, 0, x, rows, in, w, out, epilogue, true, y);
+  return run(dnnl_f32, 0, x, rows, in, w, out, epilogue, Layout::Transposed, y);
 }
 
 bool dnnl::matmulInt8(const int8_t *x, int64_t rows, int64_t in, const int8_t *w, int64_t out,
                       int32_t *y) {
-  return run(dnnl_s8, 0, x, rows, in, w, out, {}, true, y);
+  return run(dnnl_s8, 0, x, rows, in, w, out, {}, Layout::Transposed, y);
 }
 
 bool dnnl::batchedMatmul(const uint16_t *a, const uint16_t *b, int64_t batch, int64_t m,
                          int64_t k, int64_t n, bool transposeB, float *c) {
-  return batch > 0 && run(dnnl_bf16, batch, a, m, k, b, n, {}, transposeB, c);
+  return batch > 0 && run(dnnl_bf16, batch, a, m, k, b, n, {},
+                          transposeB ? Layout::Transposed : Layout::Plain, c);
 }
 
 bool dnnl::batchedMatmul(const float *a, const float *b, int64_t batch, int64_t m, int64_t k,
                          int64_t n, bool transposeB, float *c) {
-  return batch > 0 && run(dnnl_f32, batch, a, m, k, b, n, {}, transposeB, c);
+  return batch > 0 && run(dnnl_f32, batch, a, m, k, b, n, {},
+                          transposeB ? Layout::Transposed : Layout::Plain, c);
 }

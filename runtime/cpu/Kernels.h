@@ -17,6 +17,10 @@
 
 namespace megatron::runtime::cpu {
 
+namespace dnnl {
+struct PackedBf16;
+} // namespace dnnl
+
 enum class GeluKind { Erf, Tanh };
 
 /// buffer's data after growing it to at least `size` elements: scratch
@@ -41,6 +45,8 @@ struct Weights {
   const float *scales = nullptr;
   int64_t groups = 1;
   const uint16_t *bf16 = nullptr; ///< raw bits
+  /// bf16 also packed for oneDNN's matmul (many rows), or null.
+  const dnnl::PackedBf16 *packedBf16 = nullptr;
   /// int8 weights with per-channel scales: x is quantized per row too
   /// (dynamic W8A8, linearInt8QuantizedRows).
   bool int8Input = false;

@@ -46,10 +46,12 @@ void linearInt8QuantizedRows(const float *x, int64_t rows, int64_t in, const int
                              float *y, std::optional<GeluKind> gelu = std::nullopt);
 
 /// The same with W bf16 [out, in] (raw bits), no scales. Many rows multiply
-/// in bf16 where the CPU can (oneDNN: x is rounded to bf16 first, as
-/// PyTorch's bf16 does), a few rows widen W in registers.
+/// in bf16 where the CPU can (oneDNN, from `packed` when given: x is
+/// rounded to bf16 first, as PyTorch's bf16 does), a few rows widen W in
+/// registers.
 void linearBf16(const float *x, int64_t rows, int64_t in, const uint16_t *w,
-                const float *bias, int64_t out, float beta, float *y,
+                const dnnl::PackedBf16 *packed, const float *bias, int64_t out, float beta,
+                float *y,
                 std::optional<GeluKind> gelu = std::nullopt);
 
 } // namespace megatron::runtime::cpu

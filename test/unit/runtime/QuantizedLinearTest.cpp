@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "GeluReference.h"
+#include "runtime/cpu/Dnnl.h"
 #include "runtime/cpu/Parallel.h"
 #include "runtime/cpu/QuantizedLinear.h"
 
@@ -73,8 +74,9 @@ void activate(std::optional<cpu::GeluKind> gelu, double &value, double &bound) {
 
 /// Runs one case and compares every `stride`-th output channel (and the
 /// last) with the double-precision product (through GELU when asked).
+/// With `packed`, bf16 weights are packed for oneDNN first (where it can).
 void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
-               std::optional<cpu::GeluKind> gelu = std::nullopt) {
+               std::optional<cpu::GeluKind> gelu = std::nullopt, bool packed = false) {
   const int64_t rows = shape.rows, in = shape.in, out = shape.out;
   const bool bf16 = shape.groupSize < 0;
   const int64_t groupSize = shape.groupSize > 0 ? shape.groupSize : in;
@@ -103,9 +105,14 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
     std::fill(y.begin(), y.end(), std::nanf(""));
   const std::vector<float> before = y;
 
+  cpu::dnnl::PackedBf16Ptr packedWeight;
+  if (bf16 && packed) {
+    packedWeight = cpu::dnnl::packBf16(wBf16.data(), out, in);
+    ASSERT_EQ(packedWeight != nullptr, cpu::dnnl::bf16Native());
+  }
   if (bf16)
-    cpu::linearBf16(x.data(), rows, in, wBf16.data(), withBias ? bias.data() : nullptr, out,
-                    beta, y.data(), gelu);
+    cpu::linearBf16(x.data(), rows, in, wBf16.data(), packedWeight.get(),
+                    withBias ? bias.data() : nullptr, out, beta, y.data(), gelu);
   else
     cpu::linearInt8(x.data(), rows, in, q.data(), scales.data(), groupSize,
                     withBias ? bias.data() : nullptr, out, beta, y.data(), gelu);
@@ -186,6 +193,17 @@ TEST(QuantizedLinear, Bf16WeightsMatchDoubleReference) {
         checkCase({rows, 1000, 23, -1}, beta, withBias);
   for (int64_t rows : {1, 8, 128})
     checkCase({rows, 1024, 4096, -1}, rows == 8 ? 1.0f : 0.0f, rows != 8, 37);
+}
+
+// The same products from weights packed once for oneDNN (many rows), shapes
+// its blocks do not divide included.
+TEST(QuantizedLinear, PackedBf16WeightsMatchDoubleReference) {
+  cpu::setThreads(2);
+  for (int64_t rows : {33, 200})
+    for (float beta : {0.0f, 1.0f})
+      checkCase({rows, 1000, 23, -1}, beta, beta == 0.0f, 1, std::nullopt, true);
+  checkCase({128, 1024, 4096, -1}, 0.0f, true, 37, cpu::GeluKind::Tanh, true);
+  checkCase({64, 4096, 1024, -1}, 1.0f, false, 37, std::nullopt, true);
 }
 
 /// linearInt8QuantizedRows against its definition: x quantized per row in

@@ -40,6 +40,10 @@ public:
   /// The weight region of `rank` (checked by `open`).
   const uint8_t *weights(uint32_t rank) const;
   const std::string &path() const { return path_; }
+  /// Drops the mapped pages wholly inside [begin, begin + bytes) from
+  /// memory, for a runtime that keeps its own copy of those weights;
+  /// reading them again reads the file.
+  void evict(const uint8_t *begin, uint64_t bytes) const;
 
   /// Tensor-parallel ranks (each with its plan and weight region).
   int ranks() const;
