@@ -60,6 +60,14 @@ int64_t span(const Shape &shape, size_t begin, size_t end) {
 }
 
 
+/// Whether a step is a linear (alone or fused with the residual and
+/// LayerNorm) that quantizes its input to int8: its second parameter.
+bool quantizesInput(const fb::Step &step) {
+  return (step.kind() == fb::StepKind::Linear ||
+          step.kind() == fb::StepKind::LinearAddLayerNorm) &&
+         step.ints()->Get(1) != 0;
+}
+
 struct FreeDeleter {
   void operator()(void *p) const { std::free(p); }
 };
@@ -82,7 +90,7 @@ struct RankRunner {
   std::vector<std::vector<float>> widened;    ///< f16/bf16 weights as f32
   std::vector<bool> bf16;                     ///< per buffer: a bf16 weight kept as is
   /// Per buffer: a bf16 linear weight also packed for oneDNN, or null.
-  std::vector<cpu::dnnl::PackedBf16Ptr> packed;
+  std::vector<cpu::dnnl::PackedWeightPtr> packed;
   /// Some GEMM weights are bf16: the model computes in bf16 (attention's
   /// products too).
   bool computesInBf16 = false;
@@ -120,8 +128,9 @@ struct RankRunner {
   /// matrix, an embedding table): the kernels read those as bf16, half the
   /// bytes of widening them. Any other use (a bias, LayerNorm's gamma) widens.
   std::vector<bool> narrowBf16Weights() const;
-  /// Packs the narrow bf16 weights that linears multiply (packed[]).
-  void packBf16LinearWeights();
+  /// Packs the weights that linears multiply in bf16 (packed[]): narrow
+  /// bf16 ones, int8 ones with per-channel scales.
+  void packLinearWeights();
   Status evaluateShapes(const int64_t symbols[kSymbols]);
   Status checkStep(const fb::Step &step, size_t index) const;
   Status checkInt8Input(const fb::Step &step, bool quantized, const std::string &where) const;
@@ -170,33 +179,46 @@ std::vector<bool> RankRunner::narrowBf16Weights() const {
   return narrow;
 }
 
-void RankRunner::packBf16LinearWeights() {
+void RankRunner::packLinearWeights() {
   packed.resize(rank.buffers()->size());
   if (!cpu::dnnl::bf16Native() || !rank.entries())
     return;
+  // A buffer's constant 2-D shape (weights and scales have one; checkStep
+  // rejects a linear whose weight has any other).
+  auto constant2d = [&](uint32_t id, int64_t &rows, int64_t &cols) {
+    const fb::Buffer &b = buffer(id);
+    if (!b.shape() || b.shape()->size() != 2)
+      return false;
+    for (const fb::Dim *d : *b.shape())
+      if ((d->symbols() && d->symbols()->size()) || d->constant() <= 0)
+        return false;
+    rows = b.shape()->Get(0)->constant();
+    cols = b.shape()->Get(1)->constant();
+    return true;
+  };
   for (const fb::Entry *e : *rank.entries())
     for (const fb::Step *step : *e->steps()) {
       if ((step->kind() != fb::StepKind::Linear &&
            step->kind() != fb::StepKind::LinearAddLayerNorm) ||
-          !step->inputs() || step->inputs()->size() < 2)
+          !step->inputs() || step->inputs()->size() < 3)
         continue;
       const uint32_t id = step->inputs()->Get(1);
-      const fb::Buffer &b = buffer(id);
-      if (id >= packed.size() || !bf16[id] || packed[id] || !b.shape() || b.shape()->size() != 2)
+      int64_t out = 0, in = 0, scaleRows = 0, groups = 0;
+      // int8 with one scale per output channel, rows staying 16-bit (dynamic
+      // W8A8 multiplies the int8 weights as they are stored).
+      const bool int8 = quantizedOperand(*step) && !quantizesInput(*step) &&
+                        constant2d(step->inputs()->Get(2), scaleRows, groups) && groups == 1;
+      if (id >= packed.size() || packed[id] || !(bf16[id] || int8) ||
+          !constant2d(id, out, in) ||
+          uint64_t(out) * uint64_t(in) * (int8 ? 1 : 2) != buffer(id).size())
         continue;
-      // [out, in], constant (checkStep rejects a weight of any other shape).
-      const fb::Dim *out = b.shape()->Get(0), *in = b.shape()->Get(1);
-      if ((out->symbols() && out->symbols()->size()) || (in->symbols() && in->symbols()->size()) ||
-          out->constant() <= 0 || in->constant() <= 0 ||
-          uint64_t(out->constant()) * uint64_t(in->constant()) * 2 != b.size())
-        continue;
-      packed[id] = cpu::dnnl::packBf16(reinterpret_cast<const uint16_t *>(data[id]),
-                                       out->constant(), in->constant());
+      packed[id] = int8 ? cpu::dnnl::packWeight(reinterpret_cast<const int8_t *>(data[id]), out, in)
+                        : cpu::dnnl::packWeight(reinterpret_cast<const uint16_t *>(data[id]), out, in);
       // Without decode steps (whose single rows read the stored weights)
       // the stored copy is read again only by an embedding's few rows or a
-      // call of a single row: its pages can go.
+      // call of a few rows: its pages can go.
       if (packed[id] && !entry("decode"))
-        artifact.evict(data[id], b.size());
+        artifact.evict(data[id], buffer(id).size());
     }
 }
 
@@ -249,19 +271,10 @@ Status RankRunner::prepare() {
         return Status::error(artifact.path() + ": entry '" + e->name()->str() +
                              "': " + status.message());
   }
-  packBf16LinearWeights();
+  packLinearWeights();
   return Status::success();
 }
 
-namespace {
-/// Whether a step is a linear (alone or fused with the residual and
-/// LayerNorm) that quantizes its input to int8: its second parameter.
-bool quantizesInput(const fb::Step &step) {
-  return (step.kind() == fb::StepKind::Linear ||
-          step.kind() == fb::StepKind::LinearAddLayerNorm) &&
-         step.ints()->Get(1) != 0;
-}
-} // namespace
 
 /// A linear step's int8-input flag (its second parameter): 0, or 1 with an
 /// int8 weight.
@@ -427,7 +440,7 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   auto weights = [&](size_t i) -> cpu::Weights {
     if (bf16[in(i)]) {
       cpu::Weights w(reinterpret_cast<const uint16_t *>(data[in(i)]));
-      w.packedBf16 = packed[in(i)].get();
+      w.packed = packed[in(i)].get();
       return w;
     }
     if (!quantized)
@@ -435,6 +448,7 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     cpu::Weights w(reinterpret_cast<const int8_t *>(data[in(i)]), f(in(i + 1)),
                    shapes[in(i + 1)][1]);
     w.int8Input = int8Input;
+    w.packed = packed[in(i)].get();
     return w;
   };
   if (quantized) {

@@ -26,7 +26,7 @@ unsigned epilogueBits(const dnnl::Epilogue &e) {
 
 /// How the [in, out] operand is stored: row-major, as an [out, in] matrix
 /// (a linear's weight), or packed into oneDNN's blocked layout
-/// (dnnl::PackedBf16).
+/// (dnnl::PackedWeight).
 enum class Layout { Plain, Transposed, Packed };
 
 /// One matmul primitive, for one number of rows: oneDNN's kernels for a
@@ -209,30 +209,34 @@ bool run(dnnl_data_type_t type, int64_t batch, const void *x, int64_t rows, int6
 }
 } // namespace
 
-struct dnnl::PackedBf16 {
+struct dnnl::PackedWeight {
+  /// The bf16 layout; int8 values are laid out alike (desc's with s8).
   dnnl_memory_desc_t desc{};
-  int64_t in = 0, out = 0;
+  bool int8 = false;
+  int64_t in = 0, out = 0, elements = 0;
   std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};
 };
 
-void dnnl::PackedBf16Deleter::operator()(PackedBf16 *p) const { delete p; }
+void dnnl::PackedWeightDeleter::operator()(PackedWeight *p) const { delete p; }
 
-dnnl::PackedBf16Ptr dnnl::packBf16(const uint16_t *w, int64_t out, int64_t in) {
-  if (!bf16Native() || out <= 0 || in <= 0)
+namespace {
+/// w [out, in] of `type` (bf16 or s8) packed into the layout oneDNN's bf16
+/// matmul picks for such a weight when free to: the same for every number
+/// of rows here (checked at BERT's and GPT-2's shapes from 1 to 4096 rows);
+/// a run whose primitive reads another falls back to the stored weight.
+dnnl::PackedWeightPtr pack(const void *w, dnnl_data_type_t type, int64_t out, int64_t in) {
+  if (!dnnl::bf16Native() || out <= 0 || in <= 0)
     return nullptr;
   Context context;
   if (!context.engine)
     return nullptr;
-  // The layout oneDNN's matmul picks for the weight when free to: the same
-  // for every number of rows here (checked at BERT's and GPT-2's shapes
-  // from 1 to 4096 rows); a run whose primitive reads another falls back to
-  // the plain weight.
-  dnnl_memory_desc_t src, any, dst, plain;
+  dnnl_memory_desc_t src, any, dst, plain, stored;
   const dnnl_dims_t srcDims = {128, in}, weightDims = {in, out}, dstDims = {128, out};
   dnnl_matmul_desc_t desc;
   dnnl_primitive_desc_t pd = nullptr, reorderPd = nullptr;
   dnnl_primitive_t reorder = nullptr;
-  auto packed = PackedBf16Ptr(new PackedBf16);
+  auto packed = dnnl::PackedWeightPtr(new dnnl::PackedWeight);
+  packed->int8 = type == dnnl_s8;
   packed->in = in;
   packed->out = out;
   const dnnl_memory_desc_t *chosen = nullptr;
@@ -242,23 +246,32 @@ dnnl::PackedBf16Ptr dnnl::packBf16(const uint16_t *w, int64_t out, int64_t in) {
             dnnl_memory_desc_init_by_tag(&dst, 2, dstDims, dnnl_f32, dnnl_ab) == dnnl_success &&
             dnnl_memory_desc_init_by_tag(&plain, 2, weightDims, dnnl_bf16, dnnl_ba) ==
                 dnnl_success &&
+            dnnl_memory_desc_init_by_tag(&stored, 2, weightDims, type, dnnl_ba) ==
+                dnnl_success &&
             dnnl_matmul_desc_init(&desc, &src, &any, nullptr, &dst) == dnnl_success &&
             dnnl_primitive_desc_create(&pd, &desc, nullptr, context.engine, nullptr) ==
                 dnnl_success &&
             (chosen = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)) != nullptr &&
             // Nothing to gain where it reads the weight as it is stored.
             !dnnl_memory_desc_equal(chosen, &plain);
+  dnnl_memory_desc_t target{};
   if (ok) {
     packed->desc = *chosen;
-    const size_t bytes = dnnl_memory_desc_get_size(&packed->desc);
+    // The same blocks and padding in the stored type: widening int8 to
+    // bf16 element by element then gives the bf16 layout.
+    target = *chosen;
+    target.data_type = type;
+    const size_t bytes = dnnl_memory_desc_get_size(&target);
+    packed->elements = static_cast<int64_t>(dnnl_memory_desc_get_size(chosen) / 2);
     packed->data.reset(static_cast<uint8_t *>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
     ok = packed->data != nullptr;
   }
   if (ok) {
-    Memory from(plain, context.engine, w), to(packed->desc, context.engine, packed->data.get());
+    // Reorders fill the padding with zeros.
+    Memory from(stored, context.engine, w), to(target, context.engine, packed->data.get());
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, from.memory}, {DNNL_ARG_TO, to.memory}};
     ok = from.memory && to.memory &&
-         dnnl_reorder_primitive_desc_create(&reorderPd, &plain, context.engine, &packed->desc,
+         dnnl_reorder_primitive_desc_create(&reorderPd, &stored, context.engine, &target,
                                             context.engine, nullptr) == dnnl_success &&
          dnnl_primitive_create(&reorder, reorderPd) == dnnl_success &&
          dnnl_primitive_execute(reorder, context.stream, 2, args) == dnnl_success &&
@@ -272,16 +285,32 @@ dnnl::PackedBf16Ptr dnnl::packBf16(const uint16_t *w, int64_t out, int64_t in) {
     dnnl_primitive_desc_destroy(pd);
   return ok ? std::move(packed) : nullptr;
 }
+} // namespace
+
+dnnl::PackedWeightPtr dnnl::packWeight(const uint16_t *w, int64_t out, int64_t in) {
+  return pack(w, dnnl_bf16, out, in);
+}
+
+dnnl::PackedWeightPtr dnnl::packWeight(const int8_t *w, int64_t out, int64_t in) {
+  return pack(w, dnnl_s8, out, in);
+}
+
+int64_t dnnl::packedElements(const PackedWeight &w) { return w.elements; }
+
+const int8_t *dnnl::packedInt8(const PackedWeight &w) {
+  return w.int8 ? reinterpret_cast<const int8_t *>(w.data.get()) : nullptr;
+}
 
 bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
                       int64_t out, const Epilogue &epilogue, float *y) {
   return run(dnnl_bf16, 0, x, rows, in, w, out, epilogue, Layout::Transposed, y);
 }
 
-bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const PackedBf16 &w,
-                      int64_t out, const Epilogue &epilogue, float *y) {
-  return in == w.in && out == w.out &&
-         run(dnnl_bf16, 0, x, rows, in, w.data.get(), out, epilogue, Layout::Packed, y, &w.desc);
+bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const PackedWeight &w,
+                      const uint16_t *widened, int64_t out, const Epilogue &epilogue, float *y) {
+  const void *weights = w.int8 ? static_cast<const void *>(widened) : w.data.get();
+  return in == w.in && out == w.out && weights &&
+         run(dnnl_bf16, 0, x, rows, in, weights, out, epilogue, Layout::Packed, y, &w.desc);
 }
 
 bool dnnl::matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,

@@ -45,24 +45,33 @@ bool int8Native();
 bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
                 int64_t out, const Epilogue &epilogue, float *y);
 
-/// A bf16 weight [out, in] rearranged once into the blocked layout oneDNN's
-/// bf16 matmul reads: from the stored one, every call rearranges the whole
-/// weight before multiplying (7-8% of a BERT-345M layer's products at 128
-/// rows on Zen 4, 4% at 512 and 4096).
-struct PackedBf16;
-struct PackedBf16Deleter {
-  void operator()(PackedBf16 *p) const;
+/// A linear's weight [out, in] rearranged once into the blocked layout
+/// oneDNN's bf16 matmul reads: from the stored one, every call rearranges
+/// the whole weight before multiplying (7-8% of a BERT-345M layer's
+/// products at 128 rows on Zen 4, 4% at 512 and 4096). bf16 values, or
+/// int8 ones in the same layout, which widen element by element into it.
+struct PackedWeight;
+struct PackedWeightDeleter {
+  void operator()(PackedWeight *p) const;
 };
-using PackedBf16Ptr = std::unique_ptr<PackedBf16, PackedBf16Deleter>;
+using PackedWeightPtr = std::unique_ptr<PackedWeight, PackedWeightDeleter>;
 
 /// w packed, or null where oneDNN has no better layout for it here (no
 /// bf16 arithmetic, or it reads w as stored).
-PackedBf16Ptr packBf16(const uint16_t *w, int64_t out, int64_t in);
+PackedWeightPtr packWeight(const uint16_t *w, int64_t out, int64_t in);
+PackedWeightPtr packWeight(const int8_t *w, int64_t out, int64_t in);
 
-/// matmulBf16 with a packed weight; false (nothing written) unless it was
-/// packed as [out, in].
-bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const PackedBf16 &w, int64_t out,
-                const Epilogue &epilogue, float *y);
+/// Elements of the bf16 layout, padding included.
+int64_t packedElements(const PackedWeight &w);
+/// The int8 values of an int8 weight (packedElements of them); null for a
+/// bf16 one.
+const int8_t *packedInt8(const PackedWeight &w);
+
+/// matmulBf16 with a packed weight: an int8 one as `widened`, its values
+/// widened to bf16 (exactly, padding and all); a bf16 one as it is (widened
+/// unused). False (nothing written) unless it was packed as [out, in].
+bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const PackedWeight &w,
+                const uint16_t *widened, int64_t out, const Epilogue &epilogue, float *y);
 
 /// The same in f32. Against OpenBLAS it wins some shapes and loses others,
 /// so the caller measures.

@@ -18,7 +18,7 @@
 namespace megatron::runtime::cpu {
 
 namespace dnnl {
-struct PackedBf16;
+struct PackedWeight;
 } // namespace dnnl
 
 enum class GeluKind { Erf, Tanh };
@@ -45,8 +45,9 @@ struct Weights {
   const float *scales = nullptr;
   int64_t groups = 1;
   const uint16_t *bf16 = nullptr; ///< raw bits
-  /// bf16 also packed for oneDNN's matmul (many rows), or null.
-  const dnnl::PackedBf16 *packedBf16 = nullptr;
+  /// bf16, or int8 with per-channel scales, also packed for oneDNN's bf16
+  /// matmul (many rows), or null.
+  const dnnl::PackedWeight *packed = nullptr;
   /// int8 weights with per-channel scales: x is quantized per row too
   /// (dynamic W8A8, linearInt8QuantizedRows).
   bool int8Input = false;

@@ -25,10 +25,11 @@ namespace megatron::runtime::cpu {
 /// beta is 0 (y is only written) or 1 (accumulate into y, e.g. a residual);
 /// `in` must be a multiple of groupSize. With `gelu` (and beta 0), y =
 /// GELU(x W^T + bias). Many rows with per-channel scales multiply x rounded
-/// to bf16 where the CPU has bf16 arithmetic.
+/// to bf16 where the CPU has bf16 arithmetic, from `packed` (q packed by
+/// dnnl::packWeight, per-channel scales) when given.
 void linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
-                const float *scales, int64_t groupSize, const float *bias,
-                int64_t out, float beta, float *y,
+                const float *scales, int64_t groupSize, const dnnl::PackedWeight *packed,
+                const float *bias, int64_t out, float beta, float *y,
                 std::optional<GeluKind> gelu = std::nullopt);
 
 /// linearInt8 with x quantized as well (dynamic W8A8, like PyTorch's
@@ -50,7 +51,7 @@ void linearInt8QuantizedRows(const float *x, int64_t rows, int64_t in, const int
 /// rounded to bf16 first, as PyTorch's bf16 does), a few rows widen W in
 /// registers.
 void linearBf16(const float *x, int64_t rows, int64_t in, const uint16_t *w,
-                const dnnl::PackedBf16 *packed, const float *bias, int64_t out, float beta,
+                const dnnl::PackedWeight *packed, const float *bias, int64_t out, float beta,
                 float *y,
                 std::optional<GeluKind> gelu = std::nullopt);
 

@@ -74,7 +74,7 @@ void activate(std::optional<cpu::GeluKind> gelu, double &value, double &bound) {
 
 /// Runs one case and compares every `stride`-th output channel (and the
 /// last) with the double-precision product (through GELU when asked).
-/// With `packed`, bf16 weights are packed for oneDNN first (where it can).
+/// With `packed`, the weight is packed for oneDNN first (where it can).
 void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
                std::optional<cpu::GeluKind> gelu = std::nullopt, bool packed = false) {
   const int64_t rows = shape.rows, in = shape.in, out = shape.out;
@@ -105,16 +105,17 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
     std::fill(y.begin(), y.end(), std::nanf(""));
   const std::vector<float> before = y;
 
-  cpu::dnnl::PackedBf16Ptr packedWeight;
-  if (bf16 && packed) {
-    packedWeight = cpu::dnnl::packBf16(wBf16.data(), out, in);
+  cpu::dnnl::PackedWeightPtr packedWeight;
+  if (packed) {
+    packedWeight = bf16 ? cpu::dnnl::packWeight(wBf16.data(), out, in)
+                        : cpu::dnnl::packWeight(q.data(), out, in);
     ASSERT_EQ(packedWeight != nullptr, cpu::dnnl::bf16Native());
   }
   if (bf16)
     cpu::linearBf16(x.data(), rows, in, wBf16.data(), packedWeight.get(),
                     withBias ? bias.data() : nullptr, out, beta, y.data(), gelu);
   else
-    cpu::linearInt8(x.data(), rows, in, q.data(), scales.data(), groupSize,
+    cpu::linearInt8(x.data(), rows, in, q.data(), scales.data(), groupSize, packedWeight.get(),
                     withBias ? bias.data() : nullptr, out, beta, y.data(), gelu);
   auto weight = [&](int64_t o, int64_t k) {
     if (!bf16)
@@ -127,9 +128,9 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
 
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t o : sampledChannels(out, stride)) {
-      // Many-row products may take x rounded to bf16 (as PyTorch's bf16
-      // GEMMs do) where the CPU has bf16 arithmetic; either product is
-      // right to float rounding.
+      // Many-row products (packed bf16 weights: from 2 rows) may take x
+      // rounded to bf16 (as PyTorch's bf16 GEMMs do) where the CPU has bf16
+      // arithmetic; either product is right to float rounding.
       double sum = 0, roundedSum = 0, magnitude = 0;
       for (int64_t k = 0; k < in; ++k) {
         double w = weight(o, k);
@@ -146,7 +147,8 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
       double bound = 1e-5 * magnitude, roundedBound = bound;
       activate(gelu, sum, bound);
       activate(gelu, roundedSum, roundedBound);
-      if (rows > 32 && std::fabs(y[r * out + o] - roundedSum) <= roundedBound)
+      if ((rows > 32 || (packed && bf16)) &&
+          std::fabs(y[r * out + o] - roundedSum) <= roundedBound)
         continue;
       ASSERT_NEAR(y[r * out + o], sum, bound)
           << "rows " << rows << " in " << in << " out " << out << " group " << shape.groupSize
@@ -195,14 +197,17 @@ TEST(QuantizedLinear, Bf16WeightsMatchDoubleReference) {
     checkCase({rows, 1024, 4096, -1}, rows == 8 ? 1.0f : 0.0f, rows != 8, 37);
 }
 
-// The same products from weights packed once for oneDNN (many rows), shapes
-// its blocks do not divide included.
-TEST(QuantizedLinear, PackedBf16WeightsMatchDoubleReference) {
+// The same products from weights packed once for oneDNN (bf16; int8 with
+// per-channel scales, which take theirs from 1024 rows), shapes its blocks
+// do not divide included.
+TEST(QuantizedLinear, PackedWeightsMatchDoubleReference) {
   cpu::setThreads(2);
-  for (int64_t rows : {33, 200})
-    for (float beta : {0.0f, 1.0f})
-      checkCase({rows, 1000, 23, -1}, beta, beta == 0.0f, 1, std::nullopt, true);
+  for (int64_t groupSize : {-1, 0})
+    for (int64_t rows : {2, 33, 1024})
+      for (float beta : {0.0f, 1.0f})
+        checkCase({rows, 1000, 23, groupSize}, beta, beta == 0.0f, 1, std::nullopt, true);
   checkCase({128, 1024, 4096, -1}, 0.0f, true, 37, cpu::GeluKind::Tanh, true);
+  checkCase({1024, 1024, 512, 0}, 0.0f, true, 37, cpu::GeluKind::Tanh, true);
   checkCase({64, 4096, 1024, -1}, 1.0f, false, 37, std::nullopt, true);
 }
 
