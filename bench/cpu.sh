@@ -10,8 +10,9 @@
 # each next to the same model in PyTorch eager (bench/torch_peer.py,
 # torch.inference_mode): fp32 for f32, bf16 for bf16 (only where the CPU
 # has AVX512-BF16 or AMX), dynamic int8 of the linear layers for int8
-# (weight-only, --quantize int8) and for w8a8 (--quantize-activations: the
-# linears' inputs quantized at run time too, as PyTorch's are).
+# (weight-only, --quantize int8, with --dtype bf16 where the CPU has bf16:
+# 16-bit activations) and for w8a8 (--quantize-activations: the linears'
+# inputs quantized at run time too, as PyTorch's are).
 # Every run's peak RSS is recorded; medians of timed runs after warm-up.
 # The decode roofline: weight bytes a batch-1 decode step reads, per
 # second, against the machine's streaming read bandwidth, measured right
@@ -37,9 +38,14 @@ source bench/common.sh
 bench_setup cpu "${args[@]}"
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing (apt-get install time)"
 
+# int8 weights keep 16-bit activations (W8A16) where the CPU multiplies
+# bf16: everything but the linears' weights is bf16 there, as in the bf16
+# rows; elsewhere f32.
+narrow=(--dtype bf16)
 if ! grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
-  echo "no AVX512-BF16 or AMX on this CPU: no bf16 rows" >&2
+  echo "no AVX512-BF16 or AMX on this CPU: no bf16 rows, int8 rows with f32 activations" >&2
   precisions=${precisions//bf16/}
+  narrow=()
 fi
 IFS=, read -r -a precisions <<<"$precisions"
 # Only the precisions measured now start over; the table shows every
@@ -67,8 +73,8 @@ flags_for() {
   case $1 in
     f32) compile_flags=() peer=() ;;
     bf16) compile_flags=(--dtype bf16) peer=(--dtype bf16) ;;
-    int8) compile_flags=(--quantize int8) peer=(--quantize int8) ;;
-    w8a8) compile_flags=(--quantize int8 --quantize-activations) peer=(--quantize int8) ;;
+    int8) compile_flags=("${narrow[@]}" --quantize int8) peer=(--quantize int8) ;;
+    w8a8) compile_flags=("${narrow[@]}" --quantize int8 --quantize-activations) peer=(--quantize int8) ;;
     *) die "unknown precision '$1' (f32, bf16, int8 or w8a8)" ;;
   esac
 }

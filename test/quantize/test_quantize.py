@@ -9,7 +9,9 @@ trained models' own held-out figures (summary.json).  Each model is compiled
 to an f32 artifact and to int8 ones (--quantize int8, with --tp 2, with
 --group-size 32, and for GPT-2 with --quantize-embeddings; and W8A8 ones,
 --quantize-activations, alone and with --tp 2, whose BERT agreement is held
-to that of PyTorch's own dynamic int8 on the same model); megatron-run
+to that of PyTorch's own dynamic int8 on the same model), and to bf16 ones
+(--dtype bf16, with and without --quantize int8: int8 with bf16 activations
+is held to bf16 as int8 with f32 ones is to f32); megatron-run
 forward runs the held-out ids through each.  Random weights would not do:
 their logits have none of the structure (confident, peaked predictions,
 outlier channels) that makes quantization error matter.
@@ -63,6 +65,10 @@ VARIANTS = {
     'int8-embeddings': INT8 + ('--quantize-embeddings',),
     'w8a8': INT8 + ('--quantize-activations',),
     'w8a8-tp2': INT8 + ('--quantize-activations', '--tp', '2'),
+    # W8A16 in the narrow sense: bf16 everywhere else (what bench/cpu.sh
+    # measures where the CPU has bf16), held to the bf16 artifact.
+    'bf16': ('--dtype', 'bf16'),
+    'int8-bf16': INT8 + ('--dtype', 'bf16'),
 }
 TASK = {'gpt2': 'causal-lm', 'bert': 'masked-lm'}
 # The smallest group tested: at most one f32 scale per 32 int8 weights.
@@ -196,9 +202,9 @@ class TrainedModels(unittest.TestCase):
     def gpt2_perplexity(self, variant):
         return perplexity(self.logits('gpt2', variant), np.asarray(self.heldout['gpt2']['input_ids']))
 
-    def check_gpt2(self, variant):
-        base, quantized = self.gpt2_perplexity('f32'), self.gpt2_perplexity(variant)
-        self.report(f'held-out perplexity f32 {base:.4f}, {variant} {quantized:.4f} '
+    def check_gpt2(self, variant, unquantized='f32'):
+        base, quantized = self.gpt2_perplexity(unquantized), self.gpt2_perplexity(variant)
+        self.report(f'held-out perplexity {unquantized} {base:.4f}, {variant} {quantized:.4f} '
                     f'(x{quantized / base:.5f}; limit x{PERPLEXITY_RATIO})')
         self.assertLessEqual(quantized, PERPLEXITY_RATIO * base)
 
@@ -227,6 +233,9 @@ class TrainedModels(unittest.TestCase):
     def test_gpt2_w8a8_tp2_perplexity(self):
         self.check_gpt2('w8a8-tp2')
 
+    def test_gpt2_int8_bf16_perplexity(self):
+        self.check_gpt2('int8-bf16', 'bf16')
+
     # BERT ---------------------------------------------------------------
 
     def bert_masked(self, variant):
@@ -248,14 +257,15 @@ class TrainedModels(unittest.TestCase):
         self.report(f'PyTorch dynamic int8: top-1 agreement {agreement:.4f}, mean logits cosine {cosine:.7f}')
         return agreement, cosine
 
-    def check_bert(self, variant, top1_agreement=TOP1_AGREEMENT):
-        base = self.bert_masked('f32').astype(np.float64)
+    def check_bert(self, variant, top1_agreement=TOP1_AGREEMENT, unquantized='f32'):
+        base = self.bert_masked(unquantized).astype(np.float64)
         agreement, differ, cosine = self.agreement_and_cosine(base, self.bert_masked(variant))
         # A tiny model has near-ties; where the top-1 changed, how close was it in f32?
         top2 = np.sort(base[differ], axis=-1)[:, -2:]
         margins = ', '.join(f'{m:.4f}' for m in sorted(top2[:, 1] - top2[:, 0]))
-        self.report(f'{len(base)} masked tokens: top-1 agreement {agreement:.4f} (limit {top1_agreement:.4f}; '
-                    f'{int(differ.sum())} differ, f32 top-1 - top-2 margins there: {margins or "-"}), '
+        self.report(f'{len(base)} masked tokens against {unquantized}: top-1 agreement {agreement:.4f} '
+                    f'(limit {top1_agreement:.4f}; '
+                    f'{int(differ.sum())} differ, {unquantized} top-1 - top-2 margins there: {margins or "-"}), '
                     f'mean logits cosine {cosine:.7f} (limit {COSINE})')
         self.assertGreaterEqual(agreement, top1_agreement)
         self.assertGreaterEqual(cosine, COSINE)
@@ -286,6 +296,9 @@ class TrainedModels(unittest.TestCase):
 
     def test_bert_w8a8_tp2_agreement(self):
         self.check_bert('w8a8-tp2', self.torch_dynamic_agreement()[0])
+
+    def test_bert_int8_bf16_agreement(self):
+        self.check_bert('int8-bf16', unquantized='bf16')
 
     # Sizes --------------------------------------------------------------
 
