@@ -142,8 +142,8 @@ int main(int argc, char **argv) {
         if (quantizedRows)
           cpu::linearInt8QuantizedRows(x.data(), rows, in, qi, si, nullptr, out, 0.0f, y.data());
         else
-          cpu::linearInt8(x.data(), rows, in, qi, si, groupSize, nullptr, nullptr, out, 0.0f,
-                          y.data());
+          cpu::linearInt8(x.data(), rows, in, qi, si, groupSize, nullptr, false, nullptr, out,
+                          0.0f, y.data());
       });
       double f32Time = timeCalls(fCopies, [&](int i) {
         cpu::linear(x.data(), rows, in, w.data() + i * size, nullptr, out, y.data());

@@ -448,6 +448,7 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     cpu::Weights w(reinterpret_cast<const int8_t *>(data[in(i)]), f(in(i + 1)),
                    shapes[in(i + 1)][1]);
     w.int8Input = int8Input;
+    w.int16Rows = computesInBf16;
     w.packed = packed[in(i)].get();
     return w;
   };

@@ -110,8 +110,8 @@ void cpu::linear(const float *x, int64_t rows, int64_t in, const Weights &w,
   if (w.i8 && w.int8Input)
     return linearInt8QuantizedRows(x, rows, in, w.i8, w.scales, bias, out, 0.0f, y, gelu);
   if (w.i8)
-    return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, w.packed, bias, out, 0.0f, y,
-                      gelu);
+    return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, w.packed, w.int16Rows, bias,
+                      out, 0.0f, y, gelu);
   if (w.bf16)
     return linearBf16(x, rows, in, w.bf16, w.packed, bias, out, 0.0f, y, gelu);
   gemm(x, rows, in, w.f32, out, {nullptr, bias, gelu, false}, y);
@@ -122,8 +122,8 @@ void cpu::linearAccumulate(const float *x, int64_t rows, int64_t in, const Weigh
   if (w.i8 && w.int8Input)
     return linearInt8QuantizedRows(x, rows, in, w.i8, w.scales, nullptr, out, 1.0f, y);
   if (w.i8)
-    return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, w.packed, nullptr, out, 1.0f,
-                      y);
+    return linearInt8(x, rows, in, w.i8, w.scales, in / w.groups, w.packed, w.int16Rows,
+                      nullptr, out, 1.0f, y);
   if (w.bf16)
     return linearBf16(x, rows, in, w.bf16, w.packed, nullptr, out, 1.0f, y);
   gemm(x, rows, in, w.f32, out, {nullptr, nullptr, std::nullopt, true}, y);

@@ -51,6 +51,9 @@ struct Weights {
   /// int8 weights with per-channel scales: x is quantized per row too
   /// (dynamic W8A8, linearInt8QuantizedRows).
   bool int8Input = false;
+  /// int8 weights in a model computing in bf16: a few rows of x may be
+  /// quantized to int16 (linearInt8).
+  bool int16Rows = false;
 };
 
 /// y[rows, out] = x[rows, in] * w[out, in]^T (+ bias[out]): torch.nn.Linear,

@@ -26,10 +26,13 @@ namespace megatron::runtime::cpu {
 /// `in` must be a multiple of groupSize. With `gelu` (and beta 0), y =
 /// GELU(x W^T + bias). Many rows with per-channel scales multiply x rounded
 /// to bf16 where the CPU has bf16 arithmetic, from `packed` (q packed by
-/// dnnl::packWeight, per-channel scales) when given.
+/// dnnl::packWeight, per-channel scales) when given. With `int16Rows` (for
+/// models computing in bf16) a few rows with per-channel scales may be
+/// quantized to int16 per row, as linearInt8QuantizedRows does to int8,
+/// for AVX512-VNNI's integer products; otherwise they are exact.
 void linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
                 const float *scales, int64_t groupSize, const dnnl::PackedWeight *packed,
-                const float *bias, int64_t out, float beta, float *y,
+                bool int16Rows, const float *bias, int64_t out, float beta, float *y,
                 std::optional<GeluKind> gelu = std::nullopt);
 
 /// linearInt8 with x quantized as well (dynamic W8A8, like PyTorch's

@@ -69,7 +69,12 @@ VARIANTS = {
     # measures where the CPU has bf16), held to the bf16 artifact.
     'bf16': ('--dtype', 'bf16'),
     'int8-bf16': INT8 + ('--dtype', 'bf16'),
+    'int8-bf16-decoded': INT8 + ('--dtype', 'bf16'),
 }
+# megatron-run's flags by variant: the second half of each held-out row
+# decoded one token at a time (32 rows a step: the few-row kernels, int16
+# rows on CPUs with AVX512-VNNI).
+RUN_FLAGS = {'int8-bf16-decoded': ('--decode-last', '64')}
 TASK = {'gpt2': 'causal-lm', 'bert': 'masked-lm'}
 # The smallest group tested: at most one f32 scale per 32 int8 weights.
 SMALLEST_GROUP = 32
@@ -174,7 +179,7 @@ class TrainedModels(unittest.TestCase):
             out = os.path.join(self.work, f'{model}-{variant}-out')
             ids = ';'.join(','.join(map(str, row)) for row in self.heldout[model]['input_ids'])
             r = run(self.tools['megatron-run'], self.artifact(model, variant), 'forward',
-                    '--input-ids', ids, '--output-dir', out)
+                    '--input-ids', ids, '--output-dir', out, *RUN_FLAGS.get(variant, ()))
             self.assertEqual(r.returncode, 0, f'megatron-run {model}-{variant} forward: {r.stderr.strip()}')
             logits = np.load(os.path.join(out, 'logits.npy'))
             rows = np.asarray(self.heldout[model]['input_ids'])
@@ -235,6 +240,9 @@ class TrainedModels(unittest.TestCase):
 
     def test_gpt2_int8_bf16_perplexity(self):
         self.check_gpt2('int8-bf16', 'bf16')
+
+    def test_gpt2_int8_bf16_decoded_perplexity(self):
+        self.check_gpt2('int8-bf16-decoded', 'bf16')
 
     # BERT ---------------------------------------------------------------
 

@@ -72,11 +72,36 @@ void activate(std::optional<cpu::GeluKind> gelu, double &value, double &bound) {
   bound = 1.13 * bound + 1e-6 * (1 + std::fabs(value));
 }
 
+/// Row x quantized to integers as the runtime's quantizeRow does (limit
+/// 127 or 32767), in double: the values, their scale, and which were within
+/// float rounding of a tie (either rounding is right there).
+struct QuantizedRow {
+  std::vector<int> values;
+  std::vector<bool> nearTie;
+  double scale = 0;
+};
+
+QuantizedRow quantizeRowReference(const float *x, int64_t in, double limit) {
+  float largest = 0.0f;
+  for (int64_t k = 0; k < in; ++k)
+    largest = std::max(largest, std::fabs(x[k]));
+  const double inverse = largest > 0.0f ? limit / largest : 0.0;
+  QuantizedRow row{std::vector<int>(in), std::vector<bool>(in), largest / limit};
+  for (int64_t k = 0; k < in; ++k) {
+    const double v = x[k] * inverse;
+    row.values[k] = static_cast<int>(std::nearbyint(v));
+    row.nearTie[k] = std::fabs(std::fabs(v - std::trunc(v)) - 0.5) < 1e-4;
+  }
+  return row;
+}
+
 /// Runs one case and compares every `stride`-th output channel (and the
 /// last) with the double-precision product (through GELU when asked).
-/// With `packed`, the weight is packed for oneDNN first (where it can).
+/// With `packed`, the weight is packed for oneDNN first (where it can);
+/// `int16Rows` is linearInt8's.
 void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
-               std::optional<cpu::GeluKind> gelu = std::nullopt, bool packed = false) {
+               std::optional<cpu::GeluKind> gelu = std::nullopt, bool packed = false,
+               bool int16Rows = false) {
   const int64_t rows = shape.rows, in = shape.in, out = shape.out;
   const bool bf16 = shape.groupSize < 0;
   const int64_t groupSize = shape.groupSize > 0 ? shape.groupSize : in;
@@ -116,7 +141,7 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
                     withBias ? bias.data() : nullptr, out, beta, y.data(), gelu);
   else
     cpu::linearInt8(x.data(), rows, in, q.data(), scales.data(), groupSize, packedWeight.get(),
-                    withBias ? bias.data() : nullptr, out, beta, y.data(), gelu);
+                    int16Rows, withBias ? bias.data() : nullptr, out, beta, y.data(), gelu);
   auto weight = [&](int64_t o, int64_t k) {
     if (!bf16)
       return double(q[o * in + k]) * scales[o * groups + k / groupSize];
@@ -126,35 +151,47 @@ void checkCase(const Case &shape, float beta, bool withBias, int64_t stride = 1,
     return double(w);
   };
 
-  for (int64_t r = 0; r < rows; ++r)
+  // With int16Rows, a few rows with int8 weights and per-channel scales may
+  // be quantized to int16 per row (AVX512-VNNI's kernel) as the runtime's
+  // quantizeRow does; without, they are exact.
+  const bool mayQuantize = int16Rows && !bf16 && groupSize == in && rows <= 32;
+  for (int64_t r = 0; r < rows; ++r) {
+    const QuantizedRow x16 = quantizeRowReference(x.data() + r * in, in, 32767.0);
     for (int64_t o : sampledChannels(out, stride)) {
       // Many-row products (packed bf16 weights: from 2 rows) may take x
       // rounded to bf16 (as PyTorch's bf16 GEMMs do) where the CPU has bf16
       // arithmetic; either product is right to float rounding.
-      double sum = 0, roundedSum = 0, magnitude = 0;
+      double sum = 0, roundedSum = 0, quantizedSum = 0, tieSlack = 0, magnitude = 0;
       for (int64_t k = 0; k < in; ++k) {
         double w = weight(o, k);
         sum += double(x[r * in + k]) * w;
         roundedSum += double(roundToBf16(x[r * in + k])) * w;
+        quantizedSum += x16.values[k] * x16.scale * w;
+        tieSlack += x16.nearTie[k] ? x16.scale * std::fabs(w) : 0.0;
         magnitude += std::fabs(double(x[r * in + k]) * w);
       }
       double extra = 0;
       addBiasAndBeta(withBias, bias, beta, before, r, o, out, extra, magnitude);
       sum += extra;
       roundedSum += extra;
+      quantizedSum += extra;
       // Float rounding, relative to the sum of magnitudes; one term in
       // 4096 left out or taken twice is 25 times this.
-      double bound = 1e-5 * magnitude, roundedBound = bound;
+      double bound = 1e-5 * magnitude, roundedBound = bound, quantizedBound = bound + tieSlack;
       activate(gelu, sum, bound);
       activate(gelu, roundedSum, roundedBound);
+      activate(gelu, quantizedSum, quantizedBound);
       if ((rows > 32 || (packed && bf16)) &&
           std::fabs(y[r * out + o] - roundedSum) <= roundedBound)
+        continue;
+      if (mayQuantize && std::fabs(y[r * out + o] - quantizedSum) <= quantizedBound)
         continue;
       ASSERT_NEAR(y[r * out + o], sum, bound)
           << "rows " << rows << " in " << in << " out " << out << " group " << shape.groupSize
           << " beta " << beta << " bias " << withBias << " gelu " << gelu.has_value()
           << " at [" << r << ", " << o << "]";
     }
+  }
 }
 
 TEST(QuantizedLinear, MatchesDoubleReference) {
@@ -211,6 +248,18 @@ TEST(QuantizedLinear, PackedWeightsMatchDoubleReference) {
   checkCase({64, 4096, 1024, -1}, 1.0f, false, 37, std::nullopt, true);
 }
 
+// Models computing in bf16 may take a few rows through int16 (AVX512-VNNI):
+// up to 8 rows a pass, one or two channels a tile, inputs not a multiple of
+// the kernel's 32 or 128.
+TEST(QuantizedLinear, Int16RowsMatchTheirDefinition) {
+  cpu::setThreads(2);
+  for (int64_t rows : {1, 3, 8, 9, 32})
+    for (int64_t in : {24, 1000, 4096})
+      checkCase({rows, in, 37, 0}, rows % 2 ? 0.0f : 1.0f, rows != 8, in == 4096 ? 5 : 1,
+                std::nullopt, false, true);
+  checkCase({1, 1024, 4096, 0}, 0.0f, true, 37, cpu::GeluKind::Tanh, false, true);
+}
+
 /// linearInt8QuantizedRows against its definition: x quantized per row in
 /// double, int8 products summed exactly, then scaled. A value within float
 /// rounding of a tie may round either way: its term counts in the bound.
@@ -240,24 +289,14 @@ void checkQuantizedRows(int64_t rows, int64_t in, int64_t out, float beta, bool 
   cpu::linearInt8QuantizedRows(x.data(), rows, in, q.data(), scales.data(),
                                withBias ? bias.data() : nullptr, out, beta, y.data(), gelu);
   for (int64_t r = 0; r < rows; ++r) {
-    float largest = 0.0f;
-    for (int64_t k = 0; k < in; ++k)
-      largest = std::max(largest, std::fabs(x[r * in + k]));
-    const double inverse = largest > 0.0f ? 127.0 / largest : 0.0;
-    std::vector<int> xq(in);
-    std::vector<bool> nearTie(in);
-    for (int64_t k = 0; k < in; ++k) {
-      const double v = x[r * in + k] * inverse;
-      xq[k] = static_cast<int>(std::nearbyint(v));
-      nearTie[k] = std::fabs(std::fabs(v - std::trunc(v)) - 0.5) < 1e-4;
-    }
-    const double rowScale = largest / 127.0f;
+    const QuantizedRow xq = quantizeRowReference(x.data() + r * in, in, 127.0);
+    const double rowScale = xq.scale;
     for (int64_t o : sampledChannels(out, stride)) {
       int64_t sum = 0, magnitude = 0, tieSlack = 0;
       for (int64_t k = 0; k < in; ++k) {
-        sum += int64_t(xq[k]) * q[o * in + k];
-        magnitude += std::abs(int64_t(xq[k]) * q[o * in + k]);
-        tieSlack += nearTie[k] ? std::abs(q[o * in + k]) : 0;
+        sum += int64_t(xq.values[k]) * q[o * in + k];
+        magnitude += std::abs(int64_t(xq.values[k]) * q[o * in + k]);
+        tieSlack += xq.nearTie[k] ? std::abs(q[o * in + k]) : 0;
       }
       double expected = rowScale * scales[o] * double(sum),
              bound = rowScale * scales[o] * double(magnitude);
@@ -314,25 +353,33 @@ TEST(QuantizedLinear, QuantizedRowsTooLongForInt32Sums) {
 }
 
 // A NaN or infinity in a row makes that row's results NaN, and only its.
+// Rows with a NaN or an infinity give NaNs, and only those: dynamic W8A8,
+// and weight-only int8 whose few rows may be quantized to int16.
 TEST(QuantizedLinear, QuantizedRowsPropagateNonFinite) {
   cpu::setThreads(2);
-  for (int64_t rows : {3, 64}) {
-    const int64_t in = 40, out = 24;
-    std::vector<int8_t> q(out * in, 1);
-    std::vector<float> x(rows * in, 0.5f), scales(out, 0.1f), y(rows * out);
-    x[1 * in + 7] = std::nanf("");
-    x[2 * in + 3] = -INFINITY;
-    cpu::linearInt8QuantizedRows(x.data(), rows, in, q.data(), scales.data(), nullptr, out,
-                                 0.0f, y.data());
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t o = 0; o < out; ++o) {
-        if (r == 1 || r == 2)
-          EXPECT_TRUE(std::isnan(y[r * out + o]))
-              << "rows " << rows << " [" << r << ", " << o << "]";
-        else
-          EXPECT_NEAR(y[r * out + o], 0.5f * 0.1f * in, 1e-5) << "rows " << rows;
-      }
-  }
+  for (bool weightOnly : {false, true})
+    for (int64_t rows : {3, 64}) {
+      const int64_t in = 40, out = 24;
+      std::vector<int8_t> q(out * in, 1);
+      std::vector<float> x(rows * in, 0.5f), scales(out, 0.1f), y(rows * out);
+      x[1 * in + 7] = std::nanf("");
+      x[2 * in + 3] = -INFINITY;
+      x[2 * in + 4] = INFINITY;
+      if (weightOnly)
+        cpu::linearInt8(x.data(), rows, in, q.data(), scales.data(), in, nullptr, true, nullptr,
+                        out, 0.0f, y.data());
+      else
+        cpu::linearInt8QuantizedRows(x.data(), rows, in, q.data(), scales.data(), nullptr, out,
+                                     0.0f, y.data());
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t o = 0; o < out; ++o) {
+          if (r == 1 || r == 2)
+            EXPECT_TRUE(std::isnan(y[r * out + o]))
+                << "rows " << rows << " [" << r << ", " << o << "]";
+          else
+            EXPECT_NEAR(y[r * out + o], 0.5f * 0.1f * in, 1e-5) << "rows " << rows;
+        }
+    }
 }
 
 } // namespace
