@@ -126,10 +126,17 @@ void cpu::attention(const AttentionShape &a, const float *qkv, const int64_t *ma
   const int64_t keys = a.past + a.seq;
   const float lowest = std::numeric_limits<float>::lowest();
   parallelFor(a.batch * a.heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(kQueryBlock * kKeyBlock), acc(kQueryBlock * a.dim);
-    std::vector<float> rowMax(kQueryBlock), rowSum(kQueryBlock);
+    thread_local std::vector<float> scoresBuffer, accBuffer, rowMaxBuffer, rowSumBuffer;
+    thread_local std::vector<uint8_t> keepBuffer;
+    float *scores = cpu::scratch(scoresBuffer, kQueryBlock * kKeyBlock),
+          *acc = cpu::scratch(accBuffer, kQueryBlock * a.dim),
+          *rowMax = cpu::scratch(rowMaxBuffer, kQueryBlock),
+          *rowSum = cpu::scratch(rowSumBuffer, kQueryBlock);
+    uint8_t *keep = mask ? cpu::scratch(keepBuffer, keys) : nullptr;
     for (int64_t bh = begin; bh < end; ++bh) {
       int64_t b = bh / a.heads, h = bh % a.heads;
+      for (int64_t j = 0; keep && j < keys; ++j)
+        keep[j] = mask[b * keys + j] != 0;
       const float *q = qkv + b * a.seq * stride + h * a.dim;
       const float *k = q + width, *v = q + 2 * width;
       int64_t keyStride = stride;
@@ -146,21 +153,35 @@ void cpu::attention(const AttentionShape &a, const float *qkv, const int64_t *ma
       }
       for (int64_t q0 = 0; q0 < a.seq; q0 += kQueryBlock) {
         int64_t nq = std::min(kQueryBlock, a.seq - q0);
-        std::fill(rowMax.begin(), rowMax.begin() + nq, lowest);
-        std::fill(rowSum.begin(), rowSum.begin() + nq, 0.0f);
-        std::fill(acc.begin(), acc.begin() + nq * a.dim, 0.0f);
         // Causal: query i (absolute position past + q0 + i) sees keys up to it.
         int64_t lastKey = a.causal ? std::min(keys, a.past + q0 + nq) : keys;
+        float *first = out + (b * a.seq + q0) * width + h * a.dim;
+        if (lastKey <= kKeyBlock) {
+          // One block of keys (prompts and caches of up to kKeyBlock
+          // tokens): each row's plain softmax, vectorized, and the product
+          // with V straight into out.
+          blas().sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, lastKey, a.dim, 1.0f,
+                       q + q0 * stride, stride, k, keyStride, 0.0f, scores, lastKey);
+          for (int64_t i = 0; i < nq; ++i)
+            scoresToProbabilities(scores + i * lastKey, lastKey, a.scale,
+                                  a.causal ? a.past + q0 + i + 1 : lastKey, keep,
+                                  scores + i * lastKey);
+          blas().sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, a.dim, lastKey, 1.0f,
+                       scores, lastKey, v, keyStride, 0.0f, first, width);
+          continue;
+        }
+        std::fill(rowMax, rowMax + nq, lowest);
+        std::fill(rowSum, rowSum + nq, 0.0f);
+        std::fill(acc, acc + nq * a.dim, 0.0f);
         for (int64_t k0 = 0; k0 < lastKey; k0 += kKeyBlock) {
           int64_t nk = std::min(kKeyBlock, lastKey - k0);
           blas().sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, a.dim, a.scale,
                       q + q0 * stride, stride, k + k0 * keyStride, keyStride, 0.0f,
-                      scores.data(), nk);
+                      scores, nk);
           for (int64_t i = 0; i < nq; ++i) {
-            float *row = scores.data() + i * nk;
+            float *row = scores + i * nk;
             for (int64_t j = 0; j < nk; ++j)
-              if ((mask && mask[b * keys + k0 + j] == 0) ||
-                  (a.causal && k0 + j > a.past + q0 + i))
+              if ((keep && !keep[k0 + j]) || (a.causal && k0 + j > a.past + q0 + i))
                 row[j] = lowest;
             float previous = rowMax[i];
             float blockMax = *std::max_element(row, row + nk);
@@ -168,18 +189,17 @@ void cpu::attention(const AttentionShape &a, const float *qkv, const int64_t *ma
             float correction = expShift(&previous, 1, rowMax[i]);
             float sum = expShift(row, nk, rowMax[i]);
             rowSum[i] = rowSum[i] * correction + sum;
-            float *o = acc.data() + i * a.dim;
+            float *o = acc + i * a.dim;
             for (int64_t d = 0; d < a.dim; ++d)
               o[d] *= correction;
           }
           blas().sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, a.dim, nk, 1.0f,
-                      scores.data(), nk, v + k0 * keyStride, keyStride, 1.0f, acc.data(),
-                      a.dim);
+                      scores, nk, v + k0 * keyStride, keyStride, 1.0f, acc, a.dim);
         }
         for (int64_t i = 0; i < nq; ++i) {
           float inv = rowSum[i] > 0 ? 1.0f / rowSum[i] : 0.0f;
-          float *dst = out + (b * a.seq + q0 + i) * width + h * a.dim;
-          const float *o = acc.data() + i * a.dim;
+          float *dst = first + i * width;
+          const float *o = acc + i * a.dim;
           for (int64_t d = 0; d < a.dim; ++d)
             dst[d] = o[d] * inv;
         }

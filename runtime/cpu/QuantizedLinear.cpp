@@ -211,10 +211,10 @@ MEGATRON_AVX512 void dotTileAvx512(const float *x, int64_t in, const T *q,
 
 /// sums[r][c] = x[r, :] . q[c, :] * scales[c] for int8 weights with
 /// per-channel scales and rows of x quantized to int16 (quantizeRow): the
-/// products summed exactly in int32 lanes by AVX512-VNNI's vpdpwssd, 32 per
-/// instruction, where widening each weight to f32 for an FMA takes three
-/// (one row reads int8 weights at 25 rather than 15-18 GB/s a core on Zen
-/// 4). No lane overflows while in <= kVnniMaxInputs.
+/// products summed exactly in int32 lanes by AVX512-VNNI's vpdpwssd: per 32
+/// weights a widening and one product per row, where the f32 tile widens
+/// twice, converts twice and multiplies twice per row. No lane overflows
+/// while in <= kVnniMaxInputs.
 template <int kChannels, int kRows>
 MEGATRON_AVX512_VNNI void dotTileVnni(const int16_t *x, int64_t in, const int8_t *q,
                                       const float *scales, int64_t,

@@ -49,11 +49,22 @@ void megatron::runtime::cpu::tanh(const float *x, int64_t count, float *y) {
     y[i] = std::tanh(x[i]);
 }
 
+namespace {
+/// exp(v) for v <= 0, and 0 below -80 (e^-80 < 2e-35, nothing next to the
+/// row's largest term, e^0): masked scores are the lowest float, and a
+/// vector exp hands every lane that far out of range to the scalar expf's
+/// slow underflow path (causal attention masks half its scores).
+inline float expOfShifted(float v) {
+  const float clamped = std::exp(std::max(v, -80.0f));
+  return v < -80.0f ? 0.0f : clamped;
+}
+} // namespace
+
 MEGATRON_VECTOR_CLONES
 float megatron::runtime::cpu::expShift(float *x, int64_t n, float shift) {
   float sum = 0;
   for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - shift);
+    x[i] = expOfShifted(x[i] - shift);
     sum += x[i];
   }
   return sum;
@@ -74,7 +85,7 @@ inline float maskedExp(float *row, int64_t n, float scale, int64_t visible,
   }
   double sum = 0;
   for (int64_t j = 0; j < n; ++j) {
-    row[j] = std::exp(row[j] - max);
+    row[j] = expOfShifted(row[j] - max);
     sum += row[j];
   }
   return static_cast<float>(1.0 / sum);
