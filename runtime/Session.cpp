@@ -181,8 +181,13 @@ std::vector<bool> RankRunner::narrowBf16Weights() const {
 
 void RankRunner::packLinearWeights() {
   packed.resize(rank.buffers()->size());
-  if (!cpu::dnnl::bf16Native() || !rank.entries())
+  if (!rank.entries())
     return;
+  // Without decode steps (whose single rows read the stored weights) the
+  // stored copy is read again only by an embedding's few rows or a call of
+  // a few rows: its pages can go, and f32 weights are packed too (in a
+  // GPT-2 artifact they would double its largest part).
+  const bool forwardOnly = !entry("decode");
   // A buffer's constant 2-D shape (weights and scales have one; checkStep
   // rejects a linear whose weight has any other).
   auto constant2d = [&](uint32_t id, int64_t &rows, int64_t &cols) {
@@ -208,16 +213,16 @@ void RankRunner::packLinearWeights() {
       // W8A8 multiplies the int8 weights as they are stored).
       const bool int8 = quantizedOperand(*step) && !quantizesInput(*step) &&
                         constant2d(step->inputs()->Get(2), scaleRows, groups) && groups == 1;
-      if (id >= packed.size() || packed[id] || !(bf16[id] || int8) ||
+      const bool f32 = forwardOnly && id < packed.size() &&
+                       buffer(id).dtype() == fb::DType::F32 && !quantizedOperand(*step);
+      if (id >= packed.size() || packed[id] || !(bf16[id] || int8 || f32) ||
           !constant2d(id, out, in) ||
-          uint64_t(out) * uint64_t(in) * (int8 ? 1 : 2) != buffer(id).size())
+          uint64_t(out) * uint64_t(in) * (int8 ? 1 : f32 ? 4 : 2) != buffer(id).size())
         continue;
-      packed[id] = int8 ? cpu::dnnl::packWeight(reinterpret_cast<const int8_t *>(data[id]), out, in)
-                        : cpu::dnnl::packWeight(reinterpret_cast<const uint16_t *>(data[id]), out, in);
-      // Without decode steps (whose single rows read the stored weights)
-      // the stored copy is read again only by an embedding's few rows or a
-      // call of a few rows: its pages can go.
-      if (packed[id] && !entry("decode"))
+      packed[id] = int8  ? cpu::dnnl::packWeight(reinterpret_cast<const int8_t *>(data[id]), out, in)
+                   : f32 ? cpu::dnnl::packWeight(reinterpret_cast<const float *>(data[id]), out, in)
+                         : cpu::dnnl::packWeight(reinterpret_cast<const uint16_t *>(data[id]), out, in);
+      if (packed[id] && forwardOnly)
         artifact.evict(data[id], buffer(id).size());
     }
 }
@@ -443,8 +448,11 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
       w.packed = packed[in(i)].get();
       return w;
     }
-    if (!quantized)
-      return f(in(i));
+    if (!quantized) {
+      cpu::Weights w(f(in(i)));
+      w.packed = packed[in(i)].get();
+      return w;
+    }
     cpu::Weights w(reinterpret_cast<const int8_t *>(data[in(i)]), f(in(i + 1)),
                    shapes[in(i + 1)][1]);
     w.int8Input = int8Input;

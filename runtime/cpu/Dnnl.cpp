@@ -210,8 +210,10 @@ bool run(dnnl_data_type_t type, int64_t batch, const void *x, int64_t rows, int6
 } // namespace
 
 struct dnnl::PackedWeight {
-  /// The bf16 layout; int8 values are laid out alike (desc's with s8).
+  /// The layout of the matmul's type (f32 or bf16); int8 values are laid
+  /// out as bf16 ones (desc's with s8).
   dnnl_memory_desc_t desc{};
+  dnnl_data_type_t type = dnnl_bf16;
   bool int8 = false;
   int64_t in = 0, out = 0, elements = 0;
   std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};
@@ -220,12 +222,14 @@ struct dnnl::PackedWeight {
 void dnnl::PackedWeightDeleter::operator()(PackedWeight *p) const { delete p; }
 
 namespace {
-/// w [out, in] of `type` (bf16 or s8) packed into the layout oneDNN's bf16
-/// matmul picks for such a weight when free to: the same for every number
-/// of rows here (checked at BERT's and GPT-2's shapes from 1 to 4096 rows);
-/// a run whose primitive reads another falls back to the stored weight.
+/// w [out, in] of `type` (f32, bf16 or s8) packed into the layout oneDNN's
+/// matmul (f32 for f32, else bf16) picks for such a weight when free to:
+/// the same for every number of rows here (checked at BERT's and GPT-2's
+/// shapes from 1 to 4096 rows); a run whose primitive reads another falls
+/// back to the stored weight.
 dnnl::PackedWeightPtr pack(const void *w, dnnl_data_type_t type, int64_t out, int64_t in) {
-  if (!dnnl::bf16Native() || out <= 0 || in <= 0)
+  const dnnl_data_type_t compute = type == dnnl_f32 ? dnnl_f32 : dnnl_bf16;
+  if ((compute == dnnl_bf16 && !dnnl::bf16Native()) || out <= 0 || in <= 0)
     return nullptr;
   Context context;
   if (!context.engine)
@@ -236,15 +240,16 @@ dnnl::PackedWeightPtr pack(const void *w, dnnl_data_type_t type, int64_t out, in
   dnnl_primitive_desc_t pd = nullptr, reorderPd = nullptr;
   dnnl_primitive_t reorder = nullptr;
   auto packed = dnnl::PackedWeightPtr(new dnnl::PackedWeight);
+  packed->type = compute;
   packed->int8 = type == dnnl_s8;
   packed->in = in;
   packed->out = out;
   const dnnl_memory_desc_t *chosen = nullptr;
-  bool ok = dnnl_memory_desc_init_by_tag(&src, 2, srcDims, dnnl_bf16, dnnl_ab) == dnnl_success &&
-            dnnl_memory_desc_init_by_tag(&any, 2, weightDims, dnnl_bf16, dnnl_format_tag_any) ==
+  bool ok = dnnl_memory_desc_init_by_tag(&src, 2, srcDims, compute, dnnl_ab) == dnnl_success &&
+            dnnl_memory_desc_init_by_tag(&any, 2, weightDims, compute, dnnl_format_tag_any) ==
                 dnnl_success &&
             dnnl_memory_desc_init_by_tag(&dst, 2, dstDims, dnnl_f32, dnnl_ab) == dnnl_success &&
-            dnnl_memory_desc_init_by_tag(&plain, 2, weightDims, dnnl_bf16, dnnl_ba) ==
+            dnnl_memory_desc_init_by_tag(&plain, 2, weightDims, compute, dnnl_ba) ==
                 dnnl_success &&
             dnnl_memory_desc_init_by_tag(&stored, 2, weightDims, type, dnnl_ba) ==
                 dnnl_success &&
@@ -262,7 +267,8 @@ dnnl::PackedWeightPtr pack(const void *w, dnnl_data_type_t type, int64_t out, in
     target = *chosen;
     target.data_type = type;
     const size_t bytes = dnnl_memory_desc_get_size(&target);
-    packed->elements = static_cast<int64_t>(dnnl_memory_desc_get_size(chosen) / 2);
+    packed->elements = static_cast<int64_t>(dnnl_memory_desc_get_size(chosen) /
+                                            (compute == dnnl_f32 ? 4 : 2));
     packed->data.reset(static_cast<uint8_t *>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
     ok = packed->data != nullptr;
   }
@@ -295,6 +301,10 @@ dnnl::PackedWeightPtr dnnl::packWeight(const int8_t *w, int64_t out, int64_t in)
   return pack(w, dnnl_s8, out, in);
 }
 
+dnnl::PackedWeightPtr dnnl::packWeight(const float *w, int64_t out, int64_t in) {
+  return pack(w, dnnl_f32, out, in);
+}
+
 int64_t dnnl::packedElements(const PackedWeight &w) { return w.elements; }
 
 const int8_t *dnnl::packedInt8(const PackedWeight &w) {
@@ -309,8 +319,15 @@ bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_
 bool dnnl::matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const PackedWeight &w,
                       const uint16_t *widened, int64_t out, const Epilogue &epilogue, float *y) {
   const void *weights = w.int8 ? static_cast<const void *>(widened) : w.data.get();
-  return in == w.in && out == w.out && weights &&
+  return w.type == dnnl_bf16 && in == w.in && out == w.out && weights &&
          run(dnnl_bf16, 0, x, rows, in, weights, out, epilogue, Layout::Packed, y, &w.desc);
+}
+
+bool dnnl::matmulF32(const float *x, int64_t rows, int64_t in, const PackedWeight &w,
+                     int64_t out, const Epilogue &epilogue, float *y) {
+  return w.type == dnnl_f32 && in == w.in && out == w.out &&
+         run(dnnl_f32, 0, x, rows, in, w.data.get(), out, epilogue, Layout::Packed, y,
+             &w.desc);
 }
 
 bool dnnl::matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,

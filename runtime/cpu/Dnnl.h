@@ -46,10 +46,11 @@ bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
                 int64_t out, const Epilogue &epilogue, float *y);
 
 /// A linear's weight [out, in] rearranged once into the blocked layout
-/// oneDNN's bf16 matmul reads: from the stored one, every call rearranges
-/// the whole weight before multiplying (7-8% of a BERT-345M layer's
-/// products at 128 rows on Zen 4, 4% at 512 and 4096). bf16 values, or
-/// int8 ones in the same layout, which widen element by element into it.
+/// oneDNN's matmul reads: from the stored one, every call rearranges the
+/// whole weight before multiplying (7-8% of a BERT-345M layer's bf16
+/// products at 128 rows on Zen 4, 4% at 512 and 4096; f32 6 and 4.5%). f32
+/// or bf16 values, or int8 ones in bf16's layout, which widen element by
+/// element into it.
 struct PackedWeight;
 struct PackedWeightDeleter {
   void operator()(PackedWeight *p) const;
@@ -60,8 +61,9 @@ using PackedWeightPtr = std::unique_ptr<PackedWeight, PackedWeightDeleter>;
 /// bf16 arithmetic, or it reads w as stored).
 PackedWeightPtr packWeight(const uint16_t *w, int64_t out, int64_t in);
 PackedWeightPtr packWeight(const int8_t *w, int64_t out, int64_t in);
+PackedWeightPtr packWeight(const float *w, int64_t out, int64_t in);
 
-/// Elements of the bf16 layout, padding included.
+/// Elements of the layout, padding included.
 int64_t packedElements(const PackedWeight &w);
 /// The int8 values of an int8 weight (packedElements of them); null for a
 /// bf16 one.
@@ -69,9 +71,13 @@ const int8_t *packedInt8(const PackedWeight &w);
 
 /// matmulBf16 with a packed weight: an int8 one as `widened`, its values
 /// widened to bf16 (exactly, padding and all); a bf16 one as it is (widened
-/// unused). False (nothing written) unless it was packed as [out, in].
+/// unused). False (nothing written) unless it was packed as [out, in] for
+/// bf16.
 bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const PackedWeight &w,
                 const uint16_t *widened, int64_t out, const Epilogue &epilogue, float *y);
+/// matmulF32 with an f32 weight packed as [out, in] (else false).
+bool matmulF32(const float *x, int64_t rows, int64_t in, const PackedWeight &w, int64_t out,
+               const Epilogue &epilogue, float *y);
 
 /// The same in f32. Against OpenBLAS it wins some shapes and loses others,
 /// so the caller measures.

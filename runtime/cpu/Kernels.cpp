@@ -78,8 +78,15 @@ bool oneDnnIsFaster(const float *x, int64_t rows, int64_t in, const float *w, in
 
 /// y = x w^T through the epilogue (no scales). One row (a decode step) is a
 /// matrix-vector product, which OpenBLAS 0.3.21 would still pack as a GEMM.
-void gemm(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
-          const dnnl::Epilogue &epilogue, float *y) {
+/// A weight packed for oneDNN goes there from kMeasuredMinRows rows
+/// unmeasured: packed, oneDNN beat OpenBLAS at every BERT-345M shape on Zen
+/// 4 (by 1.1-1.3x at 128 rows, 1.1-1.2x at 4096).
+void gemm(const float *x, int64_t rows, int64_t in, const float *w,
+          const dnnl::PackedWeight *packed, int64_t out, const dnnl::Epilogue &epilogue,
+          float *y) {
+  if (rows >= kMeasuredMinRows && packed &&
+      dnnl::matmulF32(x, rows, in, *packed, out, epilogue, y))
+    return;
   if (rows >= kMeasuredMinRows &&
       oneDnnIsFaster(x, rows, in, w, out, epilogue.accumulate ? 1.0f : 0.0f, y) &&
       dnnl::matmulF32(x, rows, in, w, out, epilogue, y))
@@ -114,7 +121,7 @@ void cpu::linear(const float *x, int64_t rows, int64_t in, const Weights &w,
                       out, 0.0f, y, gelu);
   if (w.bf16)
     return linearBf16(x, rows, in, w.bf16, w.packed, bias, out, 0.0f, y, gelu);
-  gemm(x, rows, in, w.f32, out, {nullptr, bias, gelu, false}, y);
+  gemm(x, rows, in, w.f32, w.packed, out, {nullptr, bias, gelu, false}, y);
 }
 
 void cpu::linearAccumulate(const float *x, int64_t rows, int64_t in, const Weights &w,
@@ -126,7 +133,7 @@ void cpu::linearAccumulate(const float *x, int64_t rows, int64_t in, const Weigh
                       nullptr, out, 1.0f, y);
   if (w.bf16)
     return linearBf16(x, rows, in, w.bf16, w.packed, nullptr, out, 1.0f, y);
-  gemm(x, rows, in, w.f32, out, {nullptr, nullptr, std::nullopt, true}, y);
+  gemm(x, rows, in, w.f32, w.packed, out, {nullptr, nullptr, std::nullopt, true}, y);
 }
 
 void cpu::geluInPlace(float *y, int64_t rows, int64_t cols, GeluKind kind) {

@@ -45,7 +45,7 @@ struct Weights {
   const float *scales = nullptr;
   int64_t groups = 1;
   const uint16_t *bf16 = nullptr; ///< raw bits
-  /// bf16, or int8 with per-channel scales, also packed for oneDNN's bf16
+  /// f32, bf16, or int8 with per-channel scales, also packed for oneDNN's
   /// matmul (many rows), or null.
   const dnnl::PackedWeight *packed = nullptr;
   /// int8 weights with per-channel scales: x is quantized per row too

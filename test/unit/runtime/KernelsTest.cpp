@@ -65,40 +65,49 @@ TEST(Kernels, LinearWithAndWithoutBias) {
 }
 
 // From 32 rows on a shape goes to the faster of OpenBLAS and oneDNN,
-// measured on its first call: both calls, and accumulating, must be right.
+// measured on its first call, or to oneDNN with the weight packed for it:
+// both calls, and accumulating, must be right.
 TEST(Kernels, ManyRowLinearWhicheverLibraryIsFaster) {
-  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{40, 1000, 77},
-                               {128, 1024, 4096}, {128, 4096, 1024}}) {
-    auto x = randomVector(rows * in), w = randomVector(out * in, 0.05f), b = randomVector(out),
-         residual = randomVector(rows * out);
-    std::vector<double> expected(rows * out);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t o = 0; o < out; ++o) {
-        double sum = b[o];
-        for (int64_t i = 0; i < in; ++i)
-          sum += double(x[r * in + i]) * w[o * in + i];
-        expected[r * out + o] = sum;
+  for (bool packed : {false, true})
+    for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{40, 1000, 77},
+                                 {128, 1024, 4096}, {128, 4096, 1024}}) {
+      auto x = randomVector(rows * in), w = randomVector(out * in, 0.05f), b = randomVector(out),
+           residual = randomVector(rows * out);
+      std::vector<double> expected(rows * out);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t o = 0; o < out; ++o) {
+          double sum = b[o];
+          for (int64_t i = 0; i < in; ++i)
+            sum += double(x[r * in + i]) * w[o * in + i];
+          expected[r * out + o] = sum;
+        }
+      Weights weights(w.data());
+      dnnl::PackedWeightPtr packedWeight;
+      if (packed) {
+        packedWeight = dnnl::packWeight(w.data(), out, in);
+        ASSERT_NE(packedWeight, nullptr);
+        weights.packed = packedWeight.get();
       }
-    for (int call = 0; call < 2; ++call) {
-      std::vector<float> y(rows * out);
-      linear(x.data(), rows, in, w.data(), b.data(), out, y.data());
-      expectClose(y, expected, 1e-5);
-      // With GELU, inside oneDNN's GEMM or after OpenBLAS's.
-      for (GeluKind kind : {GeluKind::Erf, GeluKind::Tanh}) {
-        linear(x.data(), rows, in, w.data(), b.data(), out, y.data(), kind);
-        std::vector<double> activated(rows * out);
+      for (int call = 0; call < 2; ++call) {
+        std::vector<float> y(rows * out);
+        linear(x.data(), rows, in, weights, b.data(), out, y.data());
+        expectClose(y, expected, 1e-5);
+        // With GELU, inside oneDNN's GEMM or after OpenBLAS's.
+        for (GeluKind kind : {GeluKind::Erf, GeluKind::Tanh}) {
+          linear(x.data(), rows, in, weights, b.data(), out, y.data(), kind);
+          std::vector<double> activated(rows * out);
+          for (int64_t i = 0; i < rows * out; ++i)
+            activated[i] = geluReference(expected[i], kind);
+          expectClose(y, activated, 2e-5);
+        }
+        std::vector<float> sum = residual;
+        linearAccumulate(x.data(), rows, in, weights, out, sum.data());
+        std::vector<double> accumulated(rows * out);
         for (int64_t i = 0; i < rows * out; ++i)
-          activated[i] = geluReference(expected[i], kind);
-        expectClose(y, activated, 2e-5);
+          accumulated[i] = expected[i] - b[i % out] + residual[i];
+        expectClose(sum, accumulated, 1e-5);
       }
-      std::vector<float> sum = residual;
-      linearAccumulate(x.data(), rows, in, w.data(), out, sum.data());
-      std::vector<double> accumulated(rows * out);
-      for (int64_t i = 0; i < rows * out; ++i)
-        accumulated[i] = expected[i] - b[i % out] + residual[i];
-      expectClose(sum, accumulated, 1e-5);
     }
-  }
 }
 
 // oneDNN's epilogue in its order: scales, bias, GELU, then what y held.
