@@ -205,13 +205,14 @@ void RankRunner::packLinearWeights() {
     for (const fb::Step *step : *e->steps()) {
       if ((step->kind() != fb::StepKind::Linear &&
            step->kind() != fb::StepKind::LinearAddLayerNorm) ||
-          !step->inputs() || step->inputs()->size() < 3)
+          !step->inputs() || step->inputs()->size() < 2)
         continue;
       const uint32_t id = step->inputs()->Get(1);
       int64_t out = 0, in = 0, scaleRows = 0, groups = 0;
       // int8 with one scale per output channel, rows staying 16-bit (dynamic
       // W8A8 multiplies the int8 weights as they are stored).
       const bool int8 = quantizedOperand(*step) && !quantizesInput(*step) &&
+                        step->inputs()->size() >= 3 &&
                         constant2d(step->inputs()->Get(2), scaleRows, groups) && groups == 1;
       const bool f32 = forwardOnly && id < packed.size() &&
                        buffer(id).dtype() == fb::DType::F32 && !quantizedOperand(*step);
