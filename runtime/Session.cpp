@@ -89,7 +89,7 @@ struct RankRunner {
   std::vector<uint8_t *> data;                ///< per buffer
   std::vector<std::vector<float>> widened;    ///< f16/bf16 weights as f32
   std::vector<bool> bf16;                     ///< per buffer: a bf16 weight kept as is
-  /// Per buffer: a bf16 linear weight also packed for oneDNN, or null.
+  /// Per buffer: a linear's weight also packed for oneDNN (packLinearWeights), or null.
   std::vector<cpu::dnnl::PackedWeightPtr> packed;
   /// Some GEMM weights are bf16: the model computes in bf16 (attention's
   /// products too).
@@ -128,8 +128,9 @@ struct RankRunner {
   /// matrix, an embedding table): the kernels read those as bf16, half the
   /// bytes of widening them. Any other use (a bias, LayerNorm's gamma) widens.
   std::vector<bool> narrowBf16Weights() const;
-  /// Packs the weights that linears multiply in bf16 (packed[]): narrow
-  /// bf16 ones, int8 ones with per-channel scales.
+  /// Packs the weights that linears multiply through oneDNN (packed[]):
+  /// narrow bf16 ones, int8 ones with per-channel scales, and in a
+  /// forward-only artifact f32 ones.
   void packLinearWeights();
   Status evaluateShapes(const int64_t symbols[kSymbols]);
   Status checkStep(const fb::Step &step, size_t index) const;
@@ -444,20 +445,12 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   bool quantized = quantizedOperand(step);
   bool int8Input = quantizesInput(step);
   auto weights = [&](size_t i) -> cpu::Weights {
-    if (bf16[in(i)]) {
-      cpu::Weights w(reinterpret_cast<const uint16_t *>(data[in(i)]));
-      w.packed = packed[in(i)].get();
-      return w;
-    }
-    if (!quantized) {
-      cpu::Weights w(f(in(i)));
-      w.packed = packed[in(i)].get();
-      return w;
-    }
-    cpu::Weights w(reinterpret_cast<const int8_t *>(data[in(i)]), f(in(i + 1)),
-                   shapes[in(i + 1)][1]);
-    w.int8Input = int8Input;
-    w.int16Rows = computesInBf16;
+    cpu::Weights w = bf16[in(i)] ? cpu::Weights(reinterpret_cast<const uint16_t *>(data[in(i)]))
+                     : !quantized ? cpu::Weights(f(in(i)))
+                                  : cpu::Weights(reinterpret_cast<const int8_t *>(data[in(i)]),
+                                                 f(in(i + 1)), shapes[in(i + 1)][1]);
+    w.int8Input = quantized && int8Input;
+    w.int16Rows = quantized && computesInBf16;
     w.packed = packed[in(i)].get();
     return w;
   };

@@ -133,10 +133,12 @@ void cpu::attention(const AttentionShape &a, const float *qkv, const int64_t *ma
           *rowMax = cpu::scratch(rowMaxBuffer, kQueryBlock),
           *rowSum = cpu::scratch(rowSumBuffer, kQueryBlock);
     uint8_t *keep = mask ? cpu::scratch(keepBuffer, keys) : nullptr;
+    int64_t keepRow = -1; // the sequence keep holds
     for (int64_t bh = begin; bh < end; ++bh) {
       int64_t b = bh / a.heads, h = bh % a.heads;
-      for (int64_t j = 0; keep && j < keys; ++j)
+      for (int64_t j = 0; keep && b != keepRow && j < keys; ++j)
         keep[j] = mask[b * keys + j] != 0;
+      keepRow = b;
       const float *q = qkv + b * a.seq * stride + h * a.dim;
       const float *k = q + width, *v = q + 2 * width;
       int64_t keyStride = stride;

@@ -45,6 +45,11 @@ bool int8Native();
 bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const uint16_t *w,
                 int64_t out, const Epilogue &epilogue, float *y);
 
+/// The same in f32. Against OpenBLAS it wins some shapes and loses others,
+/// so the caller measures.
+bool matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
+               const Epilogue &epilogue, float *y);
+
 /// A linear's weight [out, in] rearranged once into the blocked layout
 /// oneDNN's matmul reads: from the stored one, every call rearranges the
 /// whole weight before multiplying (7-8% of a BERT-345M layer's bf16
@@ -57,8 +62,8 @@ struct PackedWeightDeleter {
 };
 using PackedWeightPtr = std::unique_ptr<PackedWeight, PackedWeightDeleter>;
 
-/// w packed, or null where oneDNN has no better layout for it here (no
-/// bf16 arithmetic, or it reads w as stored).
+/// w packed, or null where oneDNN has no better layout for it here (it
+/// reads w as stored, or, for bf16 and int8, the CPU lacks bf16 arithmetic).
 PackedWeightPtr packWeight(const uint16_t *w, int64_t out, int64_t in);
 PackedWeightPtr packWeight(const int8_t *w, int64_t out, int64_t in);
 PackedWeightPtr packWeight(const float *w, int64_t out, int64_t in);
@@ -77,11 +82,6 @@ bool matmulBf16(const uint16_t *x, int64_t rows, int64_t in, const PackedWeight 
                 const uint16_t *widened, int64_t out, const Epilogue &epilogue, float *y);
 /// matmulF32 with an f32 weight packed as [out, in] (else false).
 bool matmulF32(const float *x, int64_t rows, int64_t in, const PackedWeight &w, int64_t out,
-               const Epilogue &epilogue, float *y);
-
-/// The same in f32. Against OpenBLAS it wins some shapes and loses others,
-/// so the caller measures.
-bool matmulF32(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
                const Epilogue &epilogue, float *y);
 
 /// y[rows, out] = x[rows, in] w[out, in]^T summed exactly in int32, x and w

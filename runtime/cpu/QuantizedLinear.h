@@ -55,8 +55,7 @@ void linearInt8QuantizedRows(const float *x, int64_t rows, int64_t in, const int
 /// registers.
 void linearBf16(const float *x, int64_t rows, int64_t in, const uint16_t *w,
                 const dnnl::PackedWeight *packed, const float *bias, int64_t out, float beta,
-                float *y,
-                std::optional<GeluKind> gelu = std::nullopt);
+                float *y, std::optional<GeluKind> gelu = std::nullopt);
 
 } // namespace megatron::runtime::cpu
 
