@@ -59,12 +59,15 @@ bool attentionBatched(const cpu::AttentionShape &a, const float *qkv, const int6
   const int64_t groups = heads / groupHeads;
   thread_local std::vector<T> qkvBuffer;
   T *blocks = cpu::scratch(qkvBuffer, a.batch * 3 * heads * seq * dim);
-  cpu::parallelFor(a.batch * 3 * heads * seq, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      // i = ((b * 3 + part) * heads + h) * seq + s
-      const int64_t s = i % seq, h = i / seq % heads, part = i / (heads * seq) % 3,
-                    b = i / (3 * heads * seq);
-      store(qkv + (b * seq + s) * 3 * width + part * width + h * dim, dim, blocks + i * dim);
+  // In the order of qkv's rows: each row's 3 x heads pieces go to as many
+  // blocks, whose cache lines fill in step (the blocks' order read qkv at a
+  // stride of rows, 3x slower).
+  cpu::parallelFor(a.batch * seq, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / seq, s = row % seq;
+      for (int64_t piece = 0; piece < 3 * heads; ++piece) // piece = part * heads + h
+        store(qkv + row * 3 * width + piece * dim, dim,
+              blocks + ((b * 3 * heads + piece) * seq + s) * dim);
     }
   });
   std::atomic<bool> failed = false;

@@ -247,6 +247,28 @@ TEST(Kernels, ToBf16RoundsAsTheScalarConversionAndKeepsNaN) {
   }
 }
 
+// The softmax's exp (inline, vectorized): within 2 ulp of float down to
+// e^-20, 5 further out, and exactly 0 below -80, where masked scores (the
+// lowest float) land.
+TEST(Kernels, ExpShiftIsAccurateAndFlushesFarBelow) {
+  const float shift = 1.5f, lowest = std::numeric_limits<float>::lowest();
+  std::vector<float> x;
+  for (float v = -98.5f; v <= 1.5f; v += 0.00731f)
+    x.push_back(v);
+  x.push_back(shift);
+  x.push_back(lowest);
+  std::vector<float> e = x;
+  const float sum = expShift(e.data(), static_cast<int64_t>(e.size()), shift);
+  double expectedSum = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float v = x[i] - shift; // as the kernel subtracts
+    const double exact = v < -80.0f ? 0.0 : std::exp(double(v));
+    expectedSum += exact;
+    EXPECT_NEAR(e[i], exact, (v >= -20.0f ? 2.4e-7 : 6e-7) * exact) << "exp(" << v << ")";
+  }
+  EXPECT_NEAR(sum, expectedSum, 1e-6 * expectedSum);
+}
+
 TEST(Kernels, SoftmaxIsStableForLargeScores) {
   std::vector<float> x = {1000.0f, 1001.0f, 1002.0f, -5.0f, 0.0f, 5.0f};
   softmax(x.data(), 2, 3);
