@@ -1,12 +1,13 @@
-//===- int8_linear.cpp - int8-weight linear layers against f32 BLAS -------===//
+//===- int8_linear.cpp - int8-weight linear layers against f32 ones -------===//
 //
 // megatron-int8-linear-bench [--threads N] [--group G] [--rows R,R,...]
 //                             [--shape IN,OUT] [--quantized-rows 1]
 //
 // Times cpu::linearInt8 (with --quantized-rows 1:
 // cpu::linearInt8QuantizedRows, x quantized too) against the f32 path
-// (cpu::linear: OpenBLAS sgemv for one row, sgemm otherwise) at the linear
-// layers of GPT-2/BERT-345M.
+// (cpu::linear: below 32 rows the same register kernel on f32 weights where
+// the CPU has AVX-512, else OpenBLAS or oneDNN) at the linear layers of
+// GPT-2/BERT-345M.
 // Each call reads a different copy of the weight, and the copies together
 // exceed the last-level cache, so the weight comes from memory as it does
 // in a forward (345M parameters are far larger than any cache). A streaming

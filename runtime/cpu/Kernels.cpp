@@ -76,8 +76,11 @@ bool oneDnnIsFaster(const float *x, int64_t rows, int64_t in, const float *w, in
   return choice;
 }
 
-/// y = x w^T through the epilogue (no scales). One row (a decode step) is a
-/// matrix-vector product, which OpenBLAS 0.3.21 would still pack as a GEMM.
+/// y = x w^T through the epilogue (no scales). Fewer rows than
+/// kMeasuredMinRows (decode, short prompts) go to the register kernel that
+/// reads the weight once (linearF32FewRows): OpenBLAS 0.3.21 packs the whole
+/// weight on every sgemm call, even for one row (so without AVX-512 one row
+/// takes its sgemv).
 /// A weight packed for oneDNN goes there from kMeasuredMinRows rows
 /// unmeasured: packed, oneDNN beat OpenBLAS at every BERT-345M shape on Zen
 /// 4 (by 1.1-1.3x at 128 rows, 1.1-1.2x at 4096).
@@ -91,8 +94,13 @@ void gemm(const float *x, int64_t rows, int64_t in, const float *w,
       oneDnnIsFaster(x, rows, in, w, out, epilogue.accumulate ? 1.0f : 0.0f, y) &&
       dnnl::matmulF32(x, rows, in, w, out, epilogue, y))
     return;
-  // OpenBLAS adds the product to the bias (and what y held), GELU follows.
   float beta = epilogue.accumulate ? 1.0f : 0.0f;
+  if (rows < kMeasuredMinRows && linearF32FewRows(x, rows, in, w, epilogue.bias, out, beta, y)) {
+    if (epilogue.gelu)
+      geluInPlace(y, rows, out, *epilogue.gelu);
+    return;
+  }
+  // OpenBLAS adds the product to the bias (and what y held), GELU follows.
   if (epilogue.bias) {
     parallelFor(rows, std::max<int64_t>(1, 16384 / out), [&](int64_t begin, int64_t end) {
       for (float *row = y + begin * out; row < y + end * out; row += out)

@@ -64,6 +64,53 @@ TEST(Kernels, LinearWithAndWithoutBias) {
   }
 }
 
+/// linear with bias, with each GELU and accumulating into a residual, twice
+/// (a shape's first call may measure which library is faster), against
+/// double sums of x [rows, in] and w [out, in].
+void expectLinearMatches(const Weights &weights, const std::vector<float> &x,
+                         const std::vector<float> &w, int64_t rows, int64_t in, int64_t out) {
+  auto b = randomVector(out), residual = randomVector(rows * out);
+  std::vector<double> expected(rows * out);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double sum = b[o];
+      for (int64_t i = 0; i < in; ++i)
+        sum += double(x[r * in + i]) * w[o * in + i];
+      expected[r * out + o] = sum;
+    }
+  for (int call = 0; call < 2; ++call) {
+    std::vector<float> y(rows * out);
+    linear(x.data(), rows, in, weights, b.data(), out, y.data());
+    expectClose(y, expected, 1e-5);
+    for (GeluKind kind : {GeluKind::Erf, GeluKind::Tanh}) {
+      linear(x.data(), rows, in, weights, b.data(), out, y.data(), kind);
+      std::vector<double> activated(rows * out);
+      for (int64_t i = 0; i < rows * out; ++i)
+        activated[i] = geluReference(expected[i], kind);
+      expectClose(y, activated, 2e-5);
+    }
+    std::vector<float> sum = residual;
+    linearAccumulate(x.data(), rows, in, weights, out, sum.data());
+    std::vector<double> accumulated(rows * out);
+    for (int64_t i = 0; i < rows * out; ++i)
+      accumulated[i] = expected[i] - b[i % out] + residual[i];
+    expectClose(sum, accumulated, 1e-5);
+  }
+}
+
+// Below 32 rows (decode) f32 weights stream through the register kernel
+// where the CPU has AVX-512, OpenBLAS elsewhere: every row count of its
+// passes of 8, inputs that end inside a 16-wide chunk, one and two
+// channels per tile (x past 32 KiB).
+TEST(Kernels, FewRowLinear) {
+  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{1, 1000, 77},
+                               {2, 37, 19}, {7, 1024, 40}, {8, 1030, 33}, {9, 4096, 24},
+                               {31, 250, 65}}) {
+    auto x = randomVector(rows * in), w = randomVector(out * in, 0.05f);
+    expectLinearMatches(Weights(w.data()), x, w, rows, in, out);
+  }
+}
+
 // From 32 rows on a shape goes to the faster of OpenBLAS and oneDNN,
 // measured on its first call, or to oneDNN with the weight packed for it:
 // both calls, and accumulating, must be right.
@@ -71,16 +118,7 @@ TEST(Kernels, ManyRowLinearWhicheverLibraryIsFaster) {
   for (bool packed : {false, true})
     for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{40, 1000, 77},
                                  {128, 1024, 4096}, {128, 4096, 1024}}) {
-      auto x = randomVector(rows * in), w = randomVector(out * in, 0.05f), b = randomVector(out),
-           residual = randomVector(rows * out);
-      std::vector<double> expected(rows * out);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t o = 0; o < out; ++o) {
-          double sum = b[o];
-          for (int64_t i = 0; i < in; ++i)
-            sum += double(x[r * in + i]) * w[o * in + i];
-          expected[r * out + o] = sum;
-        }
+      auto x = randomVector(rows * in), w = randomVector(out * in, 0.05f);
       Weights weights(w.data());
       dnnl::PackedWeightPtr packedWeight;
       if (packed) {
@@ -88,25 +126,7 @@ TEST(Kernels, ManyRowLinearWhicheverLibraryIsFaster) {
         ASSERT_NE(packedWeight, nullptr);
         weights.packed = packedWeight.get();
       }
-      for (int call = 0; call < 2; ++call) {
-        std::vector<float> y(rows * out);
-        linear(x.data(), rows, in, weights, b.data(), out, y.data());
-        expectClose(y, expected, 1e-5);
-        // With GELU, inside oneDNN's GEMM or after OpenBLAS's.
-        for (GeluKind kind : {GeluKind::Erf, GeluKind::Tanh}) {
-          linear(x.data(), rows, in, weights, b.data(), out, y.data(), kind);
-          std::vector<double> activated(rows * out);
-          for (int64_t i = 0; i < rows * out; ++i)
-            activated[i] = geluReference(expected[i], kind);
-          expectClose(y, activated, 2e-5);
-        }
-        std::vector<float> sum = residual;
-        linearAccumulate(x.data(), rows, in, weights, out, sum.data());
-        std::vector<double> accumulated(rows * out);
-        for (int64_t i = 0; i < rows * out; ++i)
-          accumulated[i] = expected[i] - b[i % out] + residual[i];
-        expectClose(sum, accumulated, 1e-5);
-      }
+      expectLinearMatches(weights, x, w, rows, in, out);
     }
 }
 
