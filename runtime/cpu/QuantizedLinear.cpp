@@ -10,10 +10,11 @@
 //   than OpenBLAS's f32 sgemv at one row, 2.5-3x than its sgemm at 8 rows
 //   (which packs the whole weight on every call). f32 weights take the same
 //   kernel: 10-15% faster than sgemv at one row, 1.2-2.5x than sgemm at
-//   2-24 rows (GPT-2-345M f32 decode at batch 8: 41 -> 87 tokens/s). In a model computing in
-//   bf16, with AVX512-VNNI, int8 weights (per-channel scales) meet x
-//   quantized per row to int16 instead, their products summed in int32:
-//   GPT-2-345M decode 58 -> 66 tokens/s at batch 1, 136 -> 163 at 8.
+//   2-24 rows (GPT-2-345M f32 decode at batch 8: 41 -> 85 tokens/s). In a
+//   model computing in bf16, with AVX512-VNNI, int8 weights (per-channel
+//   scales) meet x quantized per row to int16 instead, their products
+//   summed in int32: GPT-2-345M decode 58 -> 66 tokens/s at batch 1, 136 ->
+//   163 at 8.
 // - Many rows (prefill) are bound by arithmetic. Where the CPU multiplies
 //   bf16 natively (twice the f32 rate), x is rounded to bf16 and oneDNN's
 //   bf16 matmul takes bf16 weights whole (packed once for it when the
