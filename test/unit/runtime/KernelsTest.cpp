@@ -267,9 +267,10 @@ TEST(Kernels, ToBf16RoundsAsTheScalarConversionAndKeepsNaN) {
   }
 }
 
-// The softmax's exp (inline, vectorized): within 2 ulp of float down to
-// e^-20, 5 further out, and exactly 0 below -80, where masked scores (the
-// lowest float) land.
+// The softmax's exp (inline, vectorized): within 2 ulp of float, and
+// exactly 0 below -80, where masked scores (the lowest float) land. The
+// test's build may optimize differently from the release's (the sanitizer
+// build is -O1), and the bound must hold in both.
 TEST(Kernels, ExpShiftIsAccurateAndFlushesFarBelow) {
   const float shift = 1.5f, lowest = std::numeric_limits<float>::lowest();
   std::vector<float> x;
@@ -284,7 +285,7 @@ TEST(Kernels, ExpShiftIsAccurateAndFlushesFarBelow) {
     const float v = x[i] - shift; // as the kernel subtracts
     const double exact = v < -80.0f ? 0.0 : std::exp(double(v));
     expectedSum += exact;
-    EXPECT_NEAR(e[i], exact, (v >= -20.0f ? 2.4e-7 : 6e-7) * exact) << "exp(" << v << ")";
+    EXPECT_NEAR(e[i], exact, 2.4e-7 * exact) << "exp(" << v << ")";
   }
   EXPECT_NEAR(sum, expectedSum, 1e-6 * expectedSum);
 }
