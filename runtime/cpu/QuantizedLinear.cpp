@@ -705,7 +705,7 @@ void cpu::linearBf16(const float *x, int64_t rows, int64_t in, const uint16_t *w
 bool cpu::linearF32FewRows(const float *x, int64_t rows, int64_t in, const float *w,
                            const float *bias, int64_t out, float beta, float *y) {
 #if defined(__x86_64__)
-  if (rows <= kDirectMaxRows && hasAvx512) {
+  if (hasAvx512) {
     if (rows > 0 && out > 0)
       linearDirectAvx512(x, nullptr, rows, in, w, nullptr, in, bias, out, beta, y);
     return true;

@@ -58,8 +58,9 @@ void linearBf16(const float *x, int64_t rows, int64_t in, const uint16_t *w,
                 float *y, std::optional<GeluKind> gelu = std::nullopt);
 
 /// y = beta * y + x W^T (+ bias) with W f32 [out, in] through the AVX-512
-/// kernel that streams W once; for a few rows (decode), where it beats a
-/// GEMM. False, with y untouched, without AVX-512 or past 32 rows.
+/// kernel that streams W once: for a few rows (decode), where it beats a
+/// GEMM; the caller picks how many. False, with y untouched, without
+/// AVX-512.
 bool linearF32FewRows(const float *x, int64_t rows, int64_t in, const float *w,
                       const float *bias, int64_t out, float beta, float *y);
 } // namespace megatron::runtime::cpu
