@@ -44,23 +44,29 @@ void expectClose(const std::vector<float> &actual,
         << "element " << i;
 }
 
+/// x [rows, in] w[out, in]^T + bias (null: none), summed in double.
+std::vector<double> referenceLinear(const std::vector<float> &x, const std::vector<float> &w,
+                                    const float *bias, int64_t rows, int64_t in, int64_t out) {
+  std::vector<double> expected(rows * out);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double sum = bias ? bias[o] : 0.0;
+      for (int64_t i = 0; i < in; ++i)
+        sum += double(x[r * in + i]) * w[o * in + i];
+      expected[r * out + o] = sum;
+    }
+  return expected;
+}
+
 TEST(Kernels, LinearWithAndWithoutBias) {
   const int64_t rows = 5, in = 37, out = 19;
   auto x = randomVector(rows * in), w = randomVector(out * in, 0.2f),
        b = randomVector(out);
   for (bool withBias : {true, false}) {
     std::vector<float> y(rows * out);
-    linear(x.data(), rows, in, w.data(), withBias ? b.data() : nullptr, out,
-           y.data());
-    std::vector<double> expected(rows * out);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t o = 0; o < out; ++o) {
-        double sum = withBias ? b[o] : 0.0;
-        for (int64_t i = 0; i < in; ++i)
-          sum += double(x[r * in + i]) * w[o * in + i];
-        expected[r * out + o] = sum;
-      }
-    expectClose(y, expected, 1e-5);
+    const float *bias = withBias ? b.data() : nullptr;
+    linear(x.data(), rows, in, w.data(), bias, out, y.data());
+    expectClose(y, referenceLinear(x, w, bias, rows, in, out), 1e-5);
   }
 }
 
@@ -70,14 +76,7 @@ TEST(Kernels, LinearWithAndWithoutBias) {
 void expectLinearMatches(const Weights &weights, const std::vector<float> &x,
                          const std::vector<float> &w, int64_t rows, int64_t in, int64_t out) {
   auto b = randomVector(out), residual = randomVector(rows * out);
-  std::vector<double> expected(rows * out);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t o = 0; o < out; ++o) {
-      double sum = b[o];
-      for (int64_t i = 0; i < in; ++i)
-        sum += double(x[r * in + i]) * w[o * in + i];
-      expected[r * out + o] = sum;
-    }
+  const std::vector<double> expected = referenceLinear(x, w, b.data(), rows, in, out);
   for (int call = 0; call < 2; ++call) {
     std::vector<float> y(rows * out);
     linear(x.data(), rows, in, weights, b.data(), out, y.data());
