@@ -21,6 +21,9 @@
 #include "runtime/cpu/Parallel.h"
 #include "runtime/DTypes.h"
 #include "runtime/schema/artifact_generated.h"
+#ifdef MEGATRON_HAVE_CUDA_BACKEND
+#include "runtime/cuda/CudaExecutor.h"
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -97,6 +100,13 @@ struct RankRunner {
   int64_t past = 0, cacheBatch = 0;
   /// Evaluated shapes of the call in progress.
   std::vector<Shape> shapes;
+  /// The steps run on a GPU (SessionOptions::backend): runStep checks each
+  /// step's shapes here, then hands it to the executor. The host arena
+  /// stages the inputs and outputs.
+  bool onGpu = false;
+#ifdef MEGATRON_HAVE_CUDA_BACKEND
+  std::unique_ptr<cuda::Executor> gpu;
+#endif
 
   RankRunner(const Artifact &artifact, const fb::Rank &rank, int index,
              Communicator *comm)
@@ -114,7 +124,8 @@ struct RankRunner {
     return nullptr;
   }
 
-  Status prepare();
+  /// Opens the GPU (device >= 0) or readies the CPU kernels (device < 0).
+  Status prepare(int device);
   /// Tokens the KV caches hold; 0 without one.
   int64_t cacheCapacity() const {
     int64_t context = 0;
@@ -142,6 +153,12 @@ struct RankRunner {
            buffer(step.inputs()->Get(q)).dtype() == fb::DType::I8;
   }
   Status runStep(const fb::Step &step, int64_t pastTokens);
+  Status runOnGpu(const fb::Step &step, int64_t pastTokens);
+  /// The bound entry's steps, in order.
+  Status runSteps();
+  /// Runs the bound entry's steps on the GPU, inputs copied there first and
+  /// outputs back after.
+  Status executeOnGpu();
   /// Checks the inputs and binds them: nothing runs, nothing changes when
   /// this fails.
   Status bind(const std::string &entryName, const Inputs &inputs);
@@ -230,7 +247,16 @@ void RankRunner::packLinearWeights() {
 }
 
 /// Binds weights and the arena and checks each step's operands, once.
-Status RankRunner::prepare() {
+Status RankRunner::prepare(int device) {
+  if (device >= 0) {
+#ifdef MEGATRON_HAVE_CUDA_BACKEND
+    if (Status s = cuda::Executor::create(artifact, index, device, gpu); !s.ok())
+      return s;
+    onGpu = true;
+#else
+    return Status::error("this runtime was built without the CUDA toolkit: no CUDA backend");
+#endif
+  }
   const uint8_t *weights = artifact.weights(index);
   data.resize(rank.buffers()->size());
   bf16 = narrowBf16Weights();
@@ -278,7 +304,8 @@ Status RankRunner::prepare() {
         return Status::error(artifact.path() + ": entry '" + e->name()->str() +
                              "': " + status.message());
   }
-  packLinearWeights();
+  if (!onGpu)
+    packLinearWeights();
   return Status::success();
 }
 
@@ -478,6 +505,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
       return mismatch("the table must be [rows, width] and the result ids x width");
     if (step.ints()->Get(0) < 0 || step.ints()->Get(1) < step.ints()->Get(0) + table[0])
       return mismatch("the table's rows lie outside the valid ids");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     if (Status s = cpu::embedding(weights(0), table[0], table[1], ids(idsId),
                                   elements(index), f(outId), step.ints()->Get(0),
                                   step.ints()->Get(1));
@@ -488,6 +517,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   case fb::StepKind::Positions: {
     if (shapes[in(0)] != out)
       return mismatch("positions have the shape of their ids");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     int64_t seq = last(out);
     for (int64_t i = 0; i < n; ++i)
       ids(outId)[i] = pastTokens + i % seq;
@@ -500,6 +531,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
       std::swap(a, b), std::swap(na, nb);
     if (na != n || nb == 0 || n % nb != 0)
       return mismatch("the operands do not broadcast to the result");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     float *y = f(outId);
     cpu::parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
       cpu::add(a, b, nb, begin, end, y);
@@ -514,6 +547,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
         n != elements(x) / w[1] * w[0] ||
         (bias && elements(shapes[in(biasIndex)]) != w[0]))
       return mismatch("expected x[..., in], w[out, in], b[out] -> [..., out]");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     std::optional<cpu::GeluKind> gelu;
     if (int64_t epilogue = step.ints()->Get(0))
       gelu = epilogue == 2 ? cpu::GeluKind::Tanh : cpu::GeluKind::Erf;
@@ -541,6 +576,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
           shapes[residual] != out || elements(x) / w[1] * w[0] != n ||
           (bias && elements(shapes[in(biasIndex)]) != width))
         return mismatch("expected x[..., in], w[out, in], b[out], residual [..., out]");
+      if (onGpu)
+        return runOnGpu(step, pastTokens);
       // The GEMM accumulates into the residual (plus the bias).
       const float *r = f(residual), *b = bias ? f(in(biasIndex)) : nullptr;
       cpu::parallelFor(n / std::max<int64_t>(width, 1), rowGrain(width),
@@ -554,6 +591,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     } else {
       if (shapes[in(0)] != out || shapes[in(1)] != out)
         return mismatch("a residual add of two tensors of one shape");
+      if (onGpu)
+        return runOnGpu(step, pastTokens);
       const float *a = f(in(0)), *b = f(in(1));
       cpu::parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
         cpu::add(a, b, n, begin, end, sum);
@@ -602,6 +641,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
         return mismatch("the attention mask must be [batch, keys]");
       mask = ids(in(1));
     }
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     cpu::attention(a, f(in(0)), mask, kCache, vCache, f(outId));
     return Status::success();
   }
@@ -618,6 +659,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     if (!fits || out[out.size() - 2] != m || span(b, 0, b.size() - 2) != batch ||
         span(out, 0, out.size() - 2) != batch)
       return mismatch("the matrix dimensions do not agree");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     cpu::batchedMatmul(f(in(0)), f(in(1)), batch, m, k, nn, transposeB,
                        rows * cols, f(outId));
     return Status::success();
@@ -627,6 +670,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     if (shapes[in(0)] != out || elements(shapes[in(1)]) != width ||
         elements(shapes[in(2)]) != width)
       return mismatch("gamma and beta must match the last dimension");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     const float *x = f(in(0)), *gamma = f(in(1)), *beta = f(in(2));
     float *y = f(outId);
     float eps = static_cast<float>(step.floats()->Get(0));
@@ -643,6 +688,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   case fb::StepKind::Softmax: {
     if (elements(shapes[in(0)]) != n)
       return mismatch("an elementwise step keeps its shape");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     const float *x = f(in(0));
     float *y = f(outId);
     if (step.kind() == fb::StepKind::Softmax) {
@@ -682,6 +729,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     }
     if (out[3] < out[2])
       return mismatch("fewer keys than queries");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     const float *x = f(in(0));
     float *y = f(outId);
     bool causal = step.ints()->Get(0) != 0;
@@ -702,6 +751,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
                                    : Shape();
     if (dims.empty() || elements(dims) != elements(x) || n != elements(x))
       return mismatch("one side must be [a, b, c, d]");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     cpu::swapMiddleAxes(f(in(0)), dims[0], dims[1], dims[2], dims[3], f(outId));
     return Status::success();
   }
@@ -723,7 +774,7 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
           span(x, dim + 1, x.size()) != inner || offset < 0 ||
           (slice ? offset + extent > x[dim] : filled + extent > out[dim]))
         return mismatch("the blocks do not fit");
-      for (int64_t o = 0; o < outer; ++o)
+      for (int64_t o = 0; o < outer && !onGpu; ++o)
         std::memcpy(f(outId) + (o * out[dim] + filled) * inner,
                     f(in(i)) + (o * x[dim] + offset) * inner,
                     extent * inner * sizeof(float));
@@ -731,12 +782,16 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     }
     if (filled != out[dim])
       return mismatch("the inputs do not fill the result");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     return Status::success();
   }
   case fb::StepKind::Copy: {
     size_t size = elementSize(buffer(outId).dtype());
     if (elements(shapes[in(0)]) != n || elementSize(buffer(in(0)).dtype()) != size)
       return mismatch("a copy keeps its element count");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     std::memmove(data[outId], data[in(0)], n * size);
     return Status::success();
   }
@@ -749,6 +804,8 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
       return Status::error("the KV cache holds " + str(out[2]) + " tokens; " +
                            str(pastTokens) + " cached + " + str(x[2]) +
                            " new ones do not fit");
+    if (onGpu)
+      return runOnGpu(step, pastTokens);
     for (int64_t r = 0; r < x[0] * x[1]; ++r)
       std::memcpy(f(outId) + (r * out[2] + pastTokens) * x[3],
                   f(in(0)) + r * x[2] * x[3], x[2] * x[3] * sizeof(float));
@@ -897,16 +954,48 @@ Status RankRunner::bind(const std::string &entryName, const Inputs &inputs) {
 Status RankRunner::execute() {
   if (cachedCall && !decodeCall)
     past = 0; // a prefill starts a new sequence
-  for (const fb::Step *step : *bound->steps())
-    if (Status s = runStep(*step, symbols[3]); !s.ok()) {
-      past = 0; // the cache may be partly written
-      return s;
-    }
+  if (Status s = onGpu ? executeOnGpu() : runSteps(); !s.ok()) {
+    past = 0; // the cache may be partly written
+    return s;
+  }
   if (cachedCall) {
     past = symbols[4];
     cacheBatch = symbols[0];
   }
   return Status::success();
+}
+
+Status RankRunner::runSteps() {
+  for (const fb::Step *step : *bound->steps())
+    if (Status s = runStep(*step, symbols[3]); !s.ok())
+      return s;
+  return Status::success();
+}
+
+Status RankRunner::runOnGpu(const fb::Step &step, int64_t pastTokens) {
+#ifdef MEGATRON_HAVE_CUDA_BACKEND
+  return gpu->run(step, shapes, pastTokens);
+#else
+  (void)step, (void)pastTokens;
+  return Status::error("no CUDA backend in this build");
+#endif
+}
+
+Status RankRunner::executeOnGpu() {
+#ifdef MEGATRON_HAVE_CUDA_BACKEND
+  auto bytes = [&](uint32_t id) { return elements(shapes[id]) * elementSize(buffer(id).dtype()); };
+  for (uint32_t id : *bound->inputs())
+    if (Status s = gpu->upload(id, data[id], bytes(id)); !s.ok())
+      return s;
+  if (Status s = runSteps(); !s.ok())
+    return s;
+  for (uint32_t id : *bound->outputs())
+    if (Status s = gpu->download(data[id], id, bytes(id)); !s.ok())
+      return s;
+  return Status::success();
+#else
+  return Status::error("no CUDA backend in this build");
+#endif
 }
 
 void RankRunner::readOutputs(Outputs &outputs) const {
@@ -984,10 +1073,14 @@ Session::~Session() = default;
 
 Status Session::create(const Artifact &artifact, const SessionOptions &options,
                        std::unique_ptr<Session> &out) {
-  if (Status s = cpu::loadBlas(); !s.ok())
-    return s;
+  bool gpu = options.backend == SessionOptions::Backend::Cuda;
   auto impl = std::make_unique<Impl>(artifact);
   int ranks = static_cast<int>(artifact.root().ranks()->size());
+  if (gpu && (ranks > 1 || options.rank >= 0))
+    return Status::error("the CUDA backend runs single-rank artifacts so far; " +
+                         artifact.path() + " has " + str(ranks) + " tensor-parallel ranks");
+  if (Status s = gpu ? Status::success() : cpu::loadBlas(); !s.ok())
+    return s;
   std::vector<int> mine;
   impl->comm = options.communicator;
   if (impl->comm && impl->comm->size() != ranks)
@@ -1020,7 +1113,7 @@ Status Session::create(const Artifact &artifact, const SessionOptions &options,
   for (int r : mine) {
     impl->ranks.push_back(std::make_unique<RankRunner>(
         artifact, *artifact.root().ranks()->Get(r), r, impl->comm.get()));
-    if (Status s = impl->ranks.back()->prepare(); !s.ok())
+    if (Status s = impl->ranks.back()->prepare(gpu ? options.device : -1); !s.ok())
       return s;
   }
   out.reset(new Session(std::move(impl)));

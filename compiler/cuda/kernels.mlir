@@ -51,11 +51,36 @@ module attributes {gpu.container_module} {
       gpu.return
     }
 
-    // sum = a + b and out = LayerNorm(sum) * gamma + beta, row by row: the
-    // residual connection and the LayerNorm after it (two-pass variance).
-    gpu.func @add_layer_norm(%a: memref<?xf32>, %b: memref<?xf32>, %gamma: memref<?xf32>,
-                             %beta: memref<?xf32>, %sum: memref<?xf32>, %out: memref<?xf32>,
-                             %cols: index, %eps: f32) kernel {
+    // y[i] = a[i] + b[i mod nb]: a residual add, or a row vector (nb = the
+    // last dimension) broadcast over a matrix.
+    gpu.func @add(%a: memref<?xf32>, %b: memref<?xf32>, %y: memref<?xf32>, %n: index,
+                  %nb: index) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %n : index
+      scf.if %inside {
+        %j = arith.remui %i, %nb : index
+        %x = memref.load %a[%i] : memref<?xf32>
+        %r = memref.load %b[%j] : memref<?xf32>
+        %s = arith.addf %x, %r : f32
+        memref.store %s, %y[%i] : memref<?xf32>
+      }
+      gpu.return
+    }
+
+    gpu.func @tanh(%x: memref<?xf32>, %y: memref<?xf32>, %n: index) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %n : index
+      scf.if %inside {
+        %v = memref.load %x[%i] : memref<?xf32>
+        %t = math.tanh %v : f32
+        memref.store %t, %y[%i] : memref<?xf32>
+      }
+      gpu.return
+    }
+
+    // out = LayerNorm(x) * gamma + beta, row by row (two-pass variance).
+    gpu.func @layer_norm(%x: memref<?xf32>, %gamma: memref<?xf32>, %beta: memref<?xf32>,
+                         %out: memref<?xf32>, %cols: index, %eps: f32) kernel {
       %row = gpu.block_id x
       %tid = gpu.thread_id x
       %threads = gpu.block_dim x
@@ -63,11 +88,8 @@ module attributes {gpu.container_module} {
       %base = arith.muli %row, %cols : index
       %partial = scf.for %j = %tid to %cols step %threads iter_args(%acc = %zero) -> (f32) {
         %k = arith.addi %base, %j : index
-        %x = memref.load %a[%k] : memref<?xf32>
-        %r = memref.load %b[%k] : memref<?xf32>
-        %s = arith.addf %x, %r : f32
-        memref.store %s, %sum[%k] : memref<?xf32>
-        %next = arith.addf %acc, %s : f32
+        %v = memref.load %x[%k] : memref<?xf32>
+        %next = arith.addf %acc, %v : f32
         scf.yield %next : f32
       }
       %total = gpu.all_reduce add %partial uniform {} : (f32) -> (f32)
@@ -76,8 +98,8 @@ module attributes {gpu.container_module} {
       %mean = arith.divf %total, %n : f32
       %squares = scf.for %j = %tid to %cols step %threads iter_args(%acc = %zero) -> (f32) {
         %k = arith.addi %base, %j : index
-        %s = memref.load %sum[%k] : memref<?xf32>
-        %d = arith.subf %s, %mean : f32
+        %v = memref.load %x[%k] : memref<?xf32>
+        %d = arith.subf %v, %mean : f32
         %d2 = arith.mulf %d, %d : f32
         %next = arith.addf %acc, %d2 : f32
         scf.yield %next : f32
@@ -88,14 +110,164 @@ module attributes {gpu.container_module} {
       %rstd = math.rsqrt %ve : f32
       scf.for %j = %tid to %cols step %threads {
         %k = arith.addi %base, %j : index
-        %s = memref.load %sum[%k] : memref<?xf32>
+        %v = memref.load %x[%k] : memref<?xf32>
         %g = memref.load %gamma[%j] : memref<?xf32>
         %bt = memref.load %beta[%j] : memref<?xf32>
-        %d = arith.subf %s, %mean : f32
+        %d = arith.subf %v, %mean : f32
         %nrm = arith.mulf %d, %rstd : f32
         %sc = arith.mulf %nrm, %g : f32
         %o = arith.addf %sc, %bt : f32
         memref.store %o, %out[%k] : memref<?xf32>
+      }
+      gpu.return
+    }
+
+    // ids[i] = past + i mod seq: the positions of new tokens after `past`
+    // cached ones.
+    gpu.func @positions(%ids: memref<?xi64>, %n: index, %seq: index, %past: index) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %n : index
+      scf.if %inside {
+        %s = arith.remui %i, %seq : index
+        %p = arith.addi %s, %past : index
+        %v = arith.index_cast %p : index to i64
+        memref.store %v, %ids[%i] : memref<?xi64>
+      }
+      gpu.return
+    }
+
+    // Appends the new keys (part 1) or values (part 2) of the fused QKV
+    // projection [batch, seq, 3, heads, dim] to a cache [batch, heads,
+    // capacity, dim] at row `past`: one thread per element, n = batch * seq
+    // * heads * dim, in QKV's order (coalesced reads).
+    gpu.func @kv_append(%qkv: memref<?xf32>, %cache: memref<?xf32>, %n: index, %seq: index,
+                        %heads: index, %dim: index, %capacity: index, %past: index,
+                        %part: index) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %n : index
+      scf.if %inside {
+        %d = arith.remui %i, %dim : index
+        %t = arith.divui %i, %dim : index
+        %h = arith.remui %t, %heads : index
+        %bs = arith.divui %t, %heads : index
+        %s = arith.remui %bs, %seq : index
+        %b = arith.divui %bs, %seq : index
+        %width = arith.muli %heads, %dim : index
+        %c3 = arith.constant 3 : index
+        %row = arith.muli %width, %c3 : index
+        %r0 = arith.muli %bs, %row : index
+        %p0 = arith.muli %part, %width : index
+        %hd = arith.muli %h, %dim : index
+        %r1 = arith.addi %r0, %p0 : index
+        %r2 = arith.addi %r1, %hd : index
+        %src = arith.addi %r2, %d : index
+        %bh0 = arith.muli %b, %heads : index
+        %bh = arith.addi %bh0, %h : index
+        %c0 = arith.muli %bh, %capacity : index
+        %c1 = arith.addi %c0, %past : index
+        %c2 = arith.addi %c1, %s : index
+        %c4 = arith.muli %c2, %dim : index
+        %dst = arith.addi %c4, %d : index
+        %v = memref.load %qkv[%src] : memref<?xf32>
+        memref.store %v, %cache[%dst] : memref<?xf32>
+      }
+      gpu.return
+    }
+
+    // softmax(q K^T * scale + mask) V for one query of one head: one block
+    // per (batch, query, head), blockIdx = (b * seq + s) * heads + h. Q is
+    // read from the fused QKV projection [batch, seq, 3, heads, dim]; K and
+    // V from `keys_src` / `values_src` at b * kv_batch + h * kv_head + key *
+    // kv_row (the projection itself, or the caches). Masked keys (causal:
+    // key > s + past; padding: mask[b, key] == 0) score the lowest float,
+    // as on the CPU. The scores of up to 4096 keys stay in shared memory.
+    // A correct first kernel: not yet the tensor-core, online-softmax one.
+    gpu.func @attention(%qkv: memref<?xf32>, %keys_src: memref<?xf32>,
+                        %values_src: memref<?xf32>, %mask: memref<?xi64>, %out: memref<?xf32>,
+                        %seq: index, %heads: index, %dim: index, %keys: index, %past: index,
+                        %kv_batch: index, %kv_head: index, %kv_row: index, %scale: f32,
+                        %causal: i1, %has_mask: i1)
+        workgroup(%p: memref<4096xf32, #gpu.address_space<workgroup>>) kernel {
+      %blk = gpu.block_id x
+      %tid = gpu.thread_id x
+      %threads = gpu.block_dim x
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %c3 = arith.constant 3 : index
+      %zero = arith.constant 0.0 : f32
+      %one = arith.constant 1.0 : f32
+      %lowest = arith.constant -3.40282347e+38 : f32
+      %false = arith.constant false
+      %zero_id = arith.constant 0 : i64
+      %h = arith.remui %blk, %heads : index
+      %bs = arith.divui %blk, %heads : index
+      %s = arith.remui %bs, %seq : index
+      %b = arith.divui %bs, %seq : index
+      %width = arith.muli %heads, %dim : index
+      %row = arith.muli %width, %c3 : index
+      %hd = arith.muli %h, %dim : index
+      %q0 = arith.muli %bs, %row : index
+      %qbase = arith.addi %q0, %hd : index
+      %kb0 = arith.muli %b, %kv_batch : index
+      %kb1 = arith.muli %h, %kv_head : index
+      %kvbase = arith.addi %kb0, %kb1 : index
+      %last = arith.addi %s, %past : index
+      %mrow = arith.muli %b, %keys : index
+      %localmax = scf.for %j = %tid to %keys step %threads iter_args(%m = %lowest) -> (f32) {
+        %kr = arith.muli %j, %kv_row : index
+        %kbase = arith.addi %kvbase, %kr : index
+        %dot = scf.for %d = %c0 to %dim step %c1 iter_args(%acc = %zero) -> (f32) {
+          %qi = arith.addi %qbase, %d : index
+          %ki = arith.addi %kbase, %d : index
+          %q = memref.load %qkv[%qi] : memref<?xf32>
+          %k = memref.load %keys_src[%ki] : memref<?xf32>
+          %next = math.fma %q, %k, %acc : f32
+          scf.yield %next : f32
+        }
+        %score = arith.mulf %dot, %scale : f32
+        %future = arith.cmpi ugt, %j, %last : index
+        %hidden = arith.andi %causal, %future : i1
+        %padded = scf.if %has_mask -> (i1) {
+          %mi = arith.addi %mrow, %j : index
+          %mv = memref.load %mask[%mi] : memref<?xi64>
+          %off = arith.cmpi eq, %mv, %zero_id : i64
+          scf.yield %off : i1
+        } else {
+          scf.yield %false : i1
+        }
+        %masked = arith.ori %hidden, %padded : i1
+        %v = arith.select %masked, %lowest, %score : f32
+        memref.store %v, %p[%j] : memref<4096xf32, #gpu.address_space<workgroup>>
+        %m2 = arith.maximumf %m, %v : f32
+        scf.yield %m2 : f32
+      }
+      %max = gpu.all_reduce maximumf %localmax uniform {} : (f32) -> (f32)
+      %localsum = scf.for %j = %tid to %keys step %threads iter_args(%acc = %zero) -> (f32) {
+        %v = memref.load %p[%j] : memref<4096xf32, #gpu.address_space<workgroup>>
+        %shifted = arith.subf %v, %max : f32
+        %e = math.exp %shifted : f32
+        memref.store %e, %p[%j] : memref<4096xf32, #gpu.address_space<workgroup>>
+        %next = arith.addf %acc, %e : f32
+        scf.yield %next : f32
+      }
+      %sum = gpu.all_reduce add %localsum uniform {} : (f32) -> (f32)
+      gpu.barrier
+      %inv = arith.divf %one, %sum : f32
+      %o0 = arith.muli %bs, %width : index
+      %obase = arith.addi %o0, %hd : index
+      scf.for %d = %tid to %dim step %threads {
+        %vbase = arith.addi %kvbase, %d : index
+        %acc = scf.for %j = %c0 to %keys step %c1 iter_args(%a = %zero) -> (f32) {
+          %pj = memref.load %p[%j] : memref<4096xf32, #gpu.address_space<workgroup>>
+          %vr = arith.muli %j, %kv_row : index
+          %vi = arith.addi %vbase, %vr : index
+          %vv = memref.load %values_src[%vi] : memref<?xf32>
+          %next = math.fma %pj, %vv, %a : f32
+          scf.yield %next : f32
+        }
+        %o = arith.mulf %acc, %inv : f32
+        %oi = arith.addi %obase, %d : index
+        memref.store %o, %out[%oi] : memref<?xf32>
       }
       gpu.return
     }

@@ -5,6 +5,8 @@
 #include <cuda.h>
 #include <dlfcn.h>
 
+#include <unordered_map>
+
 using namespace megatron::runtime;
 using namespace megatron::runtime::cuda;
 
@@ -14,6 +16,7 @@ struct Device::Api {
   CUcontext context = nullptr;
   CUdevice device = 0;
   CUmodule module = nullptr;
+  std::unordered_map<std::string, CUfunction> functions;
 #define MEGATRON_CUDA_FUNCTIONS(X)                                             \
   X(cuInit, "cuInit")                                                          \
   X(cuDeviceGetCount, "cuDeviceGetCount")                                      \
@@ -30,6 +33,7 @@ struct Device::Api {
   X(cuMemFree, "cuMemFree_v2")                                                 \
   X(cuMemcpyHtoD, "cuMemcpyHtoD_v2")                                           \
   X(cuMemcpyDtoH, "cuMemcpyDtoH_v2")                                           \
+  X(cuMemcpyDtoD, "cuMemcpyDtoD_v2")                                           \
   X(cuLaunchKernel, "cuLaunchKernel")                                          \
   X(cuGetErrorString, "cuGetErrorString")
 #define MEGATRON_CUDA_POINTER(name, symbol) decltype(&::name) name = nullptr;
@@ -102,6 +106,7 @@ Status Device::loadModule(const std::string &ptx) {
   if (api_->module) {
     api_->cuModuleUnload(api_->module);
     api_->module = nullptr;
+    api_->functions.clear();
   }
   CUresult code = api_->cuModuleLoadDataEx(&api_->module, ptx.c_str(), 2, options, values);
   if (code != CUDA_SUCCESS)
@@ -132,20 +137,27 @@ Status Device::copyToHost(void *host, uint64_t pointer, size_t bytes) {
                      "cuMemcpyDtoH");
 }
 
+Status Device::copyOnDevice(uint64_t to, uint64_t from, size_t bytes) {
+  return api_->check(api_->cuMemcpyDtoD(static_cast<CUdeviceptr>(to),
+                                        static_cast<CUdeviceptr>(from), bytes),
+                     "cuMemcpyDtoD");
+}
+
 Status Device::launch(const std::string &name, const unsigned grid[3], const unsigned block[3],
                       unsigned sharedBytes, std::vector<void *> params) {
   if (!api_->module)
     return Status::error("no PTX module is loaded");
-  CUfunction function = nullptr;
-  if (Status s = api_->check(api_->cuModuleGetFunction(&function, api_->module, name.c_str()),
-                             ("kernel '" + name + "'").c_str());
-      !s.ok())
-    return s;
-  if (Status s = api_->check(api_->cuLaunchKernel(function, grid[0], grid[1], grid[2], block[0],
-                                                  block[1], block[2], sharedBytes, nullptr,
-                                                  params.data(), nullptr),
-                             ("launching '" + name + "'").c_str());
-      !s.ok())
-    return s;
-  return api_->check(api_->cuCtxSynchronize(), ("running '" + name + "'").c_str());
+  CUfunction &function = api_->functions[name];
+  if (!function)
+    if (Status s = api_->check(api_->cuModuleGetFunction(&function, api_->module, name.c_str()),
+                               ("kernel '" + name + "'").c_str());
+        !s.ok())
+      return s;
+  return api_->check(api_->cuLaunchKernel(function, grid[0], grid[1], grid[2], block[0], block[1],
+                                          block[2], sharedBytes, nullptr, params.data(), nullptr),
+                     ("launching '" + name + "'").c_str());
+}
+
+Status Device::synchronize() {
+  return api_->check(api_->cuCtxSynchronize(), "running the queued kernels");
 }

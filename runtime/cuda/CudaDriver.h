@@ -5,8 +5,8 @@
 // machine without a GPU or driver: opening the driver is then an error to
 // report, not a missing library at load time.
 //
-// This is the backend's first piece: a device context, PTX modules loaded
-// with their JIT error log, device memory and kernel launches.
+// A device context, a PTX module loaded with its JIT error log, device
+// memory, and kernel launches on the context's default stream, in order.
 //
 //===----------------------------------------------------------------------===//
 
@@ -36,11 +36,15 @@ public:
   Status allocate(size_t bytes, uint64_t &pointer);
   Status free(uint64_t pointer);
   Status copyToDevice(uint64_t pointer, const void *host, size_t bytes);
+  /// Waits for the queued work first (as the copies to the device do).
   Status copyToHost(void *host, uint64_t pointer, size_t bytes);
-  /// Launches kernel `name` of the loaded module and waits for it.
-  /// `params` point at each kernel parameter's value.
+  Status copyOnDevice(uint64_t to, uint64_t from, size_t bytes);
+  /// Queues kernel `name` of the loaded module after the work queued
+  /// before; `params` point at each kernel parameter's value. A kernel's
+  /// own failure shows in the next synchronize() or copy to the host.
   Status launch(const std::string &name, const unsigned grid[3], const unsigned block[3],
                 unsigned sharedBytes, std::vector<void *> params);
+  Status synchronize();
 
   Device(const Device &) = delete;
   Device &operator=(const Device &) = delete;

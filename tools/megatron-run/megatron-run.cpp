@@ -59,7 +59,7 @@ const char *const kUsage = R"(usage:
   megatron-run ARTIFACT qa --question Q --context C [--max-answer-tokens 15] [--json]
   megatron-run ARTIFACT next-sentence A B [--json]
   megatron-run ARTIFACT embed TEXT... [--last-hidden] [--json]
-  common: [--threads N] [--backend cpu] [--collectives threads|mpi|nccl]
+  common: [--threads N] [--backend cpu|cuda[:N]] [--collectives threads|mpi|nccl]
           [--collective-timeout SECONDS]; --help
 
 forward   runs the artifact's `forward` entry (BERT) or `prefill` (GPT-2) and
@@ -467,8 +467,19 @@ SessionOptions sessionOptions(const Options &opts) {
     sessionOptions.threads = (int)n;
   }
   auto backend = opts.values.find("--backend");
-  if (backend != opts.values.end() && backend->second != "cpu")
-    fail("backend '" + backend->second + "' is not available (this build has: cpu)");
+  if (backend != opts.values.end() && backend->second != "cpu") {
+    // cuda or cuda:N (device N).
+    const std::string &b = backend->second;
+    if (b.rfind("cuda", 0) != 0 || (b.size() > 4 && b[4] != ':'))
+      fail("--backend takes cpu, cuda or cuda:N, got '" + b + "'");
+    sessionOptions.backend = SessionOptions::Backend::Cuda;
+    if (b.size() > 4) {
+      int64_t device = parseInteger("--backend cuda:N", b.substr(5));
+      if (device < 0 || device > 1024)
+        fail("--backend cuda:N needs a device number, got '" + b.substr(5) + "'");
+      sessionOptions.device = static_cast<int>(device);
+    }
+  }
   return sessionOptions;
 }
 

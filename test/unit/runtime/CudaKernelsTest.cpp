@@ -11,11 +11,11 @@
 #include "megatron/runtime/Artifact.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cuda/CudaDriver.h"
+#include "test/unit/runtime/CudaTestArtifacts.h"
 
 #include "gtest/gtest.h"
 
 #include <cmath>
-#include <cstdlib>
 #include <random>
 
 using namespace megatron::runtime;
@@ -29,9 +29,7 @@ protected:
     if (!s.ok())
       GTEST_SKIP() << "no GPU here: " << s.message();
     std::unique_ptr<Artifact> artifact;
-    // A GPU machine may run a copy of the build from another path.
-    const char *path = std::getenv("MEGATRON_CUDA_ARTIFACT");
-    s = Artifact::open(path ? path : MEGATRON_CUDA_ARTIFACT, artifact);
+    s = Artifact::open(cudaTestArtifact("gpt2-cuda.mtc"), artifact);
     ASSERT_TRUE(s.ok()) << s.message();
     // The newest architecture the device runs (PTX JIT-compiles forward).
     std::string best;
@@ -104,7 +102,7 @@ TEST_F(CudaKernels, GeluMatchesTheCpu) {
   }
 }
 
-TEST_F(CudaKernels, AddLayerNormMatchesTheCpu) {
+TEST_F(CudaKernels, AddThenLayerNormMatchesTheCpu) {
   const int64_t rows = 37, cols = 1000;
   std::vector<float> a = random(rows * cols, 2), b = random(rows * cols, 3),
                      gamma = random(cols, 4), beta = random(cols, 5);
@@ -115,15 +113,21 @@ TEST_F(CudaKernels, AddLayerNormMatchesTheCpu) {
            ds = upload(sum.data(), sum.size() * 4), dout = upload(out.data(), out.size() * 4);
   cuda::MemRef1D ma(da, rows * cols), mb(db, rows * cols), mg(dg, cols), mbeta(dbeta, cols),
       ms(ds, rows * cols), mo(dout, rows * cols);
-  int64_t width = cols;
+  int64_t n = rows * cols, width = cols;
   float eps = 1e-5f;
-  std::vector<void *> params;
-  for (cuda::MemRef1D *m : {&ma, &mb, &mg, &mbeta, &ms, &mo})
-    m->append(params);
-  params.push_back(&width);
-  params.push_back(&eps);
+  std::vector<void *> add, norm;
+  for (cuda::MemRef1D *m : {&ma, &mb, &ms})
+    m->append(add);
+  add.push_back(&n);
+  add.push_back(&n);
+  for (cuda::MemRef1D *m : {&ms, &mg, &mbeta, &mo})
+    m->append(norm);
+  norm.push_back(&width);
+  norm.push_back(&eps);
+  unsigned addGrid[3] = {unsigned((n + 255) / 256), 1, 1}, addBlock[3] = {256, 1, 1};
   unsigned grid[3] = {unsigned(rows), 1, 1}, block[3] = {128, 1, 1};
-  Status s = device->launch("add_layer_norm", grid, block, 0, params);
+  ASSERT_TRUE(device->launch("add", addGrid, addBlock, 0, add).ok());
+  Status s = device->launch("layer_norm", grid, block, 0, norm);
   ASSERT_TRUE(s.ok()) << s.message();
   ASSERT_TRUE(device->copyToHost(sum.data(), ds, sum.size() * 4).ok());
   ASSERT_TRUE(device->copyToHost(out.data(), dout, out.size() * 4).ok());

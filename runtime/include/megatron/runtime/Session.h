@@ -68,6 +68,11 @@ struct SessionOptions {
   int rank = -1;
   /// How long a rank waits in a collective for the others (in-process).
   double collectiveTimeoutSeconds = 60;
+  /// Where the steps run: the CPU, or CUDA device `device` (a runtime built
+  /// with the CUDA toolkit; a single-rank f32 artifact compiled with
+  /// --target cuda).
+  enum class Backend { Cpu, Cuda } backend = Backend::Cpu;
+  int device = 0;
 };
 
 class Session {

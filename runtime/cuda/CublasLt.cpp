@@ -1,0 +1,184 @@
+//===- CublasLt.cpp - GEMMs through cuBLASLt, loaded at run time ----------===//
+
+#include "runtime/cuda/CublasLt.h"
+
+#include <cublasLt.h>
+#include <dlfcn.h>
+
+#include <string>
+
+using namespace megatron::runtime;
+using namespace megatron::runtime::cuda;
+
+struct CublasLt::Api {
+  void *library = nullptr;
+  cublasLtHandle_t handle = nullptr;
+#define MEGATRON_CUBLASLT_FUNCTIONS(X)                                         \
+  X(cublasLtCreate)                                                            \
+  X(cublasLtDestroy)                                                           \
+  X(cublasLtMatmulDescCreate)                                                  \
+  X(cublasLtMatmulDescDestroy)                                                 \
+  X(cublasLtMatmulDescSetAttribute)                                            \
+  X(cublasLtMatrixLayoutCreate)                                                \
+  X(cublasLtMatrixLayoutDestroy)                                               \
+  X(cublasLtMatmulPreferenceCreate)                                            \
+  X(cublasLtMatmulPreferenceDestroy)                                           \
+  X(cublasLtMatmulPreferenceSetAttribute)                                      \
+  X(cublasLtMatmulAlgoGetHeuristic)                                            \
+  X(cublasLtMatmul)                                                            \
+  X(cublasLtGetStatusString)
+#define MEGATRON_CUBLASLT_POINTER(name) decltype(&::name) name = nullptr;
+  MEGATRON_CUBLASLT_FUNCTIONS(MEGATRON_CUBLASLT_POINTER)
+#undef MEGATRON_CUBLASLT_POINTER
+
+  Status check(cublasStatus_t code, const char *what) const {
+    if (code == CUBLAS_STATUS_SUCCESS)
+      return Status::success();
+    return Status::error(std::string("cuBLASLt: ") + what + ": " +
+                         (cublasLtGetStatusString ? cublasLtGetStatusString(code)
+                                                  : "status " + std::to_string(int(code))));
+  }
+};
+
+CublasLt::~CublasLt() {
+  if (!api_)
+    return;
+  plans_.clear();
+  if (api_->handle)
+    api_->cublasLtDestroy(api_->handle);
+  if (api_->library)
+    dlclose(api_->library);
+}
+
+Status CublasLt::open(std::unique_ptr<CublasLt> &out) {
+  std::unique_ptr<CublasLt> lt(new CublasLt());
+  lt->api_ = std::make_unique<Api>();
+  Api &api = *lt->api_;
+  // The loader's path first, then the toolkit this runtime was built with.
+  std::string soname = "libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR);
+  api.library = dlopen(soname.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!api.library)
+    api.library = dlopen((std::string(MEGATRON_CUDA_LIB_DIR) + "/" + soname).c_str(),
+                         RTLD_NOW | RTLD_LOCAL);
+  if (!api.library)
+    return Status::error("cannot load " + soname + " (the CUDA toolkit's cuBLASLt): " +
+                         dlerror());
+#define MEGATRON_CUBLASLT_RESOLVE(name)                                        \
+  api.name = reinterpret_cast<decltype(api.name)>(dlsym(api.library, #name));  \
+  if (!api.name)                                                               \
+    return Status::error(soname + " lacks " #name);
+  MEGATRON_CUBLASLT_FUNCTIONS(MEGATRON_CUBLASLT_RESOLVE)
+#undef MEGATRON_CUBLASLT_RESOLVE
+  if (Status s = api.check(api.cublasLtCreate(&api.handle), "cublasLtCreate"); !s.ok())
+    return s;
+  out = std::move(lt);
+  return Status::success();
+}
+
+/// A linear's descriptors and algorithm, made once per shape: building
+/// them and asking the heuristic costs more host time than a small GEMM
+/// (decode's) takes on the device.
+struct CublasLt::Plan {
+  const Api &api;
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t weight = nullptr, input = nullptr, result = nullptr;
+  cublasLtMatmulPreference_t preference = nullptr;
+  cublasLtMatmulHeuristicResult_t heuristic = {};
+  explicit Plan(const Api &api) : api(api) {}
+  ~Plan() {
+    if (preference)
+      api.cublasLtMatmulPreferenceDestroy(preference);
+    for (cublasLtMatrixLayout_t layout : {weight, input, result})
+      if (layout)
+        api.cublasLtMatrixLayoutDestroy(layout);
+    if (desc)
+      api.cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+CublasLt::CublasLt() = default;
+
+Status CublasLt::plan(int64_t rows, int64_t in, int64_t out, bool bias, uint64_t workspaceBytes,
+                      Plan *&found) {
+  std::unique_ptr<Plan> &slot = plans_[{rows, in, out, bias}];
+  if (slot) {
+    found = slot.get();
+    return Status::success();
+  }
+  const Api &api = *api_;
+  auto d = std::make_unique<Plan>(api);
+  // cuBLASLt is column-major: row-major y[rows, out] is column-major
+  // y^T[out, rows] = w (column-major [in, out], transposed) x^T ([in, rows]).
+  cublasOperation_t transpose = CUBLAS_OP_T;
+  cublasLtEpilogue_t epilogue = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  uint64_t workspaceLimit = workspaceBytes;
+  // Each call only after the ones before it succeeded.
+  Status s = api.check(api.cublasLtMatmulDescCreate(&d->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+                       "cublasLtMatmulDescCreate");
+  if (s.ok())
+    s = api.check(api.cublasLtMatmulDescSetAttribute(d->desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                     &transpose, sizeof(transpose)),
+                  "setting TRANSA");
+  if (s.ok())
+    s = api.check(api.cublasLtMatmulDescSetAttribute(d->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                     &epilogue, sizeof(epilogue)),
+                  "setting the epilogue");
+  if (s.ok())
+    s = api.check(api.cublasLtMatrixLayoutCreate(&d->weight, CUDA_R_32F, in, out, in),
+                  "the weight's layout");
+  if (s.ok())
+    s = api.check(api.cublasLtMatrixLayoutCreate(&d->input, CUDA_R_32F, in, rows, in),
+                  "the input's layout");
+  if (s.ok())
+    s = api.check(api.cublasLtMatrixLayoutCreate(&d->result, CUDA_R_32F, out, rows, out),
+                  "the result's layout");
+  if (s.ok())
+    s = api.check(api.cublasLtMatmulPreferenceCreate(&d->preference), "a preference");
+  if (s.ok())
+    s = api.check(api.cublasLtMatmulPreferenceSetAttribute(
+                      d->preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspaceLimit,
+                      sizeof(workspaceLimit)),
+                  "the workspace limit");
+  int count = 0;
+  if (s.ok())
+    s = api.check(api.cublasLtMatmulAlgoGetHeuristic(api.handle, d->desc, d->weight, d->input,
+                                                     d->result, d->result, d->preference, 1,
+                                                     &d->heuristic, &count),
+                  "choosing an algorithm");
+  if (s.ok() && count == 0)
+    s = Status::error("cuBLASLt has no algorithm for a " + std::to_string(rows) + " x " +
+                      std::to_string(in) + " x " + std::to_string(out) + " f32 linear");
+  if (!s.ok()) {
+    plans_.erase({rows, in, out, bias});
+    return s;
+  }
+  slot = std::move(d);
+  found = slot.get();
+  return Status::success();
+}
+
+Status CublasLt::linear(uint64_t x, uint64_t w, uint64_t bias, uint64_t addend, uint64_t y,
+                        int64_t rows, int64_t in, int64_t out, uint64_t workspace,
+                        uint64_t workspaceBytes) {
+  const Api &api = *api_;
+  Plan *p = nullptr;
+  if (Status s = plan(rows, in, out, bias != 0, workspaceBytes, p); !s.ok())
+    return s;
+  if (bias) {
+    const void *biasPointer = reinterpret_cast<const void *>(bias);
+    if (Status s = api.check(api.cublasLtMatmulDescSetAttribute(
+                                 p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &biasPointer,
+                                 sizeof(biasPointer)),
+                             "setting the bias");
+        !s.ok())
+      return s;
+  }
+  float alpha = 1.0f, beta = addend ? 1.0f : 0.0f;
+  return api.check(
+      api.cublasLtMatmul(api.handle, p->desc, &alpha, reinterpret_cast<const void *>(w),
+                         p->weight, reinterpret_cast<const void *>(x), p->input, &beta,
+                         reinterpret_cast<const void *>(addend ? addend : y), p->result,
+                         reinterpret_cast<void *>(y), p->result, &p->heuristic.algo,
+                         reinterpret_cast<void *>(workspace), workspaceBytes, nullptr),
+      "cublasLtMatmul");
+}

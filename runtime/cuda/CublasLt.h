@@ -1,0 +1,49 @@
+//===- CublasLt.h - GEMMs through cuBLASLt, loaded at run time -*- C++ -*-===//
+//
+// The plan's linears as cuBLASLt matmuls. Like the driver, the library is
+// opened with dlopen, so the runtime starts where it is missing.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MEGATRON_RUNTIME_CUDA_CUBLASLT_H
+#define MEGATRON_RUNTIME_CUDA_CUBLASLT_H
+
+#include "megatron/runtime/Status.h"
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+
+namespace megatron::runtime::cuda {
+
+class CublasLt {
+public:
+  /// Opens libcublasLt and a handle (the device's context must be current).
+  static Status open(std::unique_ptr<CublasLt> &out);
+  ~CublasLt();
+
+  /// y[rows, out] = x[rows, in] w[out, in]^T (+ bias[out]) (+ addend[rows,
+  /// out]), f32 row-major device arrays (0 for an absent bias or addend),
+  /// queued on the default stream. `workspace` holds `workspaceBytes`.
+  Status linear(uint64_t x, uint64_t w, uint64_t bias, uint64_t addend, uint64_t y, int64_t rows,
+                int64_t in, int64_t out, uint64_t workspace, uint64_t workspaceBytes);
+
+  CublasLt(const CublasLt &) = delete;
+  CublasLt &operator=(const CublasLt &) = delete;
+
+private:
+  struct Api;
+  struct Plan;
+  CublasLt();
+  /// The plan of a rows x in x out linear, with or without a bias, made on
+  /// first use.
+  Status plan(int64_t rows, int64_t in, int64_t out, bool bias, uint64_t workspaceBytes,
+              Plan *&found);
+  std::unique_ptr<Api> api_;
+  std::map<std::array<int64_t, 4>, std::unique_ptr<Plan>> plans_;
+};
+
+} // namespace megatron::runtime::cuda
+
+#endif // MEGATRON_RUNTIME_CUDA_CUBLASLT_H

@@ -1,0 +1,311 @@
+//===- CudaExecutor.cpp - one rank's plan on a GPU ------------------------===//
+
+#include "runtime/cuda/CudaExecutor.h"
+
+#include "megatron/runtime/StepSignature.h"
+#include "runtime/DTypes.h"
+
+#include <deque>
+#include <string>
+
+using namespace megatron::runtime;
+using namespace megatron::runtime::cuda;
+namespace fb = megatron::artifact;
+
+namespace {
+
+int64_t elements(const Executor::Shape &shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+
+int64_t span(const Executor::Shape &shape, size_t begin, size_t end) {
+  int64_t n = 1;
+  for (size_t i = begin; i < end; ++i)
+    n *= shape[i];
+  return n;
+}
+
+/// A kernel's parameters in the order of its MLIR signature, kept at
+/// stable addresses until the launch.
+class Args {
+public:
+  Args &buffer(uint64_t pointer, int64_t n) {
+    memrefs_.emplace_back(pointer, n).append(params_);
+    return *this;
+  }
+  Args &index(int64_t v) {
+    params_.push_back(&indices_.emplace_back(v));
+    return *this;
+  }
+  Args &f32(float v) {
+    params_.push_back(&floats_.emplace_back(v));
+    return *this;
+  }
+  /// An i1 parameter, passed as a byte.
+  Args &flag(bool v) {
+    params_.push_back(&flags_.emplace_back(v ? 1 : 0));
+    return *this;
+  }
+  std::vector<void *> params() const { return params_; }
+
+private:
+  std::deque<MemRef1D> memrefs_;
+  std::deque<int64_t> indices_;
+  std::deque<float> floats_;
+  std::deque<uint8_t> flags_;
+  std::vector<void *> params_;
+};
+
+constexpr unsigned kElementwiseBlock = 256, kRowBlock = 256, kAttentionBlock = 128;
+/// The attention kernel keeps a row of scores in shared memory.
+constexpr int64_t kMaxKeys = 4096;
+constexpr uint64_t kWorkspaceBytes = 32 << 20;
+
+} // namespace
+
+Executor::~Executor() {
+  if (!device_)
+    return;
+  for (uint64_t p : {workspace_, arena_, weights_})
+    if (p)
+      (void)device_->free(p);
+}
+
+Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordinal,
+                        std::unique_ptr<Executor> &out) {
+  std::unique_ptr<Executor> e(new Executor());
+  const fb::Rank &rank = *artifact.root().ranks()->Get(rankIndex);
+  e->rank_ = &rank;
+  for (const fb::Buffer *b : *rank.buffers())
+    if (b->kind() == fb::BufferKind::Weight && b->dtype() != fb::DType::F32)
+      return Status::error("the CUDA backend runs f32 artifacts so far: weight '" +
+                           (b->name() ? b->name()->str() : std::string("?")) + "' is " +
+                           fb::EnumNameDType(b->dtype()) + " (compile with --dtype f32)");
+  if (Status s = Device::open(ordinal, e->device_); !s.ok())
+    return s;
+  // The newest architecture the device runs: PTX JIT-compiles forward.
+  std::string ptx, archs;
+  int best = -1, mine = std::stoi(e->device_->arch().substr(3));
+  for (const KernelModuleInfo &m : artifact.kernelModules()) {
+    archs += (archs.empty() ? "" : ", ") + m.arch;
+    int v = m.arch.rfind("sm_", 0) == 0 ? std::atoi(m.arch.c_str() + 3) : -1;
+    if (v <= mine && v > best) {
+      best = v;
+      ptx = m.ptx;
+    }
+  }
+  if (archs.empty())
+    return Status::error(artifact.path() +
+                         " carries no GPU code: compile it with --target cuda");
+  if (ptx.empty())
+    return Status::error(artifact.path() + " has PTX for " + archs + ", none of which a " +
+                         e->device_->arch() + " device runs (add it to --cuda-arch)");
+  if (Status s = e->device_->loadModule(ptx); !s.ok())
+    return s;
+  if (Status s = CublasLt::open(e->blas_); !s.ok())
+    return s;
+  Device &d = *e->device_;
+  uint64_t weightBytes = rank.weights_size(), arenaBytes = std::max<uint64_t>(rank.arena_size(), 64);
+  for (auto [pointer, bytes] : {std::pair{&e->weights_, std::max<uint64_t>(weightBytes, 64)},
+                                std::pair{&e->arena_, arenaBytes},
+                                std::pair{&e->workspace_, kWorkspaceBytes}})
+    if (Status s = d.allocate(bytes, *pointer); !s.ok())
+      return Status::error(s.message() + " (" + std::to_string(bytes) + " bytes)");
+  if (Status s = d.copyToDevice(e->weights_, artifact.weights(rankIndex), weightBytes); !s.ok())
+    return s;
+  out = std::move(e);
+  return Status::success();
+}
+
+uint64_t Executor::pointer(uint32_t id) const {
+  const fb::Buffer &b = *rank_->buffers()->Get(id);
+  return (b.kind() == fb::BufferKind::Weight ? weights_ : arena_) + b.offset();
+}
+
+Status Executor::upload(uint32_t buffer, const void *host, size_t bytes) {
+  return device_->copyToDevice(pointer(buffer), host, bytes);
+}
+
+Status Executor::download(void *host, uint32_t buffer, size_t bytes) {
+  return device_->copyToHost(host, pointer(buffer), bytes);
+}
+
+Status Executor::elementwise(const char *kernel, std::vector<void *> params, int64_t n) {
+  unsigned grid[3] = {unsigned((n + kElementwiseBlock - 1) / kElementwiseBlock), 1, 1};
+  unsigned block[3] = {kElementwiseBlock, 1, 1};
+  return device_->launch(kernel, grid, block, 0, std::move(params));
+}
+
+Status Executor::layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t out,
+                           int64_t rows, int64_t width, float eps) {
+  Args a;
+  a.buffer(pointer(x), rows * width).buffer(pointer(gamma), width).buffer(pointer(beta), width);
+  a.buffer(pointer(out), rows * width).index(width).f32(eps);
+  unsigned grid[3] = {unsigned(rows), 1, 1}, block[3] = {kRowBlock, 1, 1};
+  return device_->launch("layer_norm", grid, block, 0, a.params());
+}
+
+Status Executor::linear(uint32_t x, uint32_t w, int64_t biasId, uint64_t addend, uint32_t y,
+                        int64_t rows, int64_t in, int64_t out) {
+  return blas_->linear(pointer(x), pointer(w), biasId >= 0 ? pointer(uint32_t(biasId)) : 0,
+                       addend, pointer(y), rows, in, out, workspace_, kWorkspaceBytes);
+}
+
+Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shapes,
+                           int64_t past) {
+  auto in = [&](size_t i) { return step.inputs()->Get(i); };
+  const Shape &qkv = shapes[in(0)];
+  int64_t heads = step.ints()->Get(0);
+  bool causal = step.ints()->Get(1) != 0, hasMask = step.ints()->Get(2) != 0,
+       cached = step.ints()->Get(3) != 0;
+  int64_t batch = qkv[0], seq = qkv[1], dim = qkv[2] / (3 * heads), width = heads * dim;
+  int64_t keys = cached ? past + seq : seq;
+  if (keys > kMaxKeys)
+    return Status::error("attention over " + std::to_string(keys) +
+                         " keys: the CUDA kernel takes at most " + std::to_string(kMaxKeys));
+  uint64_t qkvPointer = pointer(in(0));
+  uint64_t keysPointer = qkvPointer + width * sizeof(float),
+           valuesPointer = qkvPointer + 2 * width * sizeof(float);
+  int64_t kvBatch = seq * 3 * width, kvHead = dim, kvRow = 3 * width;
+  if (cached) {
+    uint32_t k = in(hasMask ? 2 : 1), v = in(hasMask ? 3 : 2);
+    int64_t capacity = shapes[k][2], n = batch * seq * width;
+    for (auto [cache, part] : {std::pair{k, 1}, std::pair{v, 2}}) {
+      Args a;
+      a.buffer(qkvPointer, elements(qkv)).buffer(pointer(cache), elements(shapes[cache]));
+      a.index(n).index(seq).index(heads).index(dim).index(capacity).index(past).index(part);
+      if (Status s = elementwise("kv_append", a.params(), n); !s.ok())
+        return s;
+    }
+    keysPointer = pointer(k);
+    valuesPointer = pointer(v);
+    kvBatch = heads * capacity * dim;
+    kvHead = capacity * dim;
+    kvRow = dim;
+  }
+  Args a;
+  a.buffer(qkvPointer, elements(qkv)).buffer(keysPointer, 0).buffer(valuesPointer, 0);
+  // Without a mask the kernel never reads its pointer.
+  a.buffer(hasMask ? pointer(in(1)) : qkvPointer, hasMask ? batch * keys : 0);
+  a.buffer(pointer(step.outputs()->Get(0)), batch * seq * width);
+  a.index(seq).index(heads).index(dim).index(keys).index(cached ? past : 0);
+  a.index(kvBatch).index(kvHead).index(kvRow);
+  a.f32(static_cast<float>(step.floats()->Get(0))).flag(causal).flag(hasMask);
+  unsigned grid[3] = {unsigned(batch * seq * heads), 1, 1}, block[3] = {kAttentionBlock, 1, 1};
+  return device_->launch("attention", grid, block, 0, a.params());
+}
+
+Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int64_t past) {
+  auto in = [&](size_t i) { return step.inputs()->Get(i); };
+  uint32_t outId = step.outputs()->Get(0);
+  const Shape &out = shapes[outId];
+  int64_t n = elements(out);
+  auto last = [](const Shape &s) { return s.empty() ? int64_t(1) : s.back(); };
+  switch (step.kind()) {
+  case fb::StepKind::Embedding: {
+    const Shape &table = shapes[in(0)];
+    int64_t tokens = elements(shapes[in(1)]);
+    Args a;
+    a.buffer(pointer(in(0)), elements(table)).buffer(pointer(in(1)), tokens);
+    a.buffer(pointer(outId), n).index(table[1]).index(table[0]).index(step.ints()->Get(0));
+    unsigned grid[3] = {unsigned(tokens), 1, 1}, block[3] = {kRowBlock, 1, 1};
+    return device_->launch("embedding", grid, block, 0, a.params());
+  }
+  case fb::StepKind::Positions: {
+    Args a;
+    a.buffer(pointer(outId), n).index(n).index(last(out)).index(past);
+    return elementwise("positions", a.params(), n);
+  }
+  case fb::StepKind::Add: {
+    uint32_t big = in(0), small = in(1);
+    if (elements(shapes[big]) < elements(shapes[small]))
+      std::swap(big, small);
+    Args a;
+    a.buffer(pointer(big), n).buffer(pointer(small), elements(shapes[small]));
+    a.buffer(pointer(outId), n).index(n).index(elements(shapes[small]));
+    return elementwise("add", a.params(), n);
+  }
+  case fb::StepKind::Linear: {
+    const Shape &w = shapes[in(1)];
+    int64_t rows = n / w[0];
+    if (Status s = linear(in(0), in(1), step.inputs()->size() > 2 ? int64_t(in(2)) : -1, 0,
+                          outId, rows, w[1], w[0]);
+        !s.ok())
+      return s;
+    if (int64_t epilogue = step.ints()->Get(0)) {
+      Args a;
+      a.buffer(pointer(outId), n).buffer(pointer(outId), n).index(n);
+      return elementwise(epilogue == 2 ? "gelu_tanh" : "gelu_erf", a.params(), n);
+    }
+    return Status::success();
+  }
+  case fb::StepKind::LinearAddLayerNorm:
+  case fb::StepKind::AddLayerNorm: {
+    size_t norm = step.inputs()->size() - 2;
+    int64_t width = last(out);
+    if (step.kind() == fb::StepKind::LinearAddLayerNorm) {
+      // sum = x W^T (+ b) + residual, the residual as cuBLASLt's addend.
+      bool bias = step.ints()->Get(0) != 0;
+      const Shape &w = shapes[in(1)];
+      uint32_t residual = in(bias ? 3 : 2);
+      if (Status s = linear(in(0), in(1), bias ? int64_t(in(2)) : -1, pointer(residual), outId,
+                            n / width, w[1], w[0]);
+          !s.ok())
+        return s;
+    } else {
+      Args a;
+      a.buffer(pointer(in(0)), n).buffer(pointer(in(1)), n).buffer(pointer(outId), n);
+      a.index(n).index(n);
+      if (Status s = elementwise("add", a.params(), n); !s.ok())
+        return s;
+    }
+    return layerNorm(outId, in(norm), in(norm + 1), step.outputs()->Get(1), n / width, width,
+                     static_cast<float>(step.floats()->Get(0)));
+  }
+  case fb::StepKind::LayerNorm:
+    return layerNorm(in(0), in(1), in(2), outId, n / last(out), last(out),
+                     static_cast<float>(step.floats()->Get(0)));
+  case fb::StepKind::Attention:
+    return attention(step, shapes, past);
+  case fb::StepKind::Gelu:
+  case fb::StepKind::Tanh: {
+    Args a;
+    a.buffer(pointer(in(0)), n).buffer(pointer(outId), n).index(n);
+    const char *kernel = step.kind() == fb::StepKind::Tanh ? "tanh"
+                         : step.ints()->Get(0)             ? "gelu_tanh"
+                                                           : "gelu_erf";
+    return elementwise(kernel, a.params(), n);
+  }
+  case fb::StepKind::Slice:
+  case fb::StepKind::Concat: {
+    // Block copies along `dim`, as on the CPU.
+    size_t dim = size_t(step.ints()->Get(0));
+    int64_t outer = span(out, 0, dim), inner = span(out, dim + 1, out.size());
+    bool slice = step.kind() == fb::StepKind::Slice;
+    int64_t offset = slice ? step.ints()->Get(1) : 0, filled = 0;
+    for (size_t i = 0; i < step.inputs()->size(); ++i) {
+      const Shape &x = shapes[in(i)];
+      int64_t extent = slice ? out[dim] : x[dim];
+      for (int64_t o = 0; o < outer; ++o)
+        if (Status s = device_->copyOnDevice(
+                pointer(outId) + (o * out[dim] + filled) * inner * sizeof(float),
+                pointer(in(i)) + (o * x[dim] + offset) * inner * sizeof(float),
+                extent * inner * sizeof(float));
+            !s.ok())
+          return s;
+      filled += extent;
+    }
+    return Status::success();
+  }
+  case fb::StepKind::Copy:
+    return device_->copyOnDevice(pointer(outId), pointer(in(0)),
+                                 n * elementSize(rank_->buffers()->Get(outId)->dtype()));
+  default:
+    return Status::error(std::string("the CUDA backend does not run '") +
+                         stepSignature(unsigned(step.kind()))->name +
+                         "' steps yet (they come from --no-fuse or --tp; compile without)");
+  }
+}

@@ -1,0 +1,64 @@
+//===- CudaExecutor.h - one rank's plan on a GPU --------------*- C++ -*-===//
+//
+// The CUDA backend: a rank's weights copied to the device once, its arena
+// in device memory (the KV caches live there between calls), the plan's
+// linears as cuBLASLt matmuls and every other step as a kernel of the PTX
+// the artifact carries (megatron-compile --target cuda). The session checks
+// each step's shapes on the host first (as for the CPU), so the executor
+// only turns shapes into launches. f32 artifacts for now.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MEGATRON_RUNTIME_CUDA_CUDAEXECUTOR_H
+#define MEGATRON_RUNTIME_CUDA_CUDAEXECUTOR_H
+
+#include "megatron/runtime/Artifact.h"
+#include "megatron/runtime/Status.h"
+#include "runtime/cuda/CublasLt.h"
+#include "runtime/cuda/CudaDriver.h"
+#include "runtime/schema/artifact_generated.h"
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace megatron::runtime::cuda {
+
+class Executor {
+public:
+  using Shape = std::vector<int64_t>;
+
+  /// Opens device `ordinal`, loads the artifact's PTX for it and copies
+  /// rank `rank`'s weights there.
+  static Status create(const Artifact &artifact, uint32_t rank, int ordinal,
+                       std::unique_ptr<Executor> &out);
+  ~Executor();
+
+  Status upload(uint32_t buffer, const void *host, size_t bytes);
+  /// Waits for the queued steps, then copies.
+  Status download(void *host, uint32_t buffer, size_t bytes);
+  /// Queues one step; `shapes` are the call's buffer shapes, checked.
+  Status run(const artifact::Step &step, const std::vector<Shape> &shapes, int64_t past);
+  Status synchronize() { return device_->synchronize(); }
+  /// The device's compute capability, "sm_90".
+  const std::string &arch() const { return device_->arch(); }
+
+private:
+  Executor() = default;
+  uint64_t pointer(uint32_t buffer) const;
+  Status elementwise(const char *kernel, std::vector<void *> params, int64_t n);
+  Status layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t out, int64_t rows,
+                   int64_t width, float eps);
+  Status linear(uint32_t x, uint32_t w, int64_t biasId, uint64_t addend, uint32_t y,
+                int64_t rows, int64_t in, int64_t out);
+  Status attention(const artifact::Step &step, const std::vector<Shape> &shapes, int64_t past);
+
+  const artifact::Rank *rank_ = nullptr;
+  std::unique_ptr<Device> device_;
+  std::unique_ptr<CublasLt> blas_;
+  uint64_t weights_ = 0, arena_ = 0, workspace_ = 0;
+};
+
+} // namespace megatron::runtime::cuda
+
+#endif // MEGATRON_RUNTIME_CUDA_CUDAEXECUTOR_H

@@ -1,0 +1,94 @@
+//===- CudaSessionTest.cpp - whole models on the CUDA backend -------------===//
+//
+// The same artifact run by a CPU session and a CUDA session must agree to
+// 1e-4 relative (f32): BERT with padding and both heads, GPT-2's prefill
+// and decode steps through the KV cache. Without a GPU (CI) the CUDA
+// session must fail to start with a clear error, and the rest is skipped.
+//
+//===----------------------------------------------------------------------===//
+
+#include "megatron/runtime/Session.h"
+#include "test/unit/runtime/CudaTestArtifacts.h"
+
+#include "gtest/gtest.h"
+
+#include <cmath>
+
+using namespace megatron::runtime;
+
+namespace {
+
+class CudaSession : public ::testing::Test {
+protected:
+  /// Opens `name` on the CPU and on the GPU; skips where there is no GPU
+  /// (the caller returns then).
+  void open(const std::string &name) {
+    Status s = Artifact::open(cudaTestArtifact(name), artifact);
+    ASSERT_TRUE(s.ok()) << s.message();
+    s = Session::create(*artifact, {}, cpu);
+    ASSERT_TRUE(s.ok()) << s.message();
+    SessionOptions options;
+    options.backend = SessionOptions::Backend::Cuda;
+    s = Session::create(*artifact, options, gpu);
+    if (!s.ok() && s.message().find("CUDA driver") != std::string::npos)
+      GTEST_SKIP() << "no GPU here: " << s.message();
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+
+  /// Runs `entry` on both and compares every output.
+  void expectSame(const std::string &entry, const Inputs &inputs) {
+    Outputs want, got;
+    Status s = cpu->run(entry, inputs, want);
+    ASSERT_TRUE(s.ok()) << s.message();
+    s = gpu->run(entry, inputs, got);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_EQ(want.size(), got.size());
+    for (const auto &[name, w] : want) {
+      const FloatTensor &g = got.at(name);
+      ASSERT_EQ(w.shape, g.shape) << name;
+      for (size_t i = 0; i < w.data.size(); ++i)
+        ASSERT_NEAR(g.data[i], w.data[i], 1e-4f * (1 + std::fabs(w.data[i])))
+            << entry << " " << name << " at " << i;
+    }
+  }
+
+  std::unique_ptr<Artifact> artifact;
+  std::unique_ptr<Session> cpu, gpu;
+};
+
+// With or without a GPU: a device that is not there is a clear error.
+TEST(CudaBackend, AMissingDeviceSaysWhy) {
+  std::unique_ptr<Artifact> artifact;
+  ASSERT_TRUE(Artifact::open(cudaTestArtifact("gpt2-cuda.mtc"), artifact).ok());
+  SessionOptions options;
+  options.backend = SessionOptions::Backend::Cuda;
+  options.device = 4096; // no machine has it
+  std::unique_ptr<Session> session;
+  Status s = Session::create(*artifact, options, session);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(s.message().find("CUDA") != std::string::npos) << s.message();
+}
+
+TEST_F(CudaSession, BertWithPaddingMatchesTheCpu) {
+  open("bert-cuda.mtc");
+  if (IsSkipped() || HasFatalFailure())
+    return;
+  // Row two is padded: its last three tokens are masked out.
+  expectSame("forward", {{"input_ids", {{2, 7}, {2, 5, 9, 3, 4, 8, 3, 2, 7, 7, 3, 0, 0, 0}}},
+                         {"token_type_ids", {{2, 7}, {0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0}}},
+                         {"attention_mask", {{2, 7}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0}}}});
+}
+
+TEST_F(CudaSession, Gpt2PrefillAndDecodeMatchTheCpu) {
+  open("gpt2-cuda.mtc");
+  if (IsSkipped() || HasFatalFailure())
+    return;
+  expectSame("prefill", {{"input_ids", {{2, 5}, {1, 7, 3, 9, 4, 2, 2, 8, 6, 5}}}});
+  for (int64_t t = 0; t < 4; ++t)
+    expectSame("decode", {{"input_ids", {{2, 1}, {3 + t, 11 - t}}}});
+  // A new prefill starts over.
+  expectSame("prefill", {{"input_ids", {{1, 3}, {4, 4, 4}}}});
+  expectSame("decode", {{"input_ids", {{1, 1}, {9}}}});
+}
+
+} // namespace
