@@ -38,9 +38,9 @@ namespace {
 
 const char *const kUsage = R"(usage:
   megatron-bench MODEL.mtc forward [--batch 1] [--seq 128] [--warmup 3] [--iters 20]
-                 [--threads N] [--seed S] [--vocab V]
+                 [--threads N] [--seed S] [--vocab V] [--cuda-device N]
   megatron-bench MODEL.mtc decode [--batch 1] [--prompt 32] [--new-tokens 64] [--warmup 1]
-                 [--iters 3] [--threads N] [--seed S] [--vocab V]
+                 [--iters 3] [--threads N] [--seed S] [--vocab V] [--cuda-device N]
   megatron-bench bandwidth [--threads N]
 
 forward   times the `forward` entry (BERT) on random ids [batch, seq]; reports
@@ -54,6 +54,8 @@ bandwidth the machine's streaming read rate on the runtime's threads (the
           best of five passes over 1 GiB), which bounds memory-bound decode.
 --threads N   kernel and GEMM threads (0, the default: all cores).
 --vocab V     draw ids below V instead of below the width of `logits`.
+--cuda-device N   run on CUDA device N (an artifact compiled with --target
+              cuda); times include copying inputs to it and outputs back.
 )";
 
 [[noreturn]] void fail(const std::string &message) {
@@ -71,6 +73,7 @@ struct Options {
   int64_t batch = 1, seq = 128, prompt = 32, newTokens = 64;
   int64_t warmup = -1, iters = -1; // -1: the mode's default
   int64_t threads = 0, vocab = 0;
+  int64_t cudaDevice = -1; // the CPU
   uint64_t seed = 0;
 };
 
@@ -93,7 +96,8 @@ Options parseArgs(int argc, char **argv) {
       {"--batch", &opts.batch},     {"--seq", &opts.seq},
       {"--prompt", &opts.prompt},   {"--new-tokens", &opts.newTokens},
       {"--warmup", &opts.warmup},   {"--iters", &opts.iters},
-      {"--threads", &opts.threads}, {"--vocab", &opts.vocab}};
+      {"--threads", &opts.threads}, {"--vocab", &opts.vocab},
+      {"--cuda-device", &opts.cudaDevice}};
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -346,14 +350,18 @@ int main(int argc, char **argv) {
   check(Artifact::open(opts.artifact, artifact));
   SessionOptions sessionOptions;
   sessionOptions.threads = static_cast<int>(opts.threads);
+  if (opts.cudaDevice >= 0) {
+    sessionOptions.backend = SessionOptions::Backend::Cuda;
+    sessionOptions.device = static_cast<int>(opts.cudaDevice);
+  }
   std::unique_ptr<Session> session;
   check(Session::create(*artifact, sessionOptions, session));
 
   Fields fields = opts.mode == "forward" ? benchForward(*session, opts)
                                          : benchDecode(*session, opts);
-  std::printf("{\"impl\": \"megatron\", \"mode\": \"%s\", \"threads\": %lld, "
-              "\"warmup\": %lld, \"iters\": %lld",
-              opts.mode.c_str(), threads, static_cast<long long>(opts.warmup),
+  std::printf("{\"impl\": \"megatron\", \"mode\": \"%s\", \"backend\": \"%s\", "
+              "\"threads\": %lld, \"warmup\": %lld, \"iters\": %lld",
+              opts.mode.c_str(), opts.cudaDevice >= 0 ? "cuda" : "cpu", threads, static_cast<long long>(opts.warmup),
               static_cast<long long>(opts.iters));
   for (const auto &[key, value] : fields)
     std::printf(", \"%s\": %s", key.c_str(), value.c_str());
