@@ -174,15 +174,189 @@ module attributes {gpu.container_module} {
       gpu.return
     }
 
-    // softmax(q K^T * scale + mask) V for one query of one head: one block
-    // per (batch, query, head), blockIdx = (b * seq + s) * heads + h. Q is
-    // read from the fused QKV projection [batch, seq, 3, heads, dim]; K and
-    // V from `keys_src` / `values_src` at b * kv_batch + h * kv_head + key *
-    // kv_row (the projection itself, or the caches). Masked keys (causal:
-    // key > s + past; padding: mask[b, key] == 0) score the lowest float,
-    // as on the CPU. The scores of up to 4096 keys stay in shared memory.
-    // A correct first kernel: not yet the tensor-core, online-softmax one.
+    // softmax(q K^T * scale + mask) V for many queries (a prefill, BERT),
+    // one warp per (batch, query, head):
+    // warp w = (b * seq + s) * heads + h, `warps` of them in blocks of whole
+    // warps. Lane l holds dimensions l, l + 32, l + 64 and l + 96 of q and
+    // of the result (head dimensions up to 128). Keys go by one at a time:
+    // the warp reads the key's K and V rows whole (coalesced), sums the
+    // score across lanes with shuffles, and keeps an online softmax (a
+    // running maximum and sum rescale the result), so any number of keys
+    // fits. Q comes from the fused QKV projection [batch, seq, 3, heads,
+    // dim]; K and V from `keys_src` / `values_src` at b * kv_batch + h *
+    // kv_head + key * kv_row (the projection itself, or the caches). Masked
+    // keys (causal: key > s + past; padding: mask[b, key] == 0) score the
+    // lowest float, as on the CPU. Not yet the tensor-core kernel.
     gpu.func @attention(%qkv: memref<?xf32>, %keys_src: memref<?xf32>,
+                        %values_src: memref<?xf32>, %mask: memref<?xi64>, %out: memref<?xf32>,
+                        %seq: index, %heads: index, %dim: index, %keys: index, %past: index,
+                        %kv_batch: index, %kv_head: index, %kv_row: index, %scale: f32,
+                        %causal: i1, %has_mask: i1, %warps: index) kernel {
+      %tid = gpu.thread_id x
+      %threads = gpu.block_dim x
+      %blk = gpu.block_id x
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %c3 = arith.constant 3 : index
+      %c32 = arith.constant 32 : index
+      %c64 = arith.constant 64 : index
+      %c96 = arith.constant 96 : index
+      %zero = arith.constant 0.0 : f32
+      %one = arith.constant 1.0 : f32
+      %lowest = arith.constant -3.40282347e+38 : f32
+      %false = arith.constant false
+      %zero_id = arith.constant 0 : i64
+      %i32_32 = arith.constant 32 : i32
+      %lane = arith.remui %tid, %c32 : index
+      %warp_in_block = arith.divui %tid, %c32 : index
+      %warps_per_block = arith.divui %threads, %c32 : index
+      %w0 = arith.muli %blk, %warps_per_block : index
+      %w = arith.addi %w0, %warp_in_block : index
+      %inside = arith.cmpi ult, %w, %warps : index
+      scf.if %inside {
+        %h = arith.remui %w, %heads : index
+        %bs = arith.divui %w, %heads : index
+        %s = arith.remui %bs, %seq : index
+        %b = arith.divui %bs, %seq : index
+        %width = arith.muli %heads, %dim : index
+        %row = arith.muli %width, %c3 : index
+        %hd = arith.muli %h, %dim : index
+        %q0 = arith.muli %bs, %row : index
+        %qbase = arith.addi %q0, %hd : index
+        %kb0 = arith.muli %b, %kv_batch : index
+        %kb1 = arith.muli %h, %kv_head : index
+        %kvbase = arith.addi %kb0, %kb1 : index
+        %last = arith.addi %s, %past : index
+        %mrow = arith.muli %b, %keys : index
+        // This lane's dimensions, clamped into the row for the loads; the
+        // ones past `dim` hold q = 0 and are not stored.
+        %top = arith.subi %dim, %c1 : index
+        %d0 = arith.addi %lane, %c0 : index
+        %d1 = arith.addi %lane, %c32 : index
+        %d2 = arith.addi %lane, %c64 : index
+        %d3 = arith.addi %lane, %c96 : index
+        %in0 = arith.cmpi ult, %d0, %dim : index
+        %in1 = arith.cmpi ult, %d1, %dim : index
+        %in2 = arith.cmpi ult, %d2, %dim : index
+        %in3 = arith.cmpi ult, %d3, %dim : index
+        %e0 = arith.minui %d0, %top : index
+        %e1 = arith.minui %d1, %top : index
+        %e2 = arith.minui %d2, %top : index
+        %e3 = arith.minui %d3, %top : index
+        %qi0 = arith.addi %qbase, %e0 : index
+        %qi1 = arith.addi %qbase, %e1 : index
+        %qi2 = arith.addi %qbase, %e2 : index
+        %qi3 = arith.addi %qbase, %e3 : index
+        %ql0 = memref.load %qkv[%qi0] : memref<?xf32>
+        %ql1 = memref.load %qkv[%qi1] : memref<?xf32>
+        %ql2 = memref.load %qkv[%qi2] : memref<?xf32>
+        %ql3 = memref.load %qkv[%qi3] : memref<?xf32>
+        %qv0 = arith.select %in0, %ql0, %zero : f32
+        %qv1 = arith.select %in1, %ql1, %zero : f32
+        %qv2 = arith.select %in2, %ql2, %zero : f32
+        %qv3 = arith.select %in3, %ql3, %zero : f32
+        %res:6 = scf.for %j = %c0 to %keys step %c1
+            iter_args(%m = %lowest, %l = %zero, %a0 = %zero, %a1 = %zero, %a2 = %zero,
+                      %a3 = %zero) -> (f32, f32, f32, f32, f32, f32) {
+          %kr = arith.muli %j, %kv_row : index
+          %kb = arith.addi %kvbase, %kr : index
+          %ki0 = arith.addi %kb, %e0 : index
+          %ki1 = arith.addi %kb, %e1 : index
+          %ki2 = arith.addi %kb, %e2 : index
+          %ki3 = arith.addi %kb, %e3 : index
+          %k0 = memref.load %keys_src[%ki0] : memref<?xf32>
+          %k1 = memref.load %keys_src[%ki1] : memref<?xf32>
+          %k2 = memref.load %keys_src[%ki2] : memref<?xf32>
+          %k3 = memref.load %keys_src[%ki3] : memref<?xf32>
+          %p0 = arith.mulf %qv0, %k0 : f32
+          %p1 = math.fma %qv1, %k1, %p0 : f32
+          %p2 = math.fma %qv2, %k2, %p1 : f32
+          %p3 = math.fma %qv3, %k3, %p2 : f32
+          %c16_i = arith.constant 16 : i32
+          %c8_i = arith.constant 8 : i32
+          %c4_i = arith.constant 4 : i32
+          %c2_i = arith.constant 2 : i32
+          %c1_i = arith.constant 1 : i32
+          %x16, %v16 = gpu.shuffle xor %p3, %c16_i, %i32_32 : f32
+          %r16 = arith.addf %p3, %x16 : f32
+          %x8, %v8 = gpu.shuffle xor %r16, %c8_i, %i32_32 : f32
+          %r8 = arith.addf %r16, %x8 : f32
+          %x4, %v4 = gpu.shuffle xor %r8, %c4_i, %i32_32 : f32
+          %r4 = arith.addf %r8, %x4 : f32
+          %x2, %v2 = gpu.shuffle xor %r4, %c2_i, %i32_32 : f32
+          %r2 = arith.addf %r4, %x2 : f32
+          %x1, %v1 = gpu.shuffle xor %r2, %c1_i, %i32_32 : f32
+          %dot = arith.addf %r2, %x1 : f32
+          %score = arith.mulf %dot, %scale : f32
+          %future = arith.cmpi ugt, %j, %last : index
+          %hidden = arith.andi %causal, %future : i1
+          %padded = scf.if %has_mask -> (i1) {
+            %mi = arith.addi %mrow, %j : index
+            %mv = memref.load %mask[%mi] : memref<?xi64>
+            %off = arith.cmpi eq, %mv, %zero_id : i64
+            scf.yield %off : i1
+          } else {
+            scf.yield %false : i1
+          }
+          %masked = arith.ori %hidden, %padded : i1
+          %sc = arith.select %masked, %lowest, %score : f32
+          %mnew = arith.maximumf %m, %sc : f32
+          %dm = arith.subf %m, %mnew : f32
+          %corr = math.exp %dm : f32
+          %ds = arith.subf %sc, %mnew : f32
+          %pj = math.exp %ds : f32
+          %lc = arith.mulf %l, %corr : f32
+          %lnew = arith.addf %lc, %pj : f32
+          %vi0 = arith.addi %kb, %e0 : index
+          %vi1 = arith.addi %kb, %e1 : index
+          %vi2 = arith.addi %kb, %e2 : index
+          %vi3 = arith.addi %kb, %e3 : index
+          %v0 = memref.load %values_src[%vi0] : memref<?xf32>
+          %vv1 = memref.load %values_src[%vi1] : memref<?xf32>
+          %vv2 = memref.load %values_src[%vi2] : memref<?xf32>
+          %vv3 = memref.load %values_src[%vi3] : memref<?xf32>
+          %s0 = arith.mulf %a0, %corr : f32
+          %s1 = arith.mulf %a1, %corr : f32
+          %s2 = arith.mulf %a2, %corr : f32
+          %s3 = arith.mulf %a3, %corr : f32
+          %n0 = math.fma %pj, %v0, %s0 : f32
+          %n1 = math.fma %pj, %vv1, %s1 : f32
+          %n2 = math.fma %pj, %vv2, %s2 : f32
+          %n3 = math.fma %pj, %vv3, %s3 : f32
+          scf.yield %mnew, %lnew, %n0, %n1, %n2, %n3 : f32, f32, f32, f32, f32, f32
+        }
+        %inv = arith.divf %one, %res#1 : f32
+        %o0 = arith.muli %bs, %width : index
+        %obase = arith.addi %o0, %hd : index
+        %r0 = arith.mulf %res#2, %inv : f32
+        %r1 = arith.mulf %res#3, %inv : f32
+        %r2 = arith.mulf %res#4, %inv : f32
+        %r3 = arith.mulf %res#5, %inv : f32
+        scf.if %in0 {
+          %oi = arith.addi %obase, %d0 : index
+          memref.store %r0, %out[%oi] : memref<?xf32>
+        }
+        scf.if %in1 {
+          %oi = arith.addi %obase, %d1 : index
+          memref.store %r1, %out[%oi] : memref<?xf32>
+        }
+        scf.if %in2 {
+          %oi = arith.addi %obase, %d2 : index
+          memref.store %r2, %out[%oi] : memref<?xf32>
+        }
+        scf.if %in3 {
+          %oi = arith.addi %obase, %d3 : index
+          memref.store %r3, %out[%oi] : memref<?xf32>
+        }
+      }
+      gpu.return
+    }
+
+    // The attention kernel's arguments and result for few queries (a decode
+    // step's one per sequence): one block per (batch, query, head), blockIdx
+    // = (b * seq + s) * heads + h, its threads spread over the keys (scores
+    // of up to 4096 keys in shared memory), then over the dimensions.
+    gpu.func @decode_attention(%qkv: memref<?xf32>, %keys_src: memref<?xf32>,
                         %values_src: memref<?xf32>, %mask: memref<?xi64>, %out: memref<?xf32>,
                         %seq: index, %heads: index, %dim: index, %keys: index, %past: index,
                         %kv_batch: index, %kv_head: index, %kv_row: index, %scale: f32,

@@ -60,8 +60,9 @@ private:
 };
 
 constexpr unsigned kElementwiseBlock = 256, kRowBlock = 256, kAttentionBlock = 128;
-/// The attention kernel keeps a row of scores in shared memory.
-constexpr int64_t kMaxKeys = 4096;
+/// The attention kernel's lanes hold four dimensions of a head each; the
+/// decode kernel keeps a row of scores in shared memory.
+constexpr int64_t kMaxHeadDim = 128, kMaxDecodeKeys = 4096;
 constexpr uint64_t kWorkspaceBytes = 32 << 20;
 
 } // namespace
@@ -163,9 +164,16 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
        cached = step.ints()->Get(3) != 0;
   int64_t batch = qkv[0], seq = qkv[1], dim = qkv[2] / (3 * heads), width = heads * dim;
   int64_t keys = cached ? past + seq : seq;
-  if (keys > kMaxKeys)
-    return Status::error("attention over " + std::to_string(keys) +
-                         " keys: the CUDA kernel takes at most " + std::to_string(kMaxKeys));
+  // A decode step's single query per sequence: the keys spread over a
+  // block's threads (a warp per query would walk them one by one).
+  bool decode = seq == 1;
+  if (decode ? keys > kMaxDecodeKeys : dim > kMaxHeadDim)
+    return Status::error(decode ? "attention over " + std::to_string(keys) +
+                                      " keys: the CUDA decode kernel takes at most " +
+                                      std::to_string(kMaxDecodeKeys)
+                                : "attention heads of " + std::to_string(dim) +
+                                      " dimensions: the CUDA kernel takes at most " +
+                                      std::to_string(kMaxHeadDim));
   uint64_t qkvPointer = pointer(in(0));
   uint64_t keysPointer = qkvPointer + width * sizeof(float),
            valuesPointer = qkvPointer + 2 * width * sizeof(float);
@@ -194,8 +202,12 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
   a.index(seq).index(heads).index(dim).index(keys).index(cached ? past : 0);
   a.index(kvBatch).index(kvHead).index(kvRow);
   a.f32(static_cast<float>(step.floats()->Get(0))).flag(causal).flag(hasMask);
-  unsigned grid[3] = {unsigned(batch * seq * heads), 1, 1}, block[3] = {kAttentionBlock, 1, 1};
-  return device_->launch("attention", grid, block, 0, a.params());
+  int64_t queries = batch * seq * heads, perBlock = decode ? 1 : kAttentionBlock / 32;
+  if (!decode)
+    a.index(queries); // one warp each
+  unsigned grid[3] = {unsigned((queries + perBlock - 1) / perBlock), 1, 1},
+           block[3] = {kAttentionBlock, 1, 1};
+  return device_->launch(decode ? "decode_attention" : "attention", grid, block, 0, a.params());
 }
 
 Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int64_t past) {
