@@ -13,6 +13,7 @@
 #   OUTDIR     checkpoints, artifacts and results (default /tmp/megatron-bench-gpu)
 #   --bin DIR  where megatron-compile and megatron-bench are (default build/bin)
 #   --compile  PyTorch's torch.compile rows too (minutes of compilation)
+#   PYTHON     a Python with CUDA PyTorch and Transformers (default python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a machine with an NVIDIA GPU: build, run the whole suite, then the GPU
 # checks CI cannot run (the generated PTX launched through the driver and
-# compared with the CPU kernels; NCCL collectives), and print what ran.
+# compared with the CPU kernels, whole models on the CUDA backend against
+# the CPU backend), then the GPU benchmark against PyTorch (bench/gpu.sh).
 # Usage: scripts/gpu-check.sh   (BUILD_DIR as for scripts/build.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +18,4 @@ if echo "$out" | grep -q SKIPPED; then
   echo "error: GPU kernel tests were skipped on a GPU machine" >&2
   exit 1
 fi
+bash bench/gpu.sh --bin "$build_dir/bin"
