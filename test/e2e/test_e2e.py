@@ -192,8 +192,11 @@ class EndToEnd(unittest.TestCase):
         out = self.reference_dirs[key]
         return {name[:-len('.npy')]: np.load(os.path.join(out, name)) for name in sorted(os.listdir(out))}
 
+    # megatron-run's flags for every case (the backend).
+    RUN_FLAGS = ()
+
     def run_artifact(self, artifact, case, out):
-        argv = [self.runner, artifact, 'forward', '--output-dir', out]
+        argv = [self.runner, artifact, 'forward', '--output-dir', out, *self.RUN_FLAGS]
         for flag, value in case.items():
             argv += [flag, value]
         r = run(*argv)
@@ -260,6 +263,28 @@ class Fixtures(EveryFamily, EndToEnd):
         for entry in good_fixtures():
             self.assertIn(family(entry), families, entry['path'])
 
+
+
+def gpu_present():
+    r = subprocess.run(['nvidia-smi', '-L'], capture_output=True) if shutil.which('nvidia-smi') else None
+    return r is not None and r.returncode == 0
+
+
+class CudaFixtures(EveryFamily, EndToEnd):
+    """Every good fixture and head compiled with --target cuda and run on the
+    GPU (megatron-run --backend cuda), at the fp32 tolerance; skipped on a
+    machine without an NVIDIA GPU (CI), run by scripts/gpu-check.sh."""
+
+    RUN_FLAGS = ('--backend', 'cuda')
+
+    @classmethod
+    def setUpClass(cls):
+        if not gpu_present():
+            raise unittest.SkipTest('no NVIDIA GPU (nvidia-smi -L)')
+        super().setUpClass()
+
+    def check_family(self, fixture_family):
+        self.check_fixtures(fixture_family, extra=('--target', 'cuda'))
 
 
 class HalfPrecision(EndToEnd):
@@ -716,7 +741,7 @@ class Errors(EndToEnd):
         self.assertIn(f'format version {version + 1}', self.assert_one_error(newer, 'info'))
         self.assertIn('--backend takes cpu, cuda or cuda:N',
                       self.assert_one_error(good, 'info', '--backend', 'gpu'))
-        if not shutil.which('nvidia-smi'):
+        if not gpu_present():
             # No driver, or a runtime built without the toolkit: either way it says CUDA.
             self.assertIn('CUDA', self.assert_one_error(good, 'info', '--backend', 'cuda'))
 
