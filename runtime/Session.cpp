@@ -276,10 +276,12 @@ Status RankRunner::prepare(int device) {
     }
     const uint8_t *stored = weights + b.offset();
     // f32, int8 (quantized) and narrow bf16 weights are used in place, read
-    // only like the mapping.
-    if (b.dtype() == fb::DType::F32 || b.dtype() == fb::DType::I8 || bf16[i]) {
+    // only like the mapping; on the GPU the executor holds them all.
+    if (b.dtype() == fb::DType::F32 || b.dtype() == fb::DType::I8 || bf16[i] || onGpu) {
       data[i] = const_cast<uint8_t *>(stored);
-      weightBytes += b.size();
+      // The executor widens 16-bit weights to f32.
+      bool wide = onGpu && (b.dtype() == fb::DType::F16 || b.dtype() == fb::DType::BF16);
+      weightBytes += wide ? 2 * b.size() : b.size();
       continue;
     }
     if (b.dtype() != fb::DType::F16 && b.dtype() != fb::DType::BF16)

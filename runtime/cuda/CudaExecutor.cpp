@@ -2,9 +2,11 @@
 
 #include "runtime/cuda/CudaExecutor.h"
 
+#include "megatron/runtime/Half.h"
 #include "megatron/runtime/StepSignature.h"
 #include "runtime/DTypes.h"
 
+#include <cstring>
 #include <deque>
 #include <string>
 
@@ -80,11 +82,22 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
   std::unique_ptr<Executor> e(new Executor());
   const fb::Rank &rank = *artifact.root().ranks()->Get(rankIndex);
   e->rank_ = &rank;
-  for (const fb::Buffer *b : *rank.buffers())
-    if (b->kind() == fb::BufferKind::Weight && b->dtype() != fb::DType::F32)
-      return Status::error("the CUDA backend runs f32 artifacts so far: weight '" +
-                           (b->name() ? b->name()->str() : std::string("?")) + "' is " +
-                           fb::EnumNameDType(b->dtype()) + " (compile with --dtype f32)");
+  // Each weight's place on the device: f32 ones as stored, f16 and bf16
+  // ones widened to f32 (the kernels and GEMMs compute in f32 so far).
+  uint64_t weightBytes = 0;
+  e->weightOffsets_.assign(rank.buffers()->size(), 0);
+  for (uint32_t i = 0; i < rank.buffers()->size(); ++i) {
+    const fb::Buffer &b = *rank.buffers()->Get(i);
+    if (b.kind() != fb::BufferKind::Weight)
+      continue;
+    if (b.dtype() != fb::DType::F32 && b.dtype() != fb::DType::F16 &&
+        b.dtype() != fb::DType::BF16)
+      return Status::error("the CUDA backend runs f32, f16 and bf16 weights so far: weight '" +
+                           (b.name() ? b.name()->str() : std::string("?")) + "' is " +
+                           fb::EnumNameDType(b.dtype()) + " (compile without --quantize)");
+    e->weightOffsets_[i] = weightBytes;
+    weightBytes += (b.size() / elementSize(b.dtype()) * sizeof(float) + 255) / 256 * 256;
+  }
   if (Status s = Device::open(ordinal, e->device_); !s.ok())
     return s;
   // The newest architecture the device runs: PTX JIT-compiles forward.
@@ -109,21 +122,40 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
   if (Status s = CublasLt::open(e->blas_); !s.ok())
     return s;
   Device &d = *e->device_;
-  uint64_t weightBytes = rank.weights_size(), arenaBytes = std::max<uint64_t>(rank.arena_size(), 64);
+  uint64_t arenaBytes = std::max<uint64_t>(rank.arena_size(), 64);
   for (auto [pointer, bytes] : {std::pair{&e->weights_, std::max<uint64_t>(weightBytes, 64)},
                                 std::pair{&e->arena_, arenaBytes},
                                 std::pair{&e->workspace_, kWorkspaceBytes}})
     if (Status s = d.allocate(bytes, *pointer); !s.ok())
       return Status::error(s.message() + " (" + std::to_string(bytes) + " bytes)");
-  if (Status s = d.copyToDevice(e->weights_, artifact.weights(rankIndex), weightBytes); !s.ok())
-    return s;
+  const uint8_t *stored = artifact.weights(rankIndex);
+  std::vector<float> wide;
+  for (uint32_t i = 0; i < rank.buffers()->size(); ++i) {
+    const fb::Buffer &b = *rank.buffers()->Get(i);
+    if (b.kind() != fb::BufferKind::Weight)
+      continue;
+    const uint8_t *data = stored + b.offset();
+    uint64_t bytes = b.size();
+    if (b.dtype() != fb::DType::F32) {
+      wide.resize(b.size() / 2);
+      for (size_t k = 0; k < wide.size(); ++k) {
+        uint16_t h;
+        std::memcpy(&h, data + 2 * k, 2);
+        wide[k] = b.dtype() == fb::DType::F16 ? halfToFloat(h) : bfloat16ToFloat(h);
+      }
+      data = reinterpret_cast<const uint8_t *>(wide.data());
+      bytes = wide.size() * sizeof(float);
+    }
+    if (Status s = d.copyToDevice(e->weights_ + e->weightOffsets_[i], data, bytes); !s.ok())
+      return s;
+  }
   out = std::move(e);
   return Status::success();
 }
 
 uint64_t Executor::pointer(uint32_t id) const {
   const fb::Buffer &b = *rank_->buffers()->Get(id);
-  return (b.kind() == fb::BufferKind::Weight ? weights_ : arena_) + b.offset();
+  return b.kind() == fb::BufferKind::Weight ? weights_ + weightOffsets_[id] : arena_ + b.offset();
 }
 
 Status Executor::upload(uint32_t buffer, const void *host, size_t bytes) {

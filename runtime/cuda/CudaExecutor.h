@@ -5,7 +5,9 @@
 // linears as cuBLASLt matmuls and every other step as a kernel of the PTX
 // the artifact carries (megatron-compile --target cuda). The session checks
 // each step's shapes on the host first (as for the CPU), so the executor
-// only turns shapes into launches. f32 artifacts for now.
+// only turns shapes into launches. The GEMMs and kernels compute in f32 so
+// far: f16 and bf16 weights are widened once, when they are copied to the
+// device; int8 ones are not taken yet.
 //
 //===----------------------------------------------------------------------===//
 
@@ -57,6 +59,8 @@ private:
   std::unique_ptr<Device> device_;
   std::unique_ptr<CublasLt> blas_;
   uint64_t weights_ = 0, arena_ = 0, workspace_ = 0;
+  /// Per buffer: a weight's offset in weights_.
+  std::vector<uint64_t> weightOffsets_;
 };
 
 } // namespace megatron::runtime::cuda

@@ -164,8 +164,14 @@ class EndToEnd(unittest.TestCase):
         os.makedirs(path, exist_ok=True)
         return path
 
+    # megatron-compile's flags for every artifact and megatron-run's for
+    # every case (the target and the backend).
+    COMPILE_FLAGS = ()
+    RUN_FLAGS = ()
+
     def compile(self, entry, task, dtype='f32', extra=()):
         """The artifact's path; fails the (sub)test with the compiler's stderr."""
+        extra = (*self.COMPILE_FLAGS, *extra)
         artifact = os.path.join(self.workdir(entry['path'], task, dtype, *extra), 'm.mtc')
         dtype_flags = [] if dtype == 'f32' else ['--dtype', dtype]      # f32 is the default
         r = run(self.compiler, fixture(entry['path']), '--task', task, *dtype_flags,
@@ -191,9 +197,6 @@ class EndToEnd(unittest.TestCase):
             self.reference_dirs[key] = out
         out = self.reference_dirs[key]
         return {name[:-len('.npy')]: np.load(os.path.join(out, name)) for name in sorted(os.listdir(out))}
-
-    # megatron-run's flags for every case (the backend).
-    RUN_FLAGS = ()
 
     def run_artifact(self, artifact, case, out):
         argv = [self.runner, artifact, 'forward', '--output-dir', out, *self.RUN_FLAGS]
@@ -270,11 +273,12 @@ def gpu_present():
     return r is not None and r.returncode == 0
 
 
-class CudaFixtures(EveryFamily, EndToEnd):
-    """Every good fixture and head compiled with --target cuda and run on the
-    GPU (megatron-run --backend cuda), at the fp32 tolerance; skipped on a
-    machine without an NVIDIA GPU (CI), run by scripts/gpu-check.sh."""
+class OnGpu:
+    """Compiled with --target cuda and run with megatron-run --backend cuda;
+    skipped on a machine without an NVIDIA GPU (CI), run by
+    scripts/gpu-check.sh."""
 
+    COMPILE_FLAGS = ('--target', 'cuda')
     RUN_FLAGS = ('--backend', 'cuda')
 
     @classmethod
@@ -282,9 +286,6 @@ class CudaFixtures(EveryFamily, EndToEnd):
         if not gpu_present():
             raise unittest.SkipTest('no NVIDIA GPU (nvidia-smi -L)')
         super().setUpClass()
-
-    def check_family(self, fixture_family):
-        self.check_fixtures(fixture_family, extra=('--target', 'cuda'))
 
 
 class HalfPrecision(EndToEnd):
@@ -313,6 +314,14 @@ class HalfPrecision(EndToEnd):
 
     def test_bf16(self):
         self.check_dtype('bf16')
+
+
+class CudaFixtures(OnGpu, Fixtures):
+    """Every good fixture and head on the GPU, at the fp32 tolerance."""
+
+
+class CudaHalfPrecision(OnGpu, HalfPrecision):
+    """f16 / bf16 artifacts on the GPU (their weights widened to f32 there)."""
 
 
 class Int8(EveryFamily, EndToEnd):
