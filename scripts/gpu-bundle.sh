@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Packs a build for an NVIDIA GPU machine that has a driver, the CUDA
+# toolkit and PyTorch but not this project's build dependencies (LLVM,
+# MLIR, oneDNN, OpenBLAS, ...): the tools and cuda-tests (stripped), every
+# shared library they load except the C and C++ runtimes and the
+# compression, crypto and terminal libraries any such machine has, the
+# CUDA tests' artifacts and the test fixtures, and run.sh. There, from a
+# checkout of the same commit, as root (run.sh puts OpenBLAS where the
+# runtime loads it from):
+#   mkdir -p /tmp/gpu && tar -xJf BUNDLE -C /tmp/gpu && bash /tmp/gpu/run.sh [--compile]
+# runs the GPU tests (cuda-tests, none skipped), the e2e suite's CUDA
+# classes against the reference, and bench/gpu.sh (its flags passed on).
+# Usage: scripts/gpu-bundle.sh OUT.tar.xz   (BUILD_DIR as for scripts/build.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${1:?usage: scripts/gpu-bundle.sh OUT.tar.xz}
+build_dir=${BUILD_DIR:-build}
+tools=(megatron-compile megatron-run megatron-bench cuda-tests)
+for t in "${tools[@]}"; do
+  [ -x "$build_dir/bin/$t" ] || { echo "error: $build_dir/bin/$t is missing (build with the CUDA toolkit)" >&2; exit 1; }
+done
+openblas=$(sed -n 's/^MEGATRON_OPENBLAS:FILEPATH=//p' "$build_dir/CMakeCache.txt")
+openblas=$(dirname "$openblas")/libopenblas.so.0   # the runtime loads this path
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/bin" "$stage/lib" "$stage/openblas" "$stage/artifacts"
+for t in "${tools[@]}"; do
+  strip -o "$stage/bin/$t" "$build_dir/bin/$t"
+done
+ldd "${tools[@]/#/$build_dir/bin/}" "$openblas" | awk '/=> \//{print $3}' | sort -u |
+  grep -vE '/(libc|libm|libmvec|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libz|liblzma|libbz2|libzstd|libffi|libcrypto|libtinfo)\.so' |
+  while read -r lib; do cp -L "$lib" "$stage/lib/"; done
+cp -L "$openblas" "$stage/openblas/"
+cp "$build_dir"/test/unit/runtime/artifacts/*-cuda.mtc "$stage/artifacts/"
+cp -r "$build_dir/test/fixtures" "$stage/fixtures"
+cat >"$stage/run.sh" <<EOF
+#!/usr/bin/env bash
+# Made by scripts/gpu-bundle.sh; run from the checkout it was made from.
+set -uo pipefail
+here=\$(cd "\$(dirname "\$0")" && pwd)
+export LD_LIBRARY_PATH=\$here/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}
+if [ ! -e $openblas ]; then
+  mkdir -p $(dirname "$openblas") && cp "\$here/openblas/libopenblas.so.0" $openblas ||
+    { echo "error: cannot install OpenBLAS at $openblas (run as root)" >&2; exit 1; }
+fi
+nvidia-smi -L || { echo "error: no NVIDIA GPU visible (nvidia-smi)" >&2; exit 1; }
+status=0
+out=\$(MEGATRON_CUDA_ARTIFACTS=\$here/artifacts "\$here/bin/cuda-tests" 2>&1) || status=1
+echo "\$out" | grep -E '^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure|Expected|Which is|at [0-9]'
+if echo "\$out" | grep -q SKIPPED; then echo "error: GPU tests were skipped" >&2; status=1; fi
+(cd test/e2e && MEGATRON_FIXTURES=\$here/fixtures MEGATRON_BIN=\$here/bin \\
+   python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision) || status=1
+bash bench/gpu.sh --bin "\$here/bin" "\$@" || status=1
+exit \$status
+EOF
+chmod +x "$stage/run.sh"
+tar -C "$stage" -cf - . | xz -T0 -9 >"$out"
+echo "wrote $out ($(du -h "$out" | cut -f1))"
