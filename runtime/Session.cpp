@@ -279,9 +279,7 @@ Status RankRunner::prepare(int device) {
     // only like the mapping; on the GPU the executor holds them all.
     if (b.dtype() == fb::DType::F32 || b.dtype() == fb::DType::I8 || bf16[i] || onGpu) {
       data[i] = const_cast<uint8_t *>(stored);
-      // The executor widens 16-bit weights to f32.
-      bool wide = onGpu && (b.dtype() == fb::DType::F16 || b.dtype() == fb::DType::BF16);
-      weightBytes += wide ? 2 * b.size() : b.size();
+      weightBytes += b.size();
       continue;
     }
     if (b.dtype() != fb::DType::F16 && b.dtype() != fb::DType::BF16)
@@ -306,6 +304,10 @@ Status RankRunner::prepare(int device) {
         return Status::error(artifact.path() + ": entry '" + e->name()->str() +
                              "': " + status.message());
   }
+#ifdef MEGATRON_HAVE_CUDA_BACKEND
+  if (onGpu)
+    weightBytes = gpu->weightBytesRead();
+#endif
   if (!onGpu)
     packLinearWeights();
   return Status::success();

@@ -78,6 +78,19 @@ module attributes {gpu.container_module} {
       gpu.return
     }
 
+    // y[i] = x[i] rounded to bf16 (to nearest, ties to even): a linear's
+    // input for the tensor cores when its matrix is bf16.
+    gpu.func @to_bf16(%x: memref<?xf32>, %y: memref<?xbf16>, %n: index) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %n : index
+      scf.if %inside {
+        %v = memref.load %x[%i] : memref<?xf32>
+        %b = arith.truncf %v : f32 to bf16
+        memref.store %b, %y[%i] : memref<?xbf16>
+      }
+      gpu.return
+    }
+
     // out = LayerNorm(x) * gamma + beta, row by row (two-pass variance).
     gpu.func @layer_norm(%x: memref<?xf32>, %gamma: memref<?xf32>, %beta: memref<?xf32>,
                          %out: memref<?xf32>, %cols: index, %eps: f32) kernel {

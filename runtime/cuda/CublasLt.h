@@ -24,10 +24,12 @@ public:
   ~CublasLt();
 
   /// y[rows, out] = x[rows, in] w[out, in]^T (+ bias[out]) (+ addend[rows,
-  /// out]), f32 row-major device arrays (0 for an absent bias or addend),
+  /// out]), row-major device arrays (0 for an absent bias or addend), x and
+  /// w bf16 with `bf16` and f32 otherwise, the rest f32, accumulated in f32;
   /// queued on the default stream. `workspace` holds `workspaceBytes`.
   Status linear(uint64_t x, uint64_t w, uint64_t bias, uint64_t addend, uint64_t y, int64_t rows,
-                int64_t in, int64_t out, uint64_t workspace, uint64_t workspaceBytes);
+                int64_t in, int64_t out, bool bf16, uint64_t workspace,
+                uint64_t workspaceBytes);
 
   CublasLt(const CublasLt &) = delete;
   CublasLt &operator=(const CublasLt &) = delete;
@@ -36,12 +38,12 @@ private:
   struct Api;
   struct Plan;
   CublasLt();
-  /// The plan of a rows x in x out linear, with or without a bias, made on
-  /// first use.
-  Status plan(int64_t rows, int64_t in, int64_t out, bool bias, uint64_t workspaceBytes,
-              Plan *&found);
+  /// The plan of a rows x in x out linear, with or without a bias, of f32
+  /// or bf16 operands, made on first use.
+  Status plan(int64_t rows, int64_t in, int64_t out, bool bias, bool bf16,
+              uint64_t workspaceBytes, Plan *&found);
   std::unique_ptr<Api> api_;
-  std::map<std::array<int64_t, 4>, std::unique_ptr<Plan>> plans_;
+  std::map<std::array<int64_t, 5>, std::unique_ptr<Plan>> plans_;
 };
 
 } // namespace megatron::runtime::cuda

@@ -72,7 +72,7 @@ constexpr uint64_t kWorkspaceBytes = 32 << 20;
 Executor::~Executor() {
   if (!device_)
     return;
-  for (uint64_t p : {workspace_, arena_, weights_})
+  for (uint64_t p : {scratch_, workspace_, arena_, weights_})
     if (p)
       (void)device_->free(p);
 }
@@ -82,22 +82,8 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
   std::unique_ptr<Executor> e(new Executor());
   const fb::Rank &rank = *artifact.root().ranks()->Get(rankIndex);
   e->rank_ = &rank;
-  // Each weight's place on the device: f32 ones as stored, f16 and bf16
-  // ones widened to f32 (the kernels and GEMMs compute in f32 so far).
-  uint64_t weightBytes = 0;
-  e->weightOffsets_.assign(rank.buffers()->size(), 0);
-  for (uint32_t i = 0; i < rank.buffers()->size(); ++i) {
-    const fb::Buffer &b = *rank.buffers()->Get(i);
-    if (b.kind() != fb::BufferKind::Weight)
-      continue;
-    if (b.dtype() != fb::DType::F32 && b.dtype() != fb::DType::F16 &&
-        b.dtype() != fb::DType::BF16)
-      return Status::error("the CUDA backend runs f32, f16 and bf16 weights so far: weight '" +
-                           (b.name() ? b.name()->str() : std::string("?")) + "' is " +
-                           fb::EnumNameDType(b.dtype()) + " (compile without --quantize)");
-    e->weightOffsets_[i] = weightBytes;
-    weightBytes += (b.size() / elementSize(b.dtype()) * sizeof(float) + 255) / 256 * 256;
-  }
+  if (Status s = e->placeWeights(); !s.ok())
+    return s;
   if (Status s = Device::open(ordinal, e->device_); !s.ok())
     return s;
   // The newest architecture the device runs: PTX JIT-compiles forward.
@@ -123,9 +109,10 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
     return s;
   Device &d = *e->device_;
   uint64_t arenaBytes = std::max<uint64_t>(rank.arena_size(), 64);
-  for (auto [pointer, bytes] : {std::pair{&e->weights_, std::max<uint64_t>(weightBytes, 64)},
+  for (auto [pointer, bytes] : {std::pair{&e->weights_, std::max<uint64_t>(e->weightBytes_, 64)},
                                 std::pair{&e->arena_, arenaBytes},
-                                std::pair{&e->workspace_, kWorkspaceBytes}})
+                                std::pair{&e->workspace_, kWorkspaceBytes},
+                                std::pair{&e->scratch_, std::max<uint64_t>(e->scratchBytes_, 64)}})
     if (Status s = d.allocate(bytes, *pointer); !s.ok())
       return Status::error(s.message() + " (" + std::to_string(bytes) + " bytes)");
   const uint8_t *stored = artifact.weights(rankIndex);
@@ -135,6 +122,11 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
     if (b.kind() != fb::BufferKind::Weight)
       continue;
     const uint8_t *data = stored + b.offset();
+    if (e->narrowOffsets_[i] >= 0)
+      if (Status s = d.copyToDevice(e->weights_ + e->narrowOffsets_[i], data, b.size()); !s.ok())
+        return s;
+    if (e->wideOffsets_[i] < 0)
+      continue;
     uint64_t bytes = b.size();
     if (b.dtype() != fb::DType::F32) {
       wide.resize(b.size() / 2);
@@ -146,16 +138,65 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
       data = reinterpret_cast<const uint8_t *>(wide.data());
       bytes = wide.size() * sizeof(float);
     }
-    if (Status s = d.copyToDevice(e->weights_ + e->weightOffsets_[i], data, bytes); !s.ok())
+    if (Status s = d.copyToDevice(e->weights_ + e->wideOffsets_[i], data, bytes); !s.ok())
       return s;
   }
   out = std::move(e);
   return Status::success();
 }
 
+Status Executor::placeWeights() {
+  const auto &buffers = *rank_->buffers();
+  // How each weight is used: as the matrix of a linear, or otherwise.
+  enum : uint8_t { kMatrix = 1, kOther = 2 };
+  std::vector<uint8_t> use(buffers.size(), 0);
+  std::vector<std::pair<uint32_t, uint32_t>> linears; // (input, matrix)
+  for (const fb::Entry *e : *rank_->entries())
+    for (const fb::Step *step : *e->steps()) {
+      bool linear = step->kind() == fb::StepKind::Linear ||
+                    step->kind() == fb::StepKind::LinearAddLayerNorm;
+      for (uint32_t k = 0; k < step->inputs()->size(); ++k)
+        use[step->inputs()->Get(k)] |= linear && k == 1 ? kMatrix : kOther;
+      if (linear)
+        linears.emplace_back(step->inputs()->Get(0), step->inputs()->Get(1));
+    }
+  // bf16 matrices stay bf16 for the tensor cores; every other weight (and a
+  // bf16 matrix that is also an embedding table: GPT-2's tied LM head) is
+  // f32 on the device, 16-bit ones widened as they are copied.
+  wideOffsets_.assign(buffers.size(), -1);
+  narrowOffsets_.assign(buffers.size(), -1);
+  auto place = [&](std::vector<int64_t> &offsets, uint32_t i, uint64_t bytes) {
+    offsets[i] = int64_t(weightBytes_);
+    weightBytes_ += (bytes + 255) / 256 * 256;
+  };
+  for (uint32_t i = 0; i < buffers.size(); ++i) {
+    const fb::Buffer &b = *buffers.Get(i);
+    if (b.kind() != fb::BufferKind::Weight)
+      continue;
+    if (b.dtype() != fb::DType::F32 && b.dtype() != fb::DType::F16 &&
+        b.dtype() != fb::DType::BF16)
+      return Status::error("the CUDA backend runs f32, f16 and bf16 weights so far: weight '" +
+                           (b.name() ? b.name()->str() : std::string("?")) + "' is " +
+                           fb::EnumNameDType(b.dtype()) + " (compile without --quantize)");
+    bool narrow = b.dtype() == fb::DType::BF16 && (use[i] & kMatrix);
+    uint64_t wide = b.size() / elementSize(b.dtype()) * sizeof(float);
+    if (narrow)
+      place(narrowOffsets_, i, b.size());
+    if (!narrow || (use[i] & kOther))
+      place(wideOffsets_, i, wide);
+    // A tied LM head's GEMM reads the bf16 copy; its embedding, a few rows.
+    weightBytesRead_ += narrow ? b.size() : wide;
+  }
+  // A linear with a bf16 matrix multiplies its input rounded to bf16, here.
+  for (auto [x, matrix] : linears)
+    if (narrowOffsets_[matrix] >= 0)
+      scratchBytes_ = std::max<uint64_t>(scratchBytes_, buffers.Get(x)->size() / 2);
+  return Status::success();
+}
+
 uint64_t Executor::pointer(uint32_t id) const {
   const fb::Buffer &b = *rank_->buffers()->Get(id);
-  return b.kind() == fb::BufferKind::Weight ? weights_ + weightOffsets_[id] : arena_ + b.offset();
+  return b.kind() == fb::BufferKind::Weight ? weights_ + wideOffsets_[id] : arena_ + b.offset();
 }
 
 Status Executor::upload(uint32_t buffer, const void *host, size_t bytes) {
@@ -183,8 +224,20 @@ Status Executor::layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t o
 
 Status Executor::linear(uint32_t x, uint32_t w, int64_t biasId, uint64_t addend, uint32_t y,
                         int64_t rows, int64_t in, int64_t out) {
-  return blas_->linear(pointer(x), pointer(w), biasId >= 0 ? pointer(uint32_t(biasId)) : 0,
-                       addend, pointer(y), rows, in, out, workspace_, kWorkspaceBytes);
+  uint64_t input = pointer(x), weight = pointer(w);
+  bool bf16 = narrowOffsets_[w] >= 0;
+  if (bf16) {
+    // The input, rounded to bf16 as the CPU's bf16 GEMMs round it.
+    int64_t n = rows * in;
+    Args a;
+    a.buffer(input, n).buffer(scratch_, n).index(n);
+    if (Status s = elementwise("to_bf16", a.params(), n); !s.ok())
+      return s;
+    input = scratch_;
+    weight = weights_ + narrowOffsets_[w];
+  }
+  return blas_->linear(input, weight, biasId >= 0 ? pointer(uint32_t(biasId)) : 0, addend,
+                       pointer(y), rows, in, out, bf16, workspace_, kWorkspaceBytes);
 }
 
 Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shapes,

@@ -5,9 +5,10 @@
 // linears as cuBLASLt matmuls and every other step as a kernel of the PTX
 // the artifact carries (megatron-compile --target cuda). The session checks
 // each step's shapes on the host first (as for the CPU), so the executor
-// only turns shapes into launches. The GEMMs and kernels compute in f32 so
-// far: f16 and bf16 weights are widened once, when they are copied to the
-// device; int8 ones are not taken yet.
+// only turns shapes into launches. Activations are f32. A bf16 artifact's
+// linears multiply on the tensor cores (bf16 weights and inputs, f32
+// accumulation); every other weight, f16 ones too, is widened to f32 once,
+// when copied to the device. int8 weights are not taken yet.
 //
 //===----------------------------------------------------------------------===//
 
@@ -42,6 +43,8 @@ public:
   /// Queues one step; `shapes` are the call's buffer shapes, checked.
   Status run(const artifact::Step &step, const std::vector<Shape> &shapes, int64_t past);
   Status synchronize() { return device_->synchronize(); }
+  /// Bytes of weights the steps read (what bounds a memory-bound decode).
+  uint64_t weightBytesRead() const { return weightBytesRead_; }
   /// The device's compute capability, "sm_90".
   const std::string &arch() const { return device_->arch(); }
 
@@ -58,9 +61,17 @@ private:
   const artifact::Rank *rank_ = nullptr;
   std::unique_ptr<Device> device_;
   std::unique_ptr<CublasLt> blas_;
+  /// Lays out the weights on the device (wideOffsets_, narrowOffsets_,
+  /// weightBytes_) and sizes the scratch.
+  Status placeWeights();
+
   uint64_t weights_ = 0, arena_ = 0, workspace_ = 0;
-  /// Per buffer: a weight's offset in weights_.
-  std::vector<uint64_t> weightOffsets_;
+  /// Per buffer: a weight's f32 copy in weights_, and a bf16 matrix's bf16
+  /// copy; -1 where it has none.
+  std::vector<int64_t> wideOffsets_, narrowOffsets_;
+  uint64_t weightBytes_ = 0, weightBytesRead_ = 0;
+  /// A bf16 linear's input, rounded to bf16.
+  uint64_t scratch_ = 0, scratchBytes_ = 0;
 };
 
 } // namespace megatron::runtime::cuda

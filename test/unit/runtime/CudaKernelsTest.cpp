@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 using namespace megatron::runtime;
@@ -100,6 +101,32 @@ TEST_F(CudaKernels, GeluMatchesTheCpu) {
     for (int64_t i = 0; i < n; ++i)
       ASSERT_NEAR(y[i], want[i], 1e-5f * (1 + std::fabs(want[i]))) << name << " at " << i;
   }
+}
+
+TEST_F(CudaKernels, ToBf16RoundsAsTheCpu) {
+  const int64_t n = 100003;
+  std::vector<float> x = random(n, 7);
+  // Ties and specials: halfway between two bf16 values, infinities, NaN.
+  x[0] = 1.0f + 1.0f / 256;
+  x[1] = 1.0f + 3.0f / 256;
+  x[2] = -std::numeric_limits<float>::infinity();
+  x[3] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<uint16_t> y(n), want(n);
+  uint64_t dx = upload(x.data(), n * 4), dy = upload(y.data(), n * 2);
+  cuda::MemRef1D mx(dx, n), my(dy, n);
+  int64_t count = n;
+  std::vector<void *> params;
+  mx.append(params);
+  my.append(params);
+  params.push_back(&count);
+  unsigned grid[3] = {unsigned((n + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
+  Status s = device->launch("to_bf16", grid, block, 0, params);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_TRUE(device->copyToHost(y.data(), dy, n * 2).ok());
+  cpu::toBf16(x.data(), n, want.data());
+  EXPECT_TRUE((y[3] & 0x7f80) == 0x7f80 && (y[3] & 0x7f) != 0) << "NaN stays NaN";
+  y[3] = want[3] = 0;
+  EXPECT_EQ(y, want);
 }
 
 TEST_F(CudaKernels, AddThenLayerNormMatchesTheCpu) {
