@@ -224,8 +224,8 @@ Status Executor::layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t o
 
 Status Executor::linear(uint32_t x, uint32_t w, int64_t biasId, uint64_t addend, uint32_t y,
                         int64_t rows, int64_t in, int64_t out) {
-  uint64_t input = pointer(x), weight = pointer(w);
   bool bf16 = narrowOffsets_[w] >= 0;
+  uint64_t input = pointer(x), weight = bf16 ? weights_ + narrowOffsets_[w] : pointer(w);
   if (bf16) {
     // The input, rounded to bf16 as the CPU's bf16 GEMMs round it.
     int64_t n = rows * in;
@@ -234,7 +234,6 @@ Status Executor::linear(uint32_t x, uint32_t w, int64_t biasId, uint64_t addend,
     if (Status s = elementwise("to_bf16", a.params(), n); !s.ok())
       return s;
     input = scratch_;
-    weight = weights_ + narrowOffsets_[w];
   }
   return blas_->linear(input, weight, biasId >= 0 ? pointer(uint32_t(biasId)) : 0, addend,
                        pointer(y), rows, in, out, bf16, workspace_, kWorkspaceBytes);
