@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The CUDA backend against PyTorch + Transformers on one NVIDIA GPU (issue
 # 7), 345M-shaped models with random weights: checkpoints generated once
-# (test/fixtures/gen_fixtures.py --large), compiled with --target cuda, then
+# (test/fixtures/gen_fixtures.py --large), compiled with --target cuda as
+# f32 and bf16 (its linears on the tensor cores), then
 #   - BERT forward latency, batch 1 x 128 and 32 x 512 (megatron-bench's
 #     times include copying the ids in and the logits back to the host);
 #   - GPT-2 greedy decode tokens/s after a 128-token prompt, batch 1 and 16;
-# and the same models in PyTorch (bench/gpu_torch_peer.py: eager in f32 and
-# f16, with --compile also torch.compile), with the device's copy bandwidth
-# for the decode floor. Every result is one JSON line in OUTDIR/results.jsonl.
+# and the same models in PyTorch (bench/gpu_torch_peer.py: eager in f32,
+# f16 and bf16, with --compile also torch.compile), with the device's copy
+# bandwidth for the decode floor. Every result is one JSON line in
+# OUTDIR/results.jsonl; a table of them ends the output.
 #
 # Usage: bench/gpu.sh [OUTDIR] [--bin DIR] [--compile]
 #   OUTDIR     checkpoints, artifacts and results (default /tmp/megatron-bench-gpu)
@@ -38,15 +40,62 @@ for model in bert gpt2; do
     "$py" test/fixtures/gen_fixtures.py --large "$model" "$outdir/${model}_345m" >/dev/null
   fi
 done
-"$bin/megatron-compile" "$outdir/bert_345m" --target cuda --cuda-arch sm_80,sm_90 \
-  --max-batch 32 --max-seq 512 -o "$outdir/bert.mtc"
-"$bin/megatron-compile" "$outdir/gpt2_345m" --target cuda --cuda-arch sm_80,sm_90 \
-  --max-batch 16 -o "$outdir/gpt2.mtc"
-
-ours() { "$bin/megatron-bench" "$@" --cuda-device 0 | tee -a "$results"; }
-ours "$outdir/bert.mtc" forward --batch 1 --seq 128 --warmup 3 --iters 20
-ours "$outdir/bert.mtc" forward --batch 32 --seq 512 --warmup 1 --iters 5
-for batch in 1 16; do
-  ours "$outdir/gpt2.mtc" decode --batch "$batch" --prompt 128 --new-tokens 128 --iters 3
+# f32, and bf16 (its linears on the tensor cores).
+for p in f32 bf16; do
+  flags=(--target cuda --cuda-arch sm_80,sm_90 --dtype "$p")
+  "$bin/megatron-compile" "$outdir/bert_345m" "${flags[@]}" --max-batch 32 --max-seq 512 \
+    -o "$outdir/bert_$p.mtc"
+  "$bin/megatron-compile" "$outdir/gpt2_345m" "${flags[@]}" --max-batch 16 -o "$outdir/gpt2_$p.mtc"
 done
-"$py" bench/gpu_torch_peer.py --dtypes float32,float16 "${peer_flags[@]}" | tee -a "$results"
+
+ours() {
+  local p=$1
+  shift
+  "$bin/megatron-bench" "$@" --cuda-device 0 | sed "s/^{/{\"precision\": \"$p\", /" | tee -a "$results"
+}
+for p in f32 bf16; do
+  ours "$p" "$outdir/bert_$p.mtc" forward --batch 1 --seq 128 --warmup 3 --iters 20
+  ours "$p" "$outdir/bert_$p.mtc" forward --batch 32 --seq 512 --warmup 1 --iters 5
+  for batch in 1 16; do
+    ours "$p" "$outdir/gpt2_$p.mtc" decode --batch "$batch" --prompt 128 --new-tokens 128 --iters 3
+  done
+done
+"$py" bench/gpu_torch_peer.py --dtypes float32,float16,bfloat16 "${peer_flags[@]}" | tee -a "$results"
+
+# The table: each side's fastest precision, and PyTorch's fastest eager
+# model (Megatron-BERT or BERT with SDPA); decode's floor from the copy
+# bandwidth and the weight bytes a step reads.
+"$py" - "$results" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith('{')]
+bandwidth = next(r['copy_bandwidth_GBps'] for r in rows if 'copy_bandwidth_GBps' in r) * 1e9
+ours = [r for r in rows if r.get('impl') == 'megatron']
+torch = [r for r in rows if 'model' in r and 'error' not in r]
+print('\n| workload | ' + ' | '.join(f'ours {p}' for p in ('f32', 'bf16')) +
+      ' | ' + ' | '.join(f'PyTorch {m} {d}' for m in ('eager', 'torch.compile') for d in ('float32', 'float16', 'bfloat16')) +
+      ' | fastest ours / fastest eager |')
+print('|---' * 10 + '|')
+for name, mode, key, lower in (('BERT 1x128, ms', 'forward', (1, 128), True), ('BERT 32x512, ms', 'forward', (32, 512), True),
+                               ('GPT-2 decode b1, tokens/s', 'decode', 1, False), ('GPT-2 decode b16, tokens/s', 'decode', 16, False)):
+    def mine(p):
+        for r in ours:
+            if r['precision'] == p and r['mode'] == mode and (r['batch'], r.get('seq')) == (key if mode == 'forward' else (key, None)):
+                return r['median_ms'] if lower else r['tokens_per_s']
+    def theirs(m, d):
+        got = [r['ms'] if lower else r['tokens_per_s'] for r in torch if r['dtype'] == d and r['batch'] == (key[0] if mode == 'forward' else key)
+               and (r.get('seq') == key[1] if mode == 'forward' else 'decode' in r['mode']) and r['mode'].startswith(m)]
+        return (min(got) if lower else max(got)) if got else None
+    a = [mine(p) for p in ('f32', 'bf16')]
+    b = [theirs(m, d) for m in ('eager', 'torch.compile') for d in ('float32', 'float16', 'bfloat16')]
+    pick = min if lower else max
+    best_a, best_b = pick(x for x in a if x), pick(x for x in b[:3] if x)
+    ratio = best_b / best_a if lower else best_a / best_b
+    cells = ' | '.join('-' if x is None else f'{x:.1f}' for x in a + b)
+    print(f'| {name} | {cells} | {ratio:.2f}x |')
+for r in ours:
+    if r['mode'] == 'decode' and r['batch'] == 1:
+        step = 1e3 / r['tokens_per_s']
+        print(f"decode b1 {r['precision']}: {r['weight_bytes'] / 1e9:.2f} GB per step, floor "
+              f"{r['weight_bytes'] / bandwidth * 1e3:.3f} ms at {bandwidth / 1e12:.2f} TB/s, ours {step:.3f} ms "
+              f"= {r['weight_bytes'] / bandwidth * 1e3 / step:.0%} of the floor")
+PY
