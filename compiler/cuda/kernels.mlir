@@ -149,13 +149,13 @@ module attributes {gpu.container_module} {
       gpu.return
     }
 
-    // Appends the new keys (part 1) or values (part 2) of the fused QKV
-    // projection [batch, seq, 3, heads, dim] to a cache [batch, heads,
-    // capacity, dim] at row `past`: one thread per element, n = batch * seq
+    // Appends the new keys and values of the fused QKV projection [batch,
+    // seq, 3, heads, dim] to the caches [batch, heads, capacity, dim] at
+    // row `past`: one thread per element of K (and of V), n = batch * seq
     // * heads * dim, in QKV's order (coalesced reads).
-    gpu.func @kv_append(%qkv: memref<?xf32>, %cache: memref<?xf32>, %n: index, %seq: index,
-                        %heads: index, %dim: index, %capacity: index, %past: index,
-                        %part: index) kernel {
+    gpu.func @kv_append(%qkv: memref<?xf32>, %k_cache: memref<?xf32>, %v_cache: memref<?xf32>,
+                        %n: index, %seq: index, %heads: index, %dim: index, %capacity: index,
+                        %past: index) kernel {
       %i = gpu.global_id x
       %inside = arith.cmpi slt, %i, %n : index
       scf.if %inside {
@@ -169,11 +169,11 @@ module attributes {gpu.container_module} {
         %c3 = arith.constant 3 : index
         %row = arith.muli %width, %c3 : index
         %r0 = arith.muli %bs, %row : index
-        %p0 = arith.muli %part, %width : index
         %hd = arith.muli %h, %dim : index
-        %r1 = arith.addi %r0, %p0 : index
+        %r1 = arith.addi %r0, %width : index
         %r2 = arith.addi %r1, %hd : index
-        %src = arith.addi %r2, %d : index
+        %k_src = arith.addi %r2, %d : index
+        %v_src = arith.addi %k_src, %width : index
         %bh0 = arith.muli %b, %heads : index
         %bh = arith.addi %bh0, %h : index
         %c0 = arith.muli %bh, %capacity : index
@@ -181,8 +181,10 @@ module attributes {gpu.container_module} {
         %c2 = arith.addi %c1, %s : index
         %c4 = arith.muli %c2, %dim : index
         %dst = arith.addi %c4, %d : index
-        %v = memref.load %qkv[%src] : memref<?xf32>
-        memref.store %v, %cache[%dst] : memref<?xf32>
+        %kv = memref.load %qkv[%k_src] : memref<?xf32>
+        %vv = memref.load %qkv[%v_src] : memref<?xf32>
+        memref.store %kv, %k_cache[%dst] : memref<?xf32>
+        memref.store %vv, %v_cache[%dst] : memref<?xf32>
       }
       gpu.return
     }

@@ -265,13 +265,12 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
   if (cached) {
     uint32_t k = in(hasMask ? 2 : 1), v = in(hasMask ? 3 : 2);
     int64_t capacity = shapes[k][2], n = batch * seq * width;
-    for (auto [cache, part] : {std::pair{k, 1}, std::pair{v, 2}}) {
-      Args a;
-      a.buffer(qkvPointer, elements(qkv)).buffer(pointer(cache), elements(shapes[cache]));
-      a.index(n).index(seq).index(heads).index(dim).index(capacity).index(past).index(part);
-      if (Status s = elementwise("kv_append", a.params(), n); !s.ok())
-        return s;
-    }
+    Args a;
+    a.buffer(qkvPointer, elements(qkv)).buffer(pointer(k), elements(shapes[k]));
+    a.buffer(pointer(v), elements(shapes[v]));
+    a.index(n).index(seq).index(heads).index(dim).index(capacity).index(past);
+    if (Status s = elementwise("kv_append", a.params(), n); !s.ok())
+      return s;
     keysPointer = pointer(k);
     valuesPointer = pointer(v);
     kvBatch = heads * capacity * dim;
