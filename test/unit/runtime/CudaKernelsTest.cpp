@@ -54,6 +54,16 @@ protected:
     pointers.push_back(p);
     return p;
   }
+  /// Launches a kernel of signature (x, y, n), one thread per element.
+  Status launchElementwise(const char *name, uint64_t x, uint64_t y, int64_t n) {
+    cuda::MemRef1D mx(x, n), my(y, n);
+    std::vector<void *> params;
+    mx.append(params);
+    my.append(params);
+    params.push_back(&n);
+    unsigned grid[3] = {unsigned((n + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
+    return device->launch(name, grid, block, 0, params);
+  }
   void TearDown() override {
     for (uint64_t p : pointers)
       (void)device->free(p);
@@ -87,14 +97,7 @@ TEST_F(CudaKernels, GeluMatchesTheCpu) {
   for (auto [name, kind] : {std::pair{"gelu_erf", cpu::GeluKind::Erf},
                             std::pair{"gelu_tanh", cpu::GeluKind::Tanh}}) {
     uint64_t dx = upload(x.data(), n * 4), dy = upload(y.data(), n * 4);
-    cuda::MemRef1D mx(dx, n), my(dy, n);
-    int64_t count = n;
-    std::vector<void *> params;
-    mx.append(params);
-    my.append(params);
-    params.push_back(&count);
-    unsigned grid[3] = {unsigned((n + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
-    Status s = device->launch(name, grid, block, 0, params);
+    Status s = launchElementwise(name, dx, dy, n);
     ASSERT_TRUE(s.ok()) << s.message();
     ASSERT_TRUE(device->copyToHost(y.data(), dy, n * 4).ok());
     cpu::gelu(x.data(), n, kind, want.data());
@@ -113,14 +116,7 @@ TEST_F(CudaKernels, ToBf16RoundsAsTheCpu) {
   x[3] = std::numeric_limits<float>::quiet_NaN();
   std::vector<uint16_t> y(n), want(n);
   uint64_t dx = upload(x.data(), n * 4), dy = upload(y.data(), n * 2);
-  cuda::MemRef1D mx(dx, n), my(dy, n);
-  int64_t count = n;
-  std::vector<void *> params;
-  mx.append(params);
-  my.append(params);
-  params.push_back(&count);
-  unsigned grid[3] = {unsigned((n + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
-  Status s = device->launch("to_bf16", grid, block, 0, params);
+  Status s = launchElementwise("to_bf16", dx, dy, n);
   ASSERT_TRUE(s.ok()) << s.message();
   ASSERT_TRUE(device->copyToHost(y.data(), dy, n * 2).ok());
   cpu::toBf16(x.data(), n, want.data());
