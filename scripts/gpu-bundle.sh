@@ -33,7 +33,7 @@ ldd "${tools[@]/#/$build_dir/bin/}" "$openblas" | awk '/=> \//{print $3}' | sort
   grep -vE '/(libc|libm|libmvec|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libz|liblzma|libbz2|libzstd|libffi|libcrypto|libtinfo)\.so' |
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
 cp -L "$openblas" "$stage/openblas/"
-cp "$build_dir"/test/unit/runtime/artifacts/*-cuda.mtc "$stage/artifacts/"
+cp "$build_dir"/test/unit/runtime/artifacts/{*-cuda,gpt2}.mtc "$stage/artifacts/"
 cp -r "$build_dir/test/fixtures" "$stage/fixtures"
 cat >"$stage/run.sh" <<EOF
 #!/usr/bin/env bash

@@ -69,6 +69,34 @@ TEST(CudaBackend, AMissingDeviceSaysWhy) {
   EXPECT_TRUE(s.message().find("CUDA") != std::string::npos) << s.message();
 }
 
+// Checked before the device opens, so without a GPU too.
+TEST(CudaBackend, Int8WeightsAreAClearError) {
+  std::unique_ptr<Artifact> artifact;
+  ASSERT_TRUE(Artifact::open(cudaTestArtifact("gpt2-int8-cuda.mtc"), artifact).ok());
+  SessionOptions options;
+  options.backend = SessionOptions::Backend::Cuda;
+  std::unique_ptr<Session> session;
+  Status s = Session::create(*artifact, options, session);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("is I8 (compile without --quantize)"), std::string::npos)
+      << s.message();
+}
+
+TEST_F(CudaSession, AnArtifactWithoutGpuCodeIsAClearError) {
+  std::unique_ptr<Artifact> cpuOnly;
+  ASSERT_TRUE(Artifact::open(cudaTestArtifact("gpt2.mtc"), cpuOnly).ok()); // --target cpu
+  SessionOptions options;
+  options.backend = SessionOptions::Backend::Cuda;
+  std::unique_ptr<Session> session;
+  Status s = Session::create(*cpuOnly, options, session);
+  if (!s.ok() && s.message().find("CUDA driver") != std::string::npos)
+    GTEST_SKIP() << "no GPU here: " << s.message();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("carries no GPU code: compile it with --target cuda"),
+            std::string::npos)
+      << s.message();
+}
+
 TEST_F(CudaSession, BertWithPaddingMatchesTheCpu) {
   open("bert-cuda.mtc");
   if (IsSkipped() || HasFatalFailure())
