@@ -164,7 +164,7 @@ struct RankRunner {
   Status bind(const std::string &entryName, const Inputs &inputs);
   /// Runs the bound entry's steps.
   Status execute();
-  void readOutputs(Outputs &outputs) const;
+  Status readOutputs(Outputs &outputs) const;
 
   /// The call bound last.
   const fb::Entry *bound = nullptr;
@@ -993,19 +993,18 @@ Status RankRunner::executeOnGpu() {
       return s;
   if (Status s = runSteps(); !s.ok())
     return s;
-  for (uint32_t id : *bound->outputs())
-    if (Status s = gpu->download(data[id], id, bytes(id)); !s.ok())
-      return s;
-  return Status::success();
+  // A kernel's failure shows here; readOutputs copies the outputs.
+  return gpu->synchronize();
 #else
   return Status::error("no CUDA backend in this build");
 #endif
 }
 
-void RankRunner::readOutputs(Outputs &outputs) const {
+Status RankRunner::readOutputs(Outputs &outputs) const {
   // Tensors the caller passes in again keep their storage: a repeated call
   // copies into memory already paged in (BERT-345M's logits at 8 x 512 are
-  // 500 MB, whose fresh pages cost a third of a second), on all threads.
+  // 500 MB, whose fresh pages cost a third of a second), on all threads;
+  // from the GPU, straight into them.
   Outputs kept;
   for (uint32_t id : *bound->outputs()) {
     auto found = outputs.find(name(id));
@@ -1014,13 +1013,21 @@ void RankRunner::readOutputs(Outputs &outputs) const {
       t = std::move(found->second);
     t.shape = shapes[id];
     t.data.resize(elements(shapes[id]));
-    const float *src = reinterpret_cast<const float *>(data[id]);
     float *dst = t.data.data();
+#ifdef MEGATRON_HAVE_CUDA_BACKEND
+    if (onGpu) {
+      if (Status s = gpu->download(dst, id, t.data.size() * sizeof(float)); !s.ok())
+        return s;
+      continue;
+    }
+#endif
+    const float *src = reinterpret_cast<const float *>(data[id]);
     cpu::parallelFor(elements(shapes[id]), 1 << 16, [&](int64_t begin, int64_t end) {
       std::memcpy(dst + begin, src + begin, (end - begin) * sizeof(float));
     });
   }
   outputs = std::move(kept);
+  return Status::success();
 }
 
 /// All ranks this process runs: one (a single-rank artifact, or one rank
@@ -1047,8 +1054,7 @@ Status Session::Impl::run(const std::string &entry, const Inputs &inputs,
   if (ranks.size() == 1 && (!comm || comm->size() == 1)) {
     if (Status s = first().execute(); !s.ok())
       return s;
-    first().readOutputs(outputs);
-    return Status::success();
+    return first().readOutputs(outputs);
   }
   comm->reset();
   std::vector<Status> results(ranks.size(), Status::success());
@@ -1068,8 +1074,7 @@ Status Session::Impl::run(const std::string &entry, const Inputs &inputs,
   for (const Status &s : results)
     if (!s.ok())
       return s;
-  first().readOutputs(outputs);
-  return Status::success();
+  return first().readOutputs(outputs);
 }
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
