@@ -461,6 +461,168 @@ module attributes {gpu.container_module} {
       gpu.return
     }
 
+    // y[r, o] = sum_k x[r, k] q[o, k] scales[o, k / group] (+ bias[o])
+    // (+ addend[r, o]) with int8 weights q, for few rows (decode): one warp
+    // per output channel o (`out` of them, in blocks of whole warps). Lane l
+    // takes the four weights at k = 4 (l + 32 i), one 32-bit word, so the
+    // warp reads q's row whole and coalesced, once from memory; the rows of
+    // x go by in turn, the row of q then coming from the cache. `in` and
+    // `group` are multiples of 4 (checked on the host).
+    gpu.func @linear_int8(%x: memref<?xf32>, %q: memref<?xi32>, %scales: memref<?xf32>,
+                          %bias: memref<?xf32>, %addend: memref<?xf32>, %y: memref<?xf32>,
+                          %rows: index, %in: index, %out: index, %group: index,
+                          %has_bias: i1, %has_addend: i1) kernel {
+      %tid = gpu.thread_id x
+      %threads = gpu.block_dim x
+      %blk = gpu.block_id x
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %c2 = arith.constant 2 : index
+      %c3 = arith.constant 3 : index
+      %c4 = arith.constant 4 : index
+      %c32 = arith.constant 32 : index
+      %zero = arith.constant 0.0 : f32
+      %i8 = arith.constant 8 : i32
+      %i16 = arith.constant 16 : i32
+      %i24 = arith.constant 24 : i32
+      %i32_32 = arith.constant 32 : i32
+      %lane = arith.remui %tid, %c32 : index
+      %warp_in_block = arith.divui %tid, %c32 : index
+      %warps_per_block = arith.divui %threads, %c32 : index
+      %w0 = arith.muli %blk, %warps_per_block : index
+      %o = arith.addi %w0, %warp_in_block : index
+      %inside = arith.cmpi ult, %o, %out : index
+      scf.if %inside {
+        %words = arith.divui %in, %c4 : index
+        %groups = arith.divui %in, %group : index
+        %qrow = arith.muli %o, %words : index
+        %srow = arith.muli %o, %groups : index
+        %b = scf.if %has_bias -> (f32) {
+          %v = memref.load %bias[%o] : memref<?xf32>
+          scf.yield %v : f32
+        } else {
+          scf.yield %zero : f32
+        }
+        %first = arith.cmpi eq, %lane, %c0 : index
+        scf.for %r = %c0 to %rows step %c1 {
+          %xrow = arith.muli %r, %in : index
+          %partial = scf.for %w = %lane to %words step %c32 iter_args(%a = %zero) -> (f32) {
+            %qi = arith.addi %qrow, %w : index
+            %word = memref.load %q[%qi] : memref<?xi32>
+            %k = arith.muli %w, %c4 : index
+            %g = arith.divui %k, %group : index
+            %si = arith.addi %srow, %g : index
+            %s = memref.load %scales[%si] : memref<?xf32>
+            // The word's bytes, little-endian, sign-extended.
+            %t0 = arith.shli %word, %i24 : i32
+            %e0 = arith.shrsi %t0, %i24 : i32
+            %t1 = arith.shli %word, %i16 : i32
+            %e1 = arith.shrsi %t1, %i24 : i32
+            %t2 = arith.shli %word, %i8 : i32
+            %e2 = arith.shrsi %t2, %i24 : i32
+            %e3 = arith.shrsi %word, %i24 : i32
+            %f0 = arith.sitofp %e0 : i32 to f32
+            %f1 = arith.sitofp %e1 : i32 to f32
+            %f2 = arith.sitofp %e2 : i32 to f32
+            %f3 = arith.sitofp %e3 : i32 to f32
+            %xi0 = arith.addi %xrow, %k : index
+            %xi1 = arith.addi %xi0, %c1 : index
+            %xi2 = arith.addi %xi0, %c2 : index
+            %xi3 = arith.addi %xi0, %c3 : index
+            %x0 = memref.load %x[%xi0] : memref<?xf32>
+            %x1 = memref.load %x[%xi1] : memref<?xf32>
+            %x2 = memref.load %x[%xi2] : memref<?xf32>
+            %x3 = memref.load %x[%xi3] : memref<?xf32>
+            %p0 = arith.mulf %x0, %f0 : f32
+            %p1 = math.fma %x1, %f1, %p0 : f32
+            %p2 = math.fma %x2, %f2, %p1 : f32
+            %p3 = math.fma %x3, %f3, %p2 : f32
+            %next = math.fma %p3, %s, %a : f32
+            scf.yield %next : f32
+          }
+          %c16_i = arith.constant 16 : i32
+          %c8_i = arith.constant 8 : i32
+          %c4_i = arith.constant 4 : i32
+          %c2_i = arith.constant 2 : i32
+          %c1_i = arith.constant 1 : i32
+          %x16, %v16 = gpu.shuffle xor %partial, %c16_i, %i32_32 : f32
+          %r16 = arith.addf %partial, %x16 : f32
+          %x8, %v8 = gpu.shuffle xor %r16, %c8_i, %i32_32 : f32
+          %r8 = arith.addf %r16, %x8 : f32
+          %x4, %v4 = gpu.shuffle xor %r8, %c4_i, %i32_32 : f32
+          %r4 = arith.addf %r8, %x4 : f32
+          %x2s, %v2 = gpu.shuffle xor %r4, %c2_i, %i32_32 : f32
+          %r2 = arith.addf %r4, %x2s : f32
+          %x1s, %v1 = gpu.shuffle xor %r2, %c1_i, %i32_32 : f32
+          %sum = arith.addf %r2, %x1s : f32
+          scf.if %first {
+            %y0 = arith.muli %r, %out : index
+            %yi = arith.addi %y0, %o : index
+            %biased = arith.addf %sum, %b : f32
+            %v = scf.if %has_addend -> (f32) {
+              %d = memref.load %addend[%yi] : memref<?xf32>
+              %with = arith.addf %biased, %d : f32
+              scf.yield %with : f32
+            } else {
+              scf.yield %biased : f32
+            }
+            memref.store %v, %y[%yi] : memref<?xf32>
+          }
+        }
+      }
+      gpu.return
+    }
+
+    // w[o, k] = q[o, k] scales[o, k / group]: an int8 matrix widened to f32
+    // for a GEMM of many rows, one thread per 32-bit word of q (four
+    // weights); n = out * in / 4.
+    gpu.func @dequantize_int8(%q: memref<?xi32>, %scales: memref<?xf32>, %w: memref<?xf32>,
+                              %n: index, %in: index, %group: index) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %n : index
+      scf.if %inside {
+        %c1 = arith.constant 1 : index
+        %c2 = arith.constant 2 : index
+        %c3 = arith.constant 3 : index
+        %c4 = arith.constant 4 : index
+        %i8 = arith.constant 8 : i32
+        %i16 = arith.constant 16 : i32
+        %i24 = arith.constant 24 : i32
+        %word = memref.load %q[%i] : memref<?xi32>
+        %e = arith.muli %i, %c4 : index
+        %o = arith.divui %e, %in : index
+        %k = arith.remui %e, %in : index
+        %groups = arith.divui %in, %group : index
+        %g = arith.divui %k, %group : index
+        %s0 = arith.muli %o, %groups : index
+        %si = arith.addi %s0, %g : index
+        %s = memref.load %scales[%si] : memref<?xf32>
+        %t0 = arith.shli %word, %i24 : i32
+        %e0 = arith.shrsi %t0, %i24 : i32
+        %t1 = arith.shli %word, %i16 : i32
+        %e1 = arith.shrsi %t1, %i24 : i32
+        %t2 = arith.shli %word, %i8 : i32
+        %e2 = arith.shrsi %t2, %i24 : i32
+        %e3 = arith.shrsi %word, %i24 : i32
+        %f0 = arith.sitofp %e0 : i32 to f32
+        %f1 = arith.sitofp %e1 : i32 to f32
+        %f2 = arith.sitofp %e2 : i32 to f32
+        %f3 = arith.sitofp %e3 : i32 to f32
+        %w0 = arith.mulf %f0, %s : f32
+        %w1 = arith.mulf %f1, %s : f32
+        %w2 = arith.mulf %f2, %s : f32
+        %w3 = arith.mulf %f3, %s : f32
+        %j1 = arith.addi %e, %c1 : index
+        %j2 = arith.addi %e, %c2 : index
+        %j3 = arith.addi %e, %c3 : index
+        memref.store %w0, %w[%e] : memref<?xf32>
+        memref.store %w1, %w[%j1] : memref<?xf32>
+        memref.store %w2, %w[%j2] : memref<?xf32>
+        memref.store %w3, %w[%j3] : memref<?xf32>
+      }
+      gpu.return
+    }
+
     // out[t, :] = table[ids[t] - offset, :] for ids in [offset, offset +
     // rows), else zeros (a vocab-parallel shard): one block per token.
     // Ids were range-checked on the host before the launch.

@@ -66,13 +66,17 @@ constexpr unsigned kElementwiseBlock = 256, kRowBlock = 256, kAttentionBlock = 1
 /// decode kernel keeps a row of scores in shared memory.
 constexpr int64_t kMaxHeadDim = 128, kMaxDecodeKeys = 4096;
 constexpr uint64_t kWorkspaceBytes = 32 << 20;
+/// Up to this many rows (decode) an int8 linear reads its weights in the
+/// GEMV kernel; more widen them for cuBLASLt.
+constexpr int64_t kInt8GemvRows = 8;
+constexpr unsigned kInt8GemvBlock = 128;
 
 } // namespace
 
 Executor::~Executor() {
   if (!device_)
     return;
-  for (uint64_t p : {scratch_, workspace_, arena_, weights_})
+  for (uint64_t p : {dequantized_, scratch_, workspace_, arena_, weights_})
     if (p)
       (void)device_->free(p);
 }
@@ -112,7 +116,9 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
   for (auto [pointer, bytes] : {std::pair{&e->weights_, std::max<uint64_t>(e->weightBytes_, 64)},
                                 std::pair{&e->arena_, arenaBytes},
                                 std::pair{&e->workspace_, kWorkspaceBytes},
-                                std::pair{&e->scratch_, std::max<uint64_t>(e->scratchBytes_, 64)}})
+                                std::pair{&e->scratch_, std::max<uint64_t>(e->scratchBytes_, 64)},
+                                std::pair{&e->dequantized_,
+                                          std::max<uint64_t>(e->dequantizedBytes_, 64)}})
     if (Status s = d.allocate(bytes, *pointer); !s.ok())
       return Status::error(s.message() + " (" + std::to_string(bytes) + " bytes)");
   const uint8_t *stored = artifact.weights(rankIndex);
@@ -128,7 +134,7 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
     if (e->wideOffsets_[i] < 0)
       continue;
     uint64_t bytes = b.size();
-    if (b.dtype() != fb::DType::F32) {
+    if (b.dtype() == fb::DType::F16 || b.dtype() == fb::DType::BF16) {
       wide.resize(b.size() / 2);
       for (size_t k = 0; k < wide.size(); ++k) {
         uint16_t h;
@@ -159,6 +165,9 @@ Status Executor::placeWeights() {
         use[step->inputs()->Get(k)] |= linear && k == 1 ? kMatrix : kOther;
       if (linear)
         linears.emplace_back(step->inputs()->Get(0), step->inputs()->Get(1));
+      if (linear && step->ints() && step->ints()->size() > 1 && step->ints()->Get(1) != 0)
+        return Status::error("int8 activations (--quantize-activations) are not on the CUDA "
+                             "backend yet");
     }
   // bf16 matrices stay bf16 for the tensor cores; every other weight (and a
   // bf16 matrix that is also an embedding table: GPT-2's tied LM head) is
@@ -173,13 +182,21 @@ Status Executor::placeWeights() {
     const fb::Buffer &b = *buffers.Get(i);
     if (b.kind() != fb::BufferKind::Weight)
       continue;
+    std::string name = b.name() ? b.name()->str() : "#" + std::to_string(i);
+    if (b.dtype() == fb::DType::I8 && use[i] != kMatrix)
+      return Status::error("int8 weight '" + name + "' serves other than as a linear's matrix "
+                           "(--quantize-embeddings): not on the CUDA backend yet");
     if (b.dtype() != fb::DType::F32 && b.dtype() != fb::DType::F16 &&
-        b.dtype() != fb::DType::BF16)
-      return Status::error("the CUDA backend runs f32, f16 and bf16 weights so far: weight '" +
-                           (b.name() ? b.name()->str() : std::string("?")) + "' is " +
-                           fb::EnumNameDType(b.dtype()) + " (compile without --quantize)");
+        b.dtype() != fb::DType::BF16 && b.dtype() != fb::DType::I8)
+      return Status::error("weight '" + name + "' is " + fb::EnumNameDType(b.dtype()) +
+                           ": the CUDA backend takes f32, f16, bf16 and int8 weights");
     bool narrow = b.dtype() == fb::DType::BF16 && (use[i] & kMatrix);
-    uint64_t wide = b.size() / elementSize(b.dtype()) * sizeof(float);
+    // int8 matrices stay int8; f16 and bf16 weights the kernels read widen.
+    uint64_t wide = b.dtype() == fb::DType::I8
+                        ? b.size()
+                        : b.size() / elementSize(b.dtype()) * sizeof(float);
+    if (b.dtype() == fb::DType::I8)
+      dequantizedBytes_ = std::max<uint64_t>(dequantizedBytes_, b.size() * sizeof(float));
     if (narrow)
       place(narrowOffsets_, i, b.size());
     if (!narrow || (use[i] & kOther))
@@ -222,21 +239,68 @@ Status Executor::layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t o
   return device_->launch("layer_norm", grid, block, 0, a.params());
 }
 
-Status Executor::linear(uint32_t x, uint32_t w, int64_t biasId, uint64_t addend, uint32_t y,
-                        int64_t rows, int64_t in, int64_t out) {
+Status Executor::linear(const fb::Step &step, const std::vector<Shape> &shapes) {
+  auto in = [&](size_t i) { return step.inputs()->Get(i); };
+  uint32_t x = in(0), w = in(1), y = step.outputs()->Get(0);
+  int64_t out = shapes[w][0], columns = shapes[w][1], rows = elements(shapes[y]) / out;
+  // Operands as the CPU takes them: x, w [, scales of an int8 w] [, bias]
+  // [, residual, gamma, beta].
+  bool int8 = rank_->buffers()->Get(w)->dtype() == fb::DType::I8;
+  size_t biasIndex = int8 ? 3 : 2;
+  bool residual = step.kind() == fb::StepKind::LinearAddLayerNorm;
+  bool hasBias = residual ? step.ints()->Get(0) != 0 : step.inputs()->size() > biasIndex;
+  uint64_t bias = hasBias ? pointer(in(biasIndex)) : 0;
+  uint64_t addend = residual ? pointer(in(biasIndex + (hasBias ? 1 : 0))) : 0;
+  if (int8)
+    return linearInt8(step, shapes, bias, addend);
   bool bf16 = narrowOffsets_[w] >= 0;
   uint64_t input = pointer(x), weight = bf16 ? weights_ + narrowOffsets_[w] : pointer(w);
   if (bf16) {
     // The input, rounded to bf16 as the CPU's bf16 GEMMs round it.
-    int64_t n = rows * in;
+    int64_t n = rows * columns;
     Args a;
     a.buffer(input, n).buffer(scratch_, n).index(n);
     if (Status s = elementwise("to_bf16", a.params(), n); !s.ok())
       return s;
     input = scratch_;
   }
-  return blas_->linear(input, weight, biasId >= 0 ? pointer(uint32_t(biasId)) : 0, addend,
-                       pointer(y), rows, in, out, bf16, workspace_, kWorkspaceBytes);
+  return blas_->linear(input, weight, bias, addend, pointer(y), rows, columns, out, bf16,
+                       workspace_, kWorkspaceBytes);
+}
+
+Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shapes,
+                            uint64_t bias, uint64_t addend) {
+  auto in = [&](size_t i) { return step.inputs()->Get(i); };
+  uint32_t x = in(0), w = in(1), scales = in(2), y = step.outputs()->Get(0);
+  int64_t out = shapes[w][0], columns = shapes[w][1], rows = elements(shapes[y]) / out;
+  int64_t groups = shapes[scales][1], group = columns / groups;
+  // The kernels read four int8 weights (one word) at a time, of one group.
+  if (columns % 4 != 0 || group % 4 != 0)
+    return Status::error("int8 weight of " + std::to_string(columns) + " columns in groups of " +
+                         std::to_string(group) +
+                         ": the CUDA kernels take multiples of 4 (--group-size)");
+  if (rows <= kInt8GemvRows) {
+    Args a;
+    a.buffer(pointer(x), rows * columns).buffer(pointer(w), out * columns / 4);
+    a.buffer(pointer(scales), out * groups);
+    // The kernel reads neither pointer when told there is none.
+    a.buffer(bias ? bias : pointer(x), out).buffer(addend ? addend : pointer(x), rows * out);
+    a.buffer(pointer(y), rows * out).index(rows).index(columns).index(out).index(group);
+    a.flag(bias != 0).flag(addend != 0);
+    int64_t perBlock = kInt8GemvBlock / 32; // one warp per output channel
+    unsigned grid[3] = {unsigned((out + perBlock - 1) / perBlock), 1, 1},
+             block[3] = {kInt8GemvBlock, 1, 1};
+    return device_->launch("linear_int8", grid, block, 0, a.params());
+  }
+  // Many rows: the matrix widened to f32 once per call, then cuBLASLt.
+  int64_t words = out * columns / 4;
+  Args a;
+  a.buffer(pointer(w), words).buffer(pointer(scales), out * groups);
+  a.buffer(dequantized_, out * columns).index(words).index(columns).index(group);
+  if (Status s = elementwise("dequantize_int8", a.params(), words); !s.ok())
+    return s;
+  return blas_->linear(pointer(x), dequantized_, bias, addend, pointer(y), rows, columns, out,
+                       false, workspace_, kWorkspaceBytes);
 }
 
 Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shapes,
@@ -324,11 +388,7 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
     return elementwise("add", a.params(), n);
   }
   case fb::StepKind::Linear: {
-    const Shape &w = shapes[in(1)];
-    int64_t rows = n / w[0];
-    if (Status s = linear(in(0), in(1), step.inputs()->size() > 2 ? int64_t(in(2)) : -1, 0,
-                          outId, rows, w[1], w[0]);
-        !s.ok())
+    if (Status s = linear(step, shapes); !s.ok())
       return s;
     if (int64_t epilogue = step.ints()->Get(0)) {
       Args a;
@@ -342,13 +402,7 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
     size_t norm = step.inputs()->size() - 2;
     int64_t width = last(out);
     if (step.kind() == fb::StepKind::LinearAddLayerNorm) {
-      // sum = x W^T (+ b) + residual, the residual as cuBLASLt's addend.
-      bool bias = step.ints()->Get(0) != 0;
-      const Shape &w = shapes[in(1)];
-      uint32_t residual = in(bias ? 3 : 2);
-      if (Status s = linear(in(0), in(1), bias ? int64_t(in(2)) : -1, pointer(residual), outId,
-                            n / width, w[1], w[0]);
-          !s.ok())
+      if (Status s = linear(step, shapes); !s.ok()) // sum = x W^T (+ b) + residual
         return s;
     } else {
       Args a;

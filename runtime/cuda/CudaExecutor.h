@@ -7,8 +7,9 @@
 // each step's shapes on the host first (as for the CPU), so the executor
 // only turns shapes into launches. Activations are f32. A bf16 artifact's
 // linears multiply on the tensor cores (bf16 weights and inputs, f32
-// accumulation); every other weight, f16 ones too, is widened to f32 once,
-// when copied to the device. int8 weights are not taken yet.
+// accumulation); int8 linear weights stay int8 (a GEMV kernel for decode's
+// few rows, widened for cuBLASLt beyond); every other weight, f16 ones too,
+// is widened to f32 once, when copied to the device.
 //
 //===----------------------------------------------------------------------===//
 
@@ -54,8 +55,12 @@ private:
   Status elementwise(const char *kernel, std::vector<void *> params, int64_t n);
   Status layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t out, int64_t rows,
                    int64_t width, float eps);
-  Status linear(uint32_t x, uint32_t w, int64_t biasId, uint64_t addend, uint32_t y,
-                int64_t rows, int64_t in, int64_t out);
+  /// A Linear or LinearAddLayerNorm step's x W^T (+ b) (+ residual) into
+  /// its first output.
+  Status linear(const artifact::Step &step, const std::vector<Shape> &shapes);
+  /// The same with an int8 W (its scales the step's third operand).
+  Status linearInt8(const artifact::Step &step, const std::vector<Shape> &shapes,
+                    uint64_t bias, uint64_t addend);
   Status attention(const artifact::Step &step, const std::vector<Shape> &shapes, int64_t past);
 
   const artifact::Rank *rank_ = nullptr;
@@ -72,6 +77,8 @@ private:
   uint64_t weightBytes_ = 0, weightBytesRead_ = 0;
   /// A bf16 linear's input, rounded to bf16.
   uint64_t scratch_ = 0, scratchBytes_ = 0;
+  /// An int8 matrix widened to f32, for a linear of many rows.
+  uint64_t dequantized_ = 0, dequantizedBytes_ = 0;
 };
 
 } // namespace megatron::runtime::cuda

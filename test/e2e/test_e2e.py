@@ -334,24 +334,24 @@ class Int8(EveryFamily, EndToEnd):
     could go the other way, and none does in these cases."""
 
     QUANTIZE = ('--quantize', 'int8')
+    # Group-wise scales, the tied embedding and LM head, tensor parallelism
+    # (each rank quantizes its shard, and with int8 inputs its slice of a
+    # row-parallel input), fused and unfused.
+    VARIANTS = (('--group-size', '16'), ('--quantize-embeddings',), ('--tp', '2'),
+                ('--tp', '2', '--group-size', '8', '--quantize-embeddings'),
+                ('--no-fuse', '--tp', '2'), ('--quantize-activations',),
+                ('--tp', '2', '--quantize-activations', '--quantize-embeddings'),
+                ('--no-fuse', '--quantize-activations'))
 
     def check_family(self, fixture_family):
         self.check_fixtures(fixture_family, extra=self.QUANTIZE, reference_flags=self.QUANTIZE)
 
     def test_variants(self):
-        """Group-wise scales, the tied embedding and LM head, tensor
-        parallelism (each rank quantizes its shard, and with int8 inputs its
-        slice of a row-parallel input), fused and unfused."""
         entries = {e['path']: e for e in good_fixtures()}
-        variants = (('--group-size', '16'), ('--quantize-embeddings',), ('--tp', '2'),
-                    ('--tp', '2', '--group-size', '8', '--quantize-embeddings'),
-                    ('--no-fuse', '--tp', '2'), ('--quantize-activations',),
-                    ('--tp', '2', '--quantize-activations', '--quantize-embeddings'),
-                    ('--no-fuse', '--quantize-activations'))
         for path, task in (('megatron/gpt2_v3_tp1', 'causal-lm'), ('megatron/bert_v3_tp2', 'pretraining'),
                            ('hf/megatron_bert_qa', 'question-answering')):
             entry = entries[path]
-            for variant in variants:
+            for variant in self.VARIANTS:
                 with self.subTest(fixture=path, variant=variant):
                     flags = self.QUANTIZE + variant
                     artifact = self.compile(entry, task, extra=flags)
@@ -409,6 +409,13 @@ class Int8(EveryFamily, EndToEnd):
                 self.assertTrue(ONE_ERROR_LINE.fullmatch(r.stderr), r.stderr)
                 self.assertIn(message, r.stderr)
                 self.assertFalse(os.path.exists(out))
+
+
+class CudaInt8(OnGpu, Int8):
+    """int8 weights on the GPU (its GEMV kernel for decode, widened for
+    cuBLASLt beyond), with the variants the CUDA backend takes."""
+
+    VARIANTS = (('--group-size', '16'), ('--group-size', '8'))
 
 
 class Unfused(EveryFamily, EndToEnd):

@@ -70,15 +70,16 @@ TEST(CudaBackend, AMissingDeviceSaysWhy) {
 }
 
 // Checked before the device opens, so without a GPU too.
-TEST(CudaBackend, Int8WeightsAreAClearError) {
+TEST(CudaBackend, Int8ActivationsAreAClearError) {
   std::unique_ptr<Artifact> artifact;
-  ASSERT_TRUE(Artifact::open(cudaTestArtifact("gpt2-int8-cuda.mtc"), artifact).ok());
+  ASSERT_TRUE(Artifact::open(cudaTestArtifact("gpt2-w8a8-cuda.mtc"), artifact).ok());
   SessionOptions options;
   options.backend = SessionOptions::Backend::Cuda;
   std::unique_ptr<Session> session;
   Status s = Session::create(*artifact, options, session);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("is I8 (compile without --quantize)"), std::string::npos)
+  EXPECT_NE(s.message().find("int8 activations (--quantize-activations) are not on the CUDA"),
+            std::string::npos)
       << s.message();
 }
 
@@ -117,6 +118,18 @@ TEST_F(CudaSession, Gpt2PrefillAndDecodeMatchTheCpu) {
   // A new prefill starts over.
   expectSame("prefill", {{"input_ids", {{1, 3}, {4, 4, 4}}}});
   expectSame("decode", {{"input_ids", {{1, 1}, {9}}}});
+}
+
+// int8 weights in groups: the prefill's 10 rows widen them for cuBLASLt,
+// the decode steps' 2 rows go through the GEMV kernel. Both sides multiply
+// the same dequantized values in f32.
+TEST_F(CudaSession, Gpt2Int8MatchesTheCpu) {
+  open("gpt2-int8-cuda.mtc");
+  if (IsSkipped() || HasFatalFailure())
+    return;
+  expectSame("prefill", {{"input_ids", {{2, 5}, {1, 7, 3, 9, 4, 2, 2, 8, 6, 5}}}});
+  for (int64_t t = 0; t < 3; ++t)
+    expectSame("decode", {{"input_ids", {{2, 1}, {3 + t, 11 - t}}}});
 }
 
 } // namespace

@@ -69,8 +69,8 @@ struct SessionOptions {
   /// How long a rank waits in a collective for the others (in-process).
   double collectiveTimeoutSeconds = 60;
   /// Where the steps run: the CPU, or CUDA device `device` (a runtime built
-  /// with the CUDA toolkit; a single-rank artifact without int8 weights,
-  /// compiled with --target cuda).
+  /// with the CUDA toolkit; a single-rank artifact compiled with --target
+  /// cuda, without int8 activations or embedding tables).
   enum class Backend { Cpu, Cuda } backend = Backend::Cpu;
   int device = 0;
 };
