@@ -2,7 +2,7 @@
 # The CUDA backend against PyTorch + Transformers on one NVIDIA GPU (issue
 # 7), 345M-shaped models with random weights: checkpoints generated once
 # (test/fixtures/gen_fixtures.py --large), compiled with --target cuda as
-# f32 and bf16 (its linears on the tensor cores), then
+# f32, bf16 (its linears on the tensor cores) and int8 (weight-only), then
 #   - BERT forward latency, batch 1 x 128 and 32 x 512 (megatron-bench's
 #     times include copying the ids in and the logits back to the host);
 #   - GPT-2 greedy decode tokens/s after a 128-token prompt, batch 1 and 16;
@@ -40,9 +40,15 @@ for model in bert gpt2; do
     "$py" test/fixtures/gen_fixtures.py --large "$model" "$outdir/${model}_345m" >/dev/null
   fi
 done
-# f32, and bf16 (its linears on the tensor cores).
-for p in f32 bf16; do
-  flags=(--target cuda --cuda-arch sm_80,sm_90 --dtype "$p")
+# f32, bf16 (its linears on the tensor cores) and int8 (weight-only, f32
+# activations).
+precisions=(f32 bf16 int8)
+for p in "${precisions[@]}"; do
+  flags=(--target cuda --cuda-arch sm_80,sm_90)
+  case $p in
+    int8) flags+=(--quantize int8) ;;
+    *) flags+=(--dtype "$p") ;;
+  esac
   "$bin/megatron-compile" "$outdir/bert_345m" "${flags[@]}" --max-batch 32 --max-seq 512 \
     -o "$outdir/bert_$p.mtc"
   "$bin/megatron-compile" "$outdir/gpt2_345m" "${flags[@]}" --max-batch 16 -o "$outdir/gpt2_$p.mtc"
@@ -53,7 +59,7 @@ ours() {
   shift
   "$bin/megatron-bench" "$@" --cuda-device 0 | sed "s/^{/{\"precision\": \"$p\", /" | tee -a "$results"
 }
-for p in f32 bf16; do
+for p in "${precisions[@]}"; do
   ours "$p" "$outdir/bert_$p.mtc" forward --batch 1 --seq 128 --warmup 3 --iters 20
   ours "$p" "$outdir/bert_$p.mtc" forward --batch 32 --seq 512 --warmup 1 --iters 5
   for batch in 1 16; do
@@ -71,10 +77,11 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith('{')]
 bandwidth = next(r['copy_bandwidth_GBps'] for r in rows if 'copy_bandwidth_GBps' in r) * 1e9
 ours = [r for r in rows if r.get('impl') == 'megatron']
 torch = [r for r in rows if 'model' in r and 'error' not in r]
-print('\n| workload | ' + ' | '.join(f'ours {p}' for p in ('f32', 'bf16')) +
+precisions = ('f32', 'bf16', 'int8')
+print('\n| workload | ' + ' | '.join(f'ours {p}' for p in precisions) +
       ' | ' + ' | '.join(f'PyTorch {m} {d}' for m in ('eager', 'torch.compile') for d in ('float32', 'float16', 'bfloat16')) +
       ' | fastest ours / fastest eager |')
-print('|---' * 10 + '|')
+print('|---' * (len(precisions) + 8) + '|')
 for name, mode, key, lower in (('BERT 1x128, ms', 'forward', (1, 128), True), ('BERT 32x512, ms', 'forward', (32, 512), True),
                                ('GPT-2 decode b1, tokens/s', 'decode', 1, False), ('GPT-2 decode b16, tokens/s', 'decode', 16, False)):
     def mine(p):
@@ -85,7 +92,7 @@ for name, mode, key, lower in (('BERT 1x128, ms', 'forward', (1, 128), True), ('
         got = [r['ms'] if lower else r['tokens_per_s'] for r in torch if r['dtype'] == d and r['batch'] == (key[0] if mode == 'forward' else key)
                and (r.get('seq') == key[1] if mode == 'forward' else 'decode' in r['mode']) and r['mode'].startswith(m)]
         return (min(got) if lower else max(got)) if got else None
-    a = [mine(p) for p in ('f32', 'bf16')]
+    a = [mine(p) for p in precisions]
     b = [theirs(m, d) for m in ('eager', 'torch.compile') for d in ('float32', 'float16', 'bfloat16')]
     pick = min if lower else max
     best_a, best_b = pick(x for x in a if x), pick(x for x in b[:3] if x)
