@@ -162,6 +162,68 @@ TEST_F(CudaKernels, AddThenLayerNormMatchesTheCpu) {
   }
 }
 
+// linear_int8 (1 to 8 rows, bias and residual) and dequantize_int8
+// against a double-precision product of the dequantized weights. 200
+// columns: words a lane's stride does not divide; groups of 20.
+TEST_F(CudaKernels, Int8LinearAndDequantizeMatchADoubleReference) {
+  const int64_t out = 77, in = 200, group = 20, groups = in / group, maxRows = 8;
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> value(-127, 127);
+  std::vector<int8_t> q(out * in);
+  for (int8_t &v : q)
+    v = static_cast<int8_t>(value(rng));
+  q[0] = -128; // the sign of a full byte
+  std::vector<float> scales = random(out * groups, 10), bias = random(out, 11),
+                     x = random(maxRows * in, 12), addend = random(maxRows * out, 13);
+  std::vector<double> weight(out * in);
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t k = 0; k < in; ++k)
+      weight[o * in + k] = double(q[o * in + k]) * scales[o * groups + k / group];
+  uint64_t dq = upload(q.data(), q.size()), ds = upload(scales.data(), scales.size() * 4),
+           db = upload(bias.data(), out * 4), dx = upload(x.data(), x.size() * 4),
+           da = upload(addend.data(), addend.size() * 4);
+  std::vector<float> y(maxRows * out), wide(out * in);
+  uint64_t dy = upload(y.data(), y.size() * 4), dw = upload(wide.data(), wide.size() * 4);
+  for (int64_t rows = 1; rows <= maxRows; ++rows) {
+    cuda::MemRef1D mx(dx, rows * in), mq(dq, out * in / 4), ms(ds, out * groups), mb(db, out),
+        ma(da, rows * out), my(dy, rows * out);
+    int64_t r = rows, n = in, o = out, g = group;
+    uint8_t hasBias = 1, hasAddend = rows % 2; // with and without the residual
+    std::vector<void *> params;
+    for (cuda::MemRef1D *m : {&mx, &mq, &ms, &mb, &ma, &my})
+      m->append(params);
+    for (int64_t *v : {&r, &n, &o, &g})
+      params.push_back(v);
+    params.push_back(&hasBias);
+    params.push_back(&hasAddend);
+    unsigned grid[3] = {unsigned((out + 3) / 4), 1, 1}, block[3] = {128, 1, 1};
+    Status s = device->launch("linear_int8", grid, block, 0, params);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_TRUE(device->copyToHost(y.data(), dy, rows * out * 4).ok());
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t c = 0; c < out; ++c) {
+        double want = bias[c] + (hasAddend ? addend[i * out + c] : 0.0);
+        for (int64_t k = 0; k < in; ++k)
+          want += double(x[i * in + k]) * weight[c * in + k];
+        ASSERT_NEAR(y[i * out + c], want, 1e-4 * (1 + std::fabs(want)))
+            << rows << " rows, row " << i << ", channel " << c;
+      }
+  }
+  cuda::MemRef1D mq(dq, out * in / 4), ms(ds, out * groups), mw(dw, out * in);
+  int64_t words = out * in / 4, n = in, g = group;
+  std::vector<void *> params;
+  for (cuda::MemRef1D *m : {&mq, &ms, &mw})
+    m->append(params);
+  for (int64_t *v : {&words, &n, &g})
+    params.push_back(v);
+  unsigned grid[3] = {unsigned((words + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
+  Status s = device->launch("dequantize_int8", grid, block, 0, params);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_TRUE(device->copyToHost(wide.data(), dw, wide.size() * 4).ok());
+  for (int64_t i = 0; i < out * in; ++i)
+    ASSERT_EQ(wide[i], float(weight[i])) << i;
+}
+
 TEST_F(CudaKernels, VocabParallelEmbeddingMatchesTheCpu) {
   const int64_t rows = 50, width = 96, offset = 50, numIds = 100;
   std::vector<float> table = random(rows * width, 6);
