@@ -1,4 +1,4 @@
-//===- Session.cpp - run an artifact's entries on the CPU -----------------===//
+//===- Session.cpp - run an artifact's entries on the CPU or a GPU --------===//
 //
 // A session binds one rank of an artifact to memory: weights (used in place
 // from the mapped file when stored as f32, widened once otherwise) and one
@@ -6,7 +6,9 @@
 // every buffer's symbolic shape for the inputs at hand, checks that each
 // fits its reserved bytes and that each step's shapes agree, and only then
 // runs the steps; so a bad input or a corrupt plan is an error, never an
-// out-of-bounds access.
+// out-of-bounds access. With the CUDA backend the same checks pass each
+// step to the executor (runtime/cuda/CudaExecutor.h), which holds the
+// weights and the arena on the device; the host arena stages the inputs.
 //
 //===----------------------------------------------------------------------===//
 
