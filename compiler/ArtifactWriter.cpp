@@ -229,7 +229,8 @@ llvm::Error Writer::write(llvm::StringRef path) {
   for (const PtxModule &m : ptx)
     modules.push_back(fb::CreateKernelModule(fbb, fbb.CreateString(m.arch),
                                              fbb.CreateString(m.ptx),
-                                             fbb.CreateVectorOfStrings(m.kernels)));
+                                             fbb.CreateVectorOfStrings(m.kernels),
+                                             fbb.CreateVector(m.parameters)));
   auto kernelVector = modules.empty() ? 0 : fbb.CreateVector(modules);
   fb::FinishArtifactBuffer(fbb, fb::CreateArtifact(fbb, model, rankVector, kernelVector));
 

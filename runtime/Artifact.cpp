@@ -249,6 +249,8 @@ std::vector<KernelModuleInfo> Artifact::kernelModules() const {
       if (m->kernels())
         for (const auto *k : *m->kernels())
           info.kernels.push_back(k ? k->str() : "");
+      if (m->parameters())
+        info.parameters.assign(m->parameters()->begin(), m->parameters()->end());
       out.push_back(std::move(info));
     }
   return out;

@@ -90,9 +90,19 @@ megatron::generateCudaKernels(llvm::ArrayRef<std::string> archs,
   if (!module)
     return llvm::createStringError("the CUDA kernel library does not parse: " + diagnostics);
   std::vector<std::string> kernels;
+  std::vector<uint32_t> parameters;
   module->walk([&](mlir::gpu::GPUFuncOp f) {
-    if (f.isKernel())
-      kernels.push_back(f.getName().str());
+    if (!f.isKernel())
+      return;
+    kernels.push_back(f.getName().str());
+    // NVVM's calling convention: a memref of rank r becomes its descriptor's
+    // 3 + 2r fields (pointers, offset, sizes, strides); a scalar, one.
+    uint32_t count = 0;
+    for (mlir::Type t : f.getArgumentTypes())
+      count += mlir::isa<mlir::MemRefType>(t)
+                   ? 3 + 2 * mlir::cast<mlir::MemRefType>(t).getRank()
+                   : 1;
+    parameters.push_back(count);
   });
 
   mlir::PassManager pm(&context);
@@ -119,7 +129,8 @@ megatron::generateCudaKernels(llvm::ArrayRef<std::string> archs,
     for (mlir::Attribute a : binaryOp.getObjects()) {
       auto object = mlir::cast<mlir::gpu::ObjectAttr>(a);
       auto target = mlir::cast<mlir::NVVM::NVVMTargetAttr>(object.getTarget());
-      out.push_back({target.getChip().str(), object.getObject().getValue().str(), kernels});
+      out.push_back(
+          {target.getChip().str(), object.getObject().getValue().str(), kernels, parameters});
     }
   });
   if (out.size() != archs.size())

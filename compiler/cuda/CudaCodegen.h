@@ -22,6 +22,7 @@ struct PtxModule {
   std::string arch; ///< "sm_90"
   std::string ptx;
   std::vector<std::string> kernels; ///< entry points
+  std::vector<uint32_t> parameters; ///< per kernel, its launch parameters
 };
 
 /// PTX of the kernel library for each of `archs` ("sm_80", "sm_90", ...).

@@ -61,6 +61,12 @@ private:
   std::vector<void *> params_;
 };
 
+/// The kernels this executor launches (compiler/cuda/kernels.mlir).
+constexpr const char *kKernels[] = {
+    "gelu_erf", "gelu_tanh",        "add",         "tanh",           "to_bf16",
+    "layer_norm", "positions",      "kv_append",   "attention",      "decode_attention",
+    "linear_int8", "dequantize_int8", "embedding"};
+
 constexpr unsigned kElementwiseBlock = 256, kRowBlock = 256, kAttentionBlock = 128;
 /// The attention kernel's lanes hold four dimensions of a head each; the
 /// decode kernel keeps a row of scores in shared memory.
@@ -91,23 +97,32 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
   if (Status s = Device::open(ordinal, e->device_); !s.ok())
     return s;
   // The newest architecture the device runs: PTX JIT-compiles forward.
-  std::string ptx, archs;
+  std::vector<KernelModuleInfo> modules = artifact.kernelModules();
+  const KernelModuleInfo *chosen = nullptr;
+  std::string archs;
   int best = -1, mine = std::stoi(e->device_->arch().substr(3));
-  for (const KernelModuleInfo &m : artifact.kernelModules()) {
+  for (const KernelModuleInfo &m : modules) {
     archs += (archs.empty() ? "" : ", ") + m.arch;
     int v = m.arch.rfind("sm_", 0) == 0 ? std::atoi(m.arch.c_str() + 3) : -1;
     if (v <= mine && v > best) {
       best = v;
-      ptx = m.ptx;
+      chosen = &m;
     }
   }
   if (archs.empty())
     return Status::error(artifact.path() +
                          " carries no GPU code: compile it with --target cuda");
-  if (ptx.empty())
+  if (!chosen)
     return Status::error(artifact.path() + " has PTX for " + archs + ", none of which a " +
                          e->device_->arch() + " device runs (add it to --cuda-arch)");
-  if (Status s = e->device_->loadModule(ptx); !s.ok())
+  // Every kernel this runtime launches, with its parameter count.
+  for (size_t k = 0; k < chosen->kernels.size() && k < chosen->parameters.size(); ++k)
+    e->parameters_[chosen->kernels[k]] = chosen->parameters[k];
+  for (const char *kernel : kKernels)
+    if (!e->parameters_.count(kernel))
+      return Status::error(artifact.path() + ": its GPU code lacks kernel '" + kernel +
+                           "' (or its parameters): compile it again with this release");
+  if (Status s = e->device_->loadModule(chosen->ptx); !s.ok())
     return s;
   if (Status s = CublasLt::open(e->blas_); !s.ok())
     return s;
@@ -224,10 +239,19 @@ Status Executor::download(void *host, uint32_t buffer, size_t bytes) {
   return device_->copyToHost(host, pointer(buffer), bytes);
 }
 
-Status Executor::elementwise(const char *kernel, std::vector<void *> params, int64_t n) {
-  unsigned grid[3] = {unsigned((n + kElementwiseBlock - 1) / kElementwiseBlock), 1, 1};
-  unsigned block[3] = {kElementwiseBlock, 1, 1};
+Status Executor::launch(const char *kernel, int64_t blocks, unsigned threads,
+                        std::vector<void *> params) {
+  if (uint32_t want = parameters_.at(kernel); params.size() != want)
+    return Status::error(std::string("kernel '") + kernel + "' takes " + std::to_string(want) +
+                         " parameters in this artifact; this runtime passes " +
+                         std::to_string(params.size()) + " (compile the artifact again)");
+  unsigned grid[3] = {unsigned(blocks), 1, 1}, block[3] = {threads, 1, 1};
   return device_->launch(kernel, grid, block, 0, std::move(params));
+}
+
+Status Executor::elementwise(const char *kernel, std::vector<void *> params, int64_t n) {
+  return launch(kernel, (n + kElementwiseBlock - 1) / kElementwiseBlock, kElementwiseBlock,
+                std::move(params));
 }
 
 Status Executor::layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t out,
@@ -235,8 +259,7 @@ Status Executor::layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t o
   Args a;
   a.buffer(pointer(x), rows * width).buffer(pointer(gamma), width).buffer(pointer(beta), width);
   a.buffer(pointer(out), rows * width).index(width).f32(eps);
-  unsigned grid[3] = {unsigned(rows), 1, 1}, block[3] = {kRowBlock, 1, 1};
-  return device_->launch("layer_norm", grid, block, 0, a.params());
+  return launch("layer_norm", rows, kRowBlock, a.params());
 }
 
 Status Executor::linear(const fb::Step &step, const std::vector<Shape> &shapes) {
@@ -288,9 +311,7 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
     a.buffer(pointer(y), rows * out).index(rows).index(columns).index(out).index(group);
     a.flag(bias != 0).flag(addend != 0);
     int64_t perBlock = kInt8GemvBlock / 32; // one warp per output channel
-    unsigned grid[3] = {unsigned((out + perBlock - 1) / perBlock), 1, 1},
-             block[3] = {kInt8GemvBlock, 1, 1};
-    return device_->launch("linear_int8", grid, block, 0, a.params());
+    return launch("linear_int8", (out + perBlock - 1) / perBlock, kInt8GemvBlock, a.params());
   }
   // Many rows: the matrix widened to f32 once per call, then cuBLASLt.
   int64_t words = out * columns / 4;
@@ -352,9 +373,8 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
   int64_t queries = batch * seq * heads, perBlock = decode ? 1 : kAttentionBlock / 32;
   if (!decode)
     a.index(queries); // one warp each
-  unsigned grid[3] = {unsigned((queries + perBlock - 1) / perBlock), 1, 1},
-           block[3] = {kAttentionBlock, 1, 1};
-  return device_->launch(decode ? "decode_attention" : "attention", grid, block, 0, a.params());
+  return launch(decode ? "decode_attention" : "attention", (queries + perBlock - 1) / perBlock,
+                kAttentionBlock, a.params());
 }
 
 Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int64_t past) {
@@ -370,8 +390,7 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
     Args a;
     a.buffer(pointer(in(0)), elements(table)).buffer(pointer(in(1)), tokens);
     a.buffer(pointer(outId), n).index(table[1]).index(table[0]).index(step.ints()->Get(0));
-    unsigned grid[3] = {unsigned(tokens), 1, 1}, block[3] = {kRowBlock, 1, 1};
-    return device_->launch("embedding", grid, block, 0, a.params());
+    return launch("embedding", tokens, kRowBlock, a.params());
   }
   case fb::StepKind::Positions: {
     Args a;

@@ -23,7 +23,9 @@
 #include "runtime/schema/artifact_generated.h"
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace megatron::runtime::cuda {
@@ -52,6 +54,10 @@ public:
 private:
   Executor() = default;
   uint64_t pointer(uint32_t buffer) const;
+  /// Queues `kernel` on `blocks` blocks of `threads`, once its parameters
+  /// are as many as the artifact says it takes.
+  Status launch(const char *kernel, int64_t blocks, unsigned threads, std::vector<void *> params);
+  /// One thread per element of n.
   Status elementwise(const char *kernel, std::vector<void *> params, int64_t n);
   Status layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t out, int64_t rows,
                    int64_t width, float eps);
@@ -66,6 +72,8 @@ private:
   const artifact::Rank *rank_ = nullptr;
   std::unique_ptr<Device> device_;
   std::unique_ptr<CublasLt> blas_;
+  /// Per kernel of the loaded module, its parameter count.
+  std::map<std::string, uint32_t> parameters_;
   /// Lays out the weights on the device (wideOffsets_, narrowOffsets_,
   /// weightBytes_) and sizes the scratch.
   Status placeWeights();

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 
 #include <cmath>
+#include <map>
 
 using namespace megatron::runtime;
 
@@ -67,6 +68,25 @@ TEST(CudaBackend, AMissingDeviceSaysWhy) {
   Status s = Session::create(*artifact, options, session);
   ASSERT_FALSE(s.ok());
   EXPECT_TRUE(s.message().find("CUDA") != std::string::npos) << s.message();
+}
+
+// The compiler records each kernel's launch parameters (a memref is five),
+// which the executor checks every launch against.
+TEST(CudaBackend, TheArtifactRecordsEachKernelsParameters) {
+  std::unique_ptr<Artifact> artifact;
+  ASSERT_TRUE(Artifact::open(cudaTestArtifact("gpt2-cuda.mtc"), artifact).ok());
+  std::vector<KernelModuleInfo> modules = artifact->kernelModules();
+  ASSERT_EQ(modules.size(), 2u); // sm_80, sm_90
+  for (const KernelModuleInfo &m : modules) {
+    ASSERT_EQ(m.parameters.size(), m.kernels.size()) << m.arch;
+    std::map<std::string, uint32_t> count;
+    for (size_t k = 0; k < m.kernels.size(); ++k)
+      count[m.kernels[k]] = m.parameters[k];
+    EXPECT_EQ(count["gelu_erf"], 2 * 5 + 1u);          // x, y, n
+    EXPECT_EQ(count["embedding"], 3 * 5 + 3u);         // table, ids, out, width, rows, offset
+    EXPECT_EQ(count["attention"], 5 * 5 + 8 + 1 + 2 + 1u);
+    EXPECT_EQ(count["linear_int8"], 6 * 5 + 4 + 2u);
+  }
 }
 
 // Checked before the device opens, so without a GPU too.

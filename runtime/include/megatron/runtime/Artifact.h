@@ -23,6 +23,8 @@ struct KernelModuleInfo {
   std::string arch; ///< "sm_90"
   std::string ptx;
   std::vector<std::string> kernels;
+  /// Per kernel, its launch parameters (empty in an artifact without them).
+  std::vector<uint32_t> parameters;
 };
 
 class Artifact {
