@@ -91,6 +91,19 @@ module attributes {gpu.container_module} {
       gpu.return
     }
 
+    // y[i] = x[i] rounded to f16 (to nearest, ties to even), for an f16
+    // matrix as to_bf16 for a bf16 one.
+    gpu.func @to_f16(%x: memref<?xf32>, %y: memref<?xf16>, %n: index) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %n : index
+      scf.if %inside {
+        %v = memref.load %x[%i] : memref<?xf32>
+        %h = arith.truncf %v : f32 to f16
+        memref.store %h, %y[%i] : memref<?xf16>
+      }
+      gpu.return
+    }
+
     // out = LayerNorm(x) * gamma + beta, row by row (two-pass variance).
     gpu.func @layer_norm(%x: memref<?xf32>, %gamma: memref<?xf32>, %beta: memref<?xf32>,
                          %out: memref<?xf32>, %cols: index, %eps: f32) kernel {

@@ -98,9 +98,10 @@ struct CublasLt::Plan {
 
 CublasLt::CublasLt() = default;
 
-Status CublasLt::plan(int64_t rows, int64_t in, int64_t out, bool bias, bool bf16,
+Status CublasLt::plan(int64_t rows, int64_t in, int64_t out, bool bias, Operands operands,
                       uint64_t workspaceBytes, Plan *&found) {
-  std::unique_ptr<Plan> &slot = plans_[{rows, in, out, bias, bf16}];
+  std::array<int64_t, 5> key = {rows, in, out, bias, int64_t(operands)};
+  std::unique_ptr<Plan> &slot = plans_[key];
   if (slot) {
     found = slot.get();
     return Status::success();
@@ -123,12 +124,14 @@ Status CublasLt::plan(int64_t rows, int64_t in, int64_t out, bool bias, bool bf1
     s = api.check(api.cublasLtMatmulDescSetAttribute(d->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
                                                      &epilogue, sizeof(epilogue)),
                   "setting the epilogue");
-  cudaDataType operands = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  cudaDataType type = operands == Operands::BF16  ? CUDA_R_16BF
+                      : operands == Operands::F16 ? CUDA_R_16F
+                                                  : CUDA_R_32F;
   if (s.ok())
-    s = api.check(api.cublasLtMatrixLayoutCreate(&d->weight, operands, in, out, in),
+    s = api.check(api.cublasLtMatrixLayoutCreate(&d->weight, type, in, out, in),
                   "the weight's layout");
   if (s.ok())
-    s = api.check(api.cublasLtMatrixLayoutCreate(&d->input, operands, in, rows, in),
+    s = api.check(api.cublasLtMatrixLayoutCreate(&d->input, type, in, rows, in),
                   "the input's layout");
   if (s.ok())
     s = api.check(api.cublasLtMatrixLayoutCreate(&d->result, CUDA_R_32F, out, rows, out),
@@ -149,9 +152,12 @@ Status CublasLt::plan(int64_t rows, int64_t in, int64_t out, bool bias, bool bf1
   if (s.ok() && count == 0)
     s = Status::error("cuBLASLt has no algorithm for a " + std::to_string(rows) + " x " +
                       std::to_string(in) + " x " + std::to_string(out) +
-                      (bf16 ? " bf16" : " f32") + " linear");
+                      (operands == Operands::BF16  ? " bf16"
+                       : operands == Operands::F16 ? " f16"
+                                                   : " f32") +
+                      " linear");
   if (!s.ok()) {
-    plans_.erase({rows, in, out, bias, bf16});
+    plans_.erase(key);
     return s;
   }
   slot = std::move(d);
@@ -160,11 +166,11 @@ Status CublasLt::plan(int64_t rows, int64_t in, int64_t out, bool bias, bool bf1
 }
 
 Status CublasLt::linear(uint64_t x, uint64_t w, uint64_t bias, uint64_t addend, uint64_t y,
-                        int64_t rows, int64_t in, int64_t out, bool bf16, uint64_t workspace,
-                        uint64_t workspaceBytes) {
+                        int64_t rows, int64_t in, int64_t out, Operands operands,
+                        uint64_t workspace, uint64_t workspaceBytes) {
   const Api &api = *api_;
   Plan *p = nullptr;
-  if (Status s = plan(rows, in, out, bias != 0, bf16, workspaceBytes, p); !s.ok())
+  if (Status s = plan(rows, in, out, bias != 0, operands, workspaceBytes, p); !s.ok())
     return s;
   if (bias) {
     const void *biasPointer = reinterpret_cast<const void *>(bias);

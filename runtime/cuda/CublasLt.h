@@ -19,16 +19,19 @@ namespace megatron::runtime::cuda {
 
 class CublasLt {
 public:
+  /// The element type of a linear's x and w (y, bias and addend are f32).
+  enum class Operands { F32, BF16, F16 };
+
   /// Opens libcublasLt and a handle (the device's context must be current).
   static Status open(std::unique_ptr<CublasLt> &out);
   ~CublasLt();
 
   /// y[rows, out] = x[rows, in] w[out, in]^T (+ bias[out]) (+ addend[rows,
   /// out]), row-major device arrays (0 for an absent bias or addend), x and
-  /// w bf16 with `bf16` and f32 otherwise, the rest f32, accumulated in f32;
-  /// queued on the default stream. `workspace` holds `workspaceBytes`.
+  /// w of type `operands`, accumulated in f32; queued on the default
+  /// stream. `workspace` holds `workspaceBytes`.
   Status linear(uint64_t x, uint64_t w, uint64_t bias, uint64_t addend, uint64_t y, int64_t rows,
-                int64_t in, int64_t out, bool bf16, uint64_t workspace,
+                int64_t in, int64_t out, Operands operands, uint64_t workspace,
                 uint64_t workspaceBytes);
 
   CublasLt(const CublasLt &) = delete;
@@ -38,9 +41,9 @@ private:
   struct Api;
   struct Plan;
   CublasLt();
-  /// The plan of a rows x in x out linear, with or without a bias, of f32
-  /// or bf16 operands, made on first use.
-  Status plan(int64_t rows, int64_t in, int64_t out, bool bias, bool bf16,
+  /// The plan of a rows x in x out linear, with or without a bias, made on
+  /// first use.
+  Status plan(int64_t rows, int64_t in, int64_t out, bool bias, Operands operands,
               uint64_t workspaceBytes, Plan *&found);
   std::unique_ptr<Api> api_;
   std::map<std::array<int64_t, 5>, std::unique_ptr<Plan>> plans_;

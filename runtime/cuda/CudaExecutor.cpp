@@ -63,9 +63,9 @@ private:
 
 /// The kernels this executor launches (compiler/cuda/kernels.mlir).
 constexpr const char *kKernels[] = {
-    "gelu_erf", "gelu_tanh",        "add",         "tanh",           "to_bf16",
-    "layer_norm", "positions",      "kv_append",   "attention",      "decode_attention",
-    "linear_int8", "dequantize_int8", "embedding"};
+    "gelu_erf",   "gelu_tanh", "add",       "tanh",        "to_bf16",         "to_f16",
+    "layer_norm", "positions", "kv_append", "attention",   "decode_attention", "linear_int8",
+    "dequantize_int8", "embedding"};
 
 constexpr unsigned kElementwiseBlock = 256, kRowBlock = 256, kAttentionBlock = 128;
 /// The attention kernel's lanes hold four dimensions of a head each; the
@@ -184,9 +184,9 @@ Status Executor::placeWeights() {
         return Status::error("int8 activations (--quantize-activations) are not on the CUDA "
                              "backend yet");
     }
-  // bf16 matrices stay bf16 for the tensor cores; every other weight (and a
-  // bf16 matrix that is also an embedding table: GPT-2's tied LM head) is
-  // f32 on the device, 16-bit ones widened as they are copied.
+  // 16-bit matrices stay 16-bit for the tensor cores; every other weight
+  // (and a 16-bit matrix that is also an embedding table: GPT-2's tied LM
+  // head) is f32 on the device, 16-bit ones widened as they are copied.
   wideOffsets_.assign(buffers.size(), -1);
   narrowOffsets_.assign(buffers.size(), -1);
   auto place = [&](std::vector<int64_t> &offsets, uint32_t i, uint64_t bytes) {
@@ -205,7 +205,8 @@ Status Executor::placeWeights() {
         b.dtype() != fb::DType::BF16 && b.dtype() != fb::DType::I8)
       return Status::error("weight '" + name + "' is " + fb::EnumNameDType(b.dtype()) +
                            ": the CUDA backend takes f32, f16, bf16 and int8 weights");
-    bool narrow = b.dtype() == fb::DType::BF16 && (use[i] & kMatrix);
+    bool narrow = (b.dtype() == fb::DType::BF16 || b.dtype() == fb::DType::F16) &&
+                  (use[i] & kMatrix);
     // int8 matrices stay int8; f16 and bf16 weights the kernels read widen.
     uint64_t wide = b.dtype() == fb::DType::I8
                         ? b.size()
@@ -216,10 +217,11 @@ Status Executor::placeWeights() {
       place(narrowOffsets_, i, b.size());
     if (!narrow || (use[i] & kOther))
       place(wideOffsets_, i, wide);
-    // A tied LM head's GEMM reads the bf16 copy; its embedding, a few rows.
+    // A tied LM head's GEMM reads the 16-bit copy; its embedding, a few rows.
     weightBytesRead_ += narrow ? b.size() : wide;
   }
-  // A linear with a bf16 matrix multiplies its input rounded to bf16, here.
+  // A linear with a 16-bit matrix multiplies its input rounded to 16 bits,
+  // here.
   for (auto [x, matrix] : linears)
     if (narrowOffsets_[matrix] >= 0)
       scratchBytes_ = std::max<uint64_t>(scratchBytes_, buffers.Get(x)->size() / 2);
@@ -276,18 +278,22 @@ Status Executor::linear(const fb::Step &step, const std::vector<Shape> &shapes) 
   uint64_t addend = residual ? pointer(in(biasIndex + (hasBias ? 1 : 0))) : 0;
   if (int8)
     return linearInt8(step, shapes, bias, addend);
-  bool bf16 = narrowOffsets_[w] >= 0;
-  uint64_t input = pointer(x), weight = bf16 ? weights_ + narrowOffsets_[w] : pointer(w);
-  if (bf16) {
-    // The input, rounded to bf16 as the CPU's bf16 GEMMs round it.
+  bool narrow = narrowOffsets_[w] >= 0;
+  bool f16 = rank_->buffers()->Get(w)->dtype() == fb::DType::F16;
+  uint64_t input = pointer(x), weight = narrow ? weights_ + narrowOffsets_[w] : pointer(w);
+  if (narrow) {
+    // The input, rounded to the matrix's type (as the CPU's bf16 GEMMs
+    // round theirs).
     int64_t n = rows * columns;
     Args a;
     a.buffer(input, n).buffer(scratch_, n).index(n);
-    if (Status s = elementwise("to_bf16", a.params(), n); !s.ok())
+    if (Status s = elementwise(f16 ? "to_f16" : "to_bf16", a.params(), n); !s.ok())
       return s;
     input = scratch_;
   }
-  return blas_->linear(input, weight, bias, addend, pointer(y), rows, columns, out, bf16,
+  using Operands = CublasLt::Operands;
+  Operands operands = !narrow ? Operands::F32 : f16 ? Operands::F16 : Operands::BF16;
+  return blas_->linear(input, weight, bias, addend, pointer(y), rows, columns, out, operands,
                        workspace_, kWorkspaceBytes);
 }
 
@@ -321,7 +327,7 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
   if (Status s = elementwise("dequantize_int8", a.params(), words); !s.ok())
     return s;
   return blas_->linear(pointer(x), dequantized_, bias, addend, pointer(y), rows, columns, out,
-                       false, workspace_, kWorkspaceBytes);
+                       CublasLt::Operands::F32, workspace_, kWorkspaceBytes);
 }
 
 Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shapes,

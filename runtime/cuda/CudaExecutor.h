@@ -5,11 +5,11 @@
 // linears as cuBLASLt matmuls and every other step as a kernel of the PTX
 // the artifact carries (megatron-compile --target cuda). The session checks
 // each step's shapes on the host first (as for the CPU), so the executor
-// only turns shapes into launches. Activations are f32. A bf16 artifact's
-// linears multiply on the tensor cores (bf16 weights and inputs, f32
-// accumulation); int8 linear weights stay int8 (a GEMV kernel for decode's
-// few rows, widened for cuBLASLt beyond); every other weight, f16 ones too,
-// is widened to f32 once, when copied to the device.
+// only turns shapes into launches. Activations are f32. A bf16 or f16
+// artifact's linears multiply on the tensor cores (16-bit weights and
+// inputs, f32 accumulation); int8 linear weights stay int8 (a GEMV kernel
+// for decode's few rows, widened for cuBLASLt beyond); every other 16-bit
+// weight is widened to f32 once, when copied to the device.
 //
 //===----------------------------------------------------------------------===//
 
@@ -79,11 +79,11 @@ private:
   Status placeWeights();
 
   uint64_t weights_ = 0, arena_ = 0, workspace_ = 0;
-  /// Per buffer: a weight's f32 copy in weights_, and a bf16 matrix's bf16
-  /// copy; -1 where it has none.
+  /// Per buffer: a weight's f32 copy in weights_, and a 16-bit matrix's
+  /// copy as stored; -1 where it has none.
   std::vector<int64_t> wideOffsets_, narrowOffsets_;
   uint64_t weightBytes_ = 0, weightBytesRead_ = 0;
-  /// A bf16 linear's input, rounded to bf16.
+  /// A 16-bit linear's input, rounded to 16 bits.
   uint64_t scratch_ = 0, scratchBytes_ = 0;
   /// An int8 matrix widened to f32, for a linear of many rows.
   uint64_t dequantized_ = 0, dequantizedBytes_ = 0;

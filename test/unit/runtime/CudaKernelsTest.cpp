@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "megatron/runtime/Artifact.h"
+#include "megatron/runtime/Half.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cuda/CudaDriver.h"
 #include "test/unit/runtime/CudaTestArtifacts.h"
@@ -106,23 +107,31 @@ TEST_F(CudaKernels, GeluMatchesTheCpu) {
   }
 }
 
-TEST_F(CudaKernels, ToBf16RoundsAsTheCpu) {
+TEST_F(CudaKernels, SixteenBitRoundingMatchesTheCpu) {
   const int64_t n = 100003;
   std::vector<float> x = random(n, 7);
-  // Ties and specials: halfway between two bf16 values, infinities, NaN.
+  // Ties, specials, and values past f16's range and below its normals.
   x[0] = 1.0f + 1.0f / 256;
   x[1] = 1.0f + 3.0f / 256;
   x[2] = -std::numeric_limits<float>::infinity();
   x[3] = std::numeric_limits<float>::quiet_NaN();
-  std::vector<uint16_t> y(n), want(n);
-  uint64_t dx = upload(x.data(), n * 4), dy = upload(y.data(), n * 2);
-  Status s = launchElementwise("to_bf16", dx, dy, n);
-  ASSERT_TRUE(s.ok()) << s.message();
-  ASSERT_TRUE(device->copyToHost(y.data(), dy, n * 2).ok());
-  cpu::toBf16(x.data(), n, want.data());
-  EXPECT_TRUE((y[3] & 0x7f80) == 0x7f80 && (y[3] & 0x7f) != 0) << "NaN stays NaN";
-  y[3] = want[3] = 0;
-  EXPECT_EQ(y, want);
+  x[4] = 70000.0f;
+  x[5] = -1e-6f;
+  x[6] = 1.0f + 1.0f / 2048; // an f16 tie
+  for (auto [kernel, f16] : {std::pair{"to_bf16", false}, std::pair{"to_f16", true}}) {
+    std::vector<uint16_t> y(n), want(n);
+    uint64_t dx = upload(x.data(), n * 4), dy = upload(y.data(), n * 2);
+    Status s = launchElementwise(kernel, dx, dy, n);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_TRUE(device->copyToHost(y.data(), dy, n * 2).ok());
+    for (int64_t i = 0; i < n; ++i)
+      want[i] = f16 ? floatToHalf(x[i]) : floatToBFloat16(x[i]);
+    uint16_t exponent = f16 ? 0x7c00 : 0x7f80;
+    EXPECT_TRUE((y[3] & exponent) == exponent && (y[3] & ~(exponent | 0x8000)) != 0)
+        << kernel << ": NaN stays NaN";
+    y[3] = want[3] = 0;
+    EXPECT_EQ(y, want) << kernel;
+  }
 }
 
 TEST_F(CudaKernels, AddThenLayerNormMatchesTheCpu) {
