@@ -51,7 +51,7 @@ out=\$(MEGATRON_CUDA_ARTIFACTS=\$here/artifacts "\$here/bin/cuda-tests" 2>&1) ||
 echo "\$out" | grep -E '^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure|Expected|Which is|at [0-9]'
 if echo "\$out" | grep -q SKIPPED; then echo "error: GPU tests were skipped" >&2; status=1; fi
 (cd test/e2e && MEGATRON_FIXTURES=\$here/fixtures MEGATRON_BIN=\$here/bin \\
-   python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision) || status=1
+   python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision test_e2e.CudaInt8) || status=1
 bash bench/gpu.sh --bin "\$here/bin" "\$@" || status=1
 exit \$status
 EOF
