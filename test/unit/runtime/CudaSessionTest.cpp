@@ -53,6 +53,13 @@ protected:
     }
   }
 
+  /// A batch of two prompts, then `steps` decode steps through the cache.
+  void prefillAndDecode(int64_t steps) {
+    expectSame("prefill", {{"input_ids", {{2, 5}, {1, 7, 3, 9, 4, 2, 2, 8, 6, 5}}}});
+    for (int64_t t = 0; t < steps && !HasFatalFailure(); ++t)
+      expectSame("decode", {{"input_ids", {{2, 1}, {3 + t, 11 - t}}}});
+  }
+
   std::unique_ptr<Artifact> artifact;
   std::unique_ptr<Session> cpu, gpu;
 };
@@ -132,9 +139,7 @@ TEST_F(CudaSession, Gpt2PrefillAndDecodeMatchTheCpu) {
   open("gpt2-cuda.mtc");
   if (IsSkipped() || HasFatalFailure())
     return;
-  expectSame("prefill", {{"input_ids", {{2, 5}, {1, 7, 3, 9, 4, 2, 2, 8, 6, 5}}}});
-  for (int64_t t = 0; t < 4; ++t)
-    expectSame("decode", {{"input_ids", {{2, 1}, {3 + t, 11 - t}}}});
+  prefillAndDecode(4);
   // A new prefill starts over.
   expectSame("prefill", {{"input_ids", {{1, 3}, {4, 4, 4}}}});
   expectSame("decode", {{"input_ids", {{1, 1}, {9}}}});
@@ -147,9 +152,7 @@ TEST_F(CudaSession, Gpt2Int8MatchesTheCpu) {
   open("gpt2-int8-cuda.mtc");
   if (IsSkipped() || HasFatalFailure())
     return;
-  expectSame("prefill", {{"input_ids", {{2, 5}, {1, 7, 3, 9, 4, 2, 2, 8, 6, 5}}}});
-  for (int64_t t = 0; t < 3; ++t)
-    expectSame("decode", {{"input_ids", {{2, 1}, {3 + t, 11 - t}}}});
+  prefillAndDecode(3);
 }
 
 } // namespace
