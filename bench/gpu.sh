@@ -2,7 +2,8 @@
 # The CUDA backend against PyTorch + Transformers on one NVIDIA GPU (issue
 # 7), 345M-shaped models with random weights: checkpoints generated once
 # (test/fixtures/gen_fixtures.py --large), compiled with --target cuda as
-# f32, bf16 (its linears on the tensor cores) and int8 (weight-only), then
+# f32, f16, bf16 (16-bit linears on the tensor cores) and int8 (weight-only),
+# then
 #   - BERT forward latency, batch 1 x 128 and 32 x 512 (megatron-bench's
 #     times include copying the ids in and the logits back to the host);
 #   - GPT-2 greedy decode tokens/s after a 128-token prompt, batch 1 and 16;
@@ -40,9 +41,9 @@ for model in bert gpt2; do
     "$py" test/fixtures/gen_fixtures.py --large "$model" "$outdir/${model}_345m" >/dev/null
   fi
 done
-# f32, bf16 (its linears on the tensor cores) and int8 (weight-only, f32
-# activations).
-precisions=(f32 bf16 int8)
+# f32, f16 and bf16 (their linears on the tensor cores) and int8
+# (weight-only, f32 activations).
+precisions=(f32 f16 bf16 int8)
 for p in "${precisions[@]}"; do
   flags=(--target cuda --cuda-arch sm_80,sm_90)
   case $p in
@@ -77,7 +78,7 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith('{')]
 bandwidth = next(r['copy_bandwidth_GBps'] for r in rows if 'copy_bandwidth_GBps' in r) * 1e9
 ours = [r for r in rows if r.get('impl') == 'megatron']
 torch = [r for r in rows if 'model' in r and 'error' not in r]
-precisions = ('f32', 'bf16', 'int8')
+precisions = ('f32', 'f16', 'bf16', 'int8')
 print('\n| workload | ' + ' | '.join(f'ours {p}' for p in precisions) +
       ' | ' + ' | '.join(f'PyTorch {m} {d}' for m in ('eager', 'torch.compile') for d in ('float32', 'float16', 'bfloat16')) +
       ' | fastest ours / fastest eager |')
