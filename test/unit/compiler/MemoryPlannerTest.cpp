@@ -52,8 +52,9 @@ TEST_F(MemoryPlannerTest, LiveTensorsNeverShareBytes) {
   EXPECT_GT(out.lastUse, plan->slots.lookup(func.getArgument(0)).firstUse);
   // Weights are not activations.
   func.walk([&](mlir::Operation *op) {
-    if (op->getName().getStringRef() == "megatron.weight")
+    if (op->getName().getStringRef() == "megatron.weight") {
       EXPECT_FALSE(plan->slots.count(op->getResult(0)));
+    }
   });
 }
 
