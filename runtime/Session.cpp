@@ -22,6 +22,7 @@
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cpu/Parallel.h"
 #include "runtime/DTypes.h"
+#include "runtime/Shape.h"
 #include "runtime/schema/artifact_generated.h"
 #ifdef MEGATRON_HAVE_CUDA_BACKEND
 #include "runtime/cuda/CudaExecutor.h"
@@ -37,7 +38,6 @@ namespace fb = megatron::artifact;
 
 namespace {
 
-using Shape = std::vector<int64_t>;
 constexpr size_t kSymbols = 5; // Batch, Sequence, Choices, Past, Keys
 
 std::string str(int64_t v) { return std::to_string(v); }
@@ -47,21 +47,6 @@ std::string shapeText(const Shape &shape) {
   for (size_t i = 0; i < shape.size(); ++i)
     text += (i ? ", " : "") + str(shape[i]);
   return text + "]";
-}
-
-int64_t elements(const Shape &shape) {
-  int64_t n = 1;
-  for (int64_t d : shape)
-    n *= d;
-  return n;
-}
-
-/// Product of `shape[begin, end)`.
-int64_t span(const Shape &shape, size_t begin, size_t end) {
-  int64_t n = 1;
-  for (size_t i = begin; i < end && i < shape.size(); ++i)
-    n *= shape[i];
-  return n;
 }
 
 

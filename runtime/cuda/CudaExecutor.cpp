@@ -16,20 +16,6 @@ namespace fb = megatron::artifact;
 
 namespace {
 
-int64_t elements(const Executor::Shape &shape) {
-  int64_t n = 1;
-  for (int64_t d : shape)
-    n *= d;
-  return n;
-}
-
-int64_t span(const Executor::Shape &shape, size_t begin, size_t end) {
-  int64_t n = 1;
-  for (size_t i = begin; i < end; ++i)
-    n *= shape[i];
-  return n;
-}
-
 /// A kernel's parameters in the order of its MLIR signature, kept at
 /// stable addresses until the launch.
 class Args {

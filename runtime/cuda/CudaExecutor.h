@@ -18,6 +18,7 @@
 
 #include "megatron/runtime/Artifact.h"
 #include "megatron/runtime/Status.h"
+#include "runtime/Shape.h"
 #include "runtime/cuda/CublasLt.h"
 #include "runtime/cuda/CudaDriver.h"
 #include "runtime/schema/artifact_generated.h"
@@ -32,8 +33,6 @@ namespace megatron::runtime::cuda {
 
 class Executor {
 public:
-  using Shape = std::vector<int64_t>;
-
   /// Opens device `ordinal`, loads the artifact's PTX for it and copies
   /// rank `rank`'s weights there.
   static Status create(const Artifact &artifact, uint32_t rank, int ordinal,
