@@ -14,7 +14,6 @@
 
 #include "megatron/runtime/Session.h"
 
-#include "megatron/runtime/Half.h"
 #include "megatron/runtime/StepSignature.h"
 #include "megatron/runtime/Communicator.h"
 #include "runtime/cpu/Blas.h"
@@ -274,11 +273,7 @@ Status RankRunner::prepare(int device) {
                            "with f32, f16, bf16 or int8 weights only");
     std::vector<float> &wide = widened.emplace_back(b.size() / 2);
     weightBytes += wide.size() * sizeof(float);
-    for (size_t k = 0; k < wide.size(); ++k) {
-      uint16_t h;
-      std::memcpy(&h, stored + 2 * k, 2);
-      wide[k] = b.dtype() == fb::DType::F16 ? halfToFloat(h) : bfloat16ToFloat(h);
-    }
+    widenToF32(b.dtype(), stored, wide.size(), wide.data());
     data[i] = reinterpret_cast<uint8_t *>(wide.data());
   }
   if (!rank.entries() || rank.entries()->size() == 0)

@@ -2,11 +2,9 @@
 
 #include "runtime/cuda/CudaExecutor.h"
 
-#include "megatron/runtime/Half.h"
 #include "megatron/runtime/StepSignature.h"
 #include "runtime/DTypes.h"
 
-#include <cstring>
 #include <deque>
 #include <string>
 
@@ -137,11 +135,7 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
     uint64_t bytes = b.size();
     if (b.dtype() == fb::DType::F16 || b.dtype() == fb::DType::BF16) {
       wide.resize(b.size() / 2);
-      for (size_t k = 0; k < wide.size(); ++k) {
-        uint16_t h;
-        std::memcpy(&h, data + 2 * k, 2);
-        wide[k] = b.dtype() == fb::DType::F16 ? halfToFloat(h) : bfloat16ToFloat(h);
-      }
+      widenToF32(b.dtype(), data, wide.size(), wide.data());
       data = reinterpret_cast<const uint8_t *>(wide.data());
       bytes = wide.size() * sizeof(float);
     }
