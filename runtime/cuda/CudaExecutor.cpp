@@ -63,6 +63,21 @@ constexpr unsigned kInt8GemvBlock = 128;
 
 } // namespace
 
+const KernelModuleInfo *cuda::moduleFor(const std::vector<KernelModuleInfo> &modules,
+                                        const std::string &arch) {
+  auto version = [](const std::string &a) {
+    return a.rfind("sm_", 0) == 0 ? std::atoi(a.c_str() + 3) : -1;
+  };
+  const KernelModuleInfo *best = nullptr;
+  int bestVersion = -1; // a name that is not sm_N never qualifies
+  for (const KernelModuleInfo &m : modules)
+    if (int v = version(m.arch); v <= version(arch) && v > bestVersion) {
+      best = &m;
+      bestVersion = v;
+    }
+  return best;
+}
+
 Executor::~Executor() {
   if (!device_)
     return;
@@ -80,19 +95,11 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
     return s;
   if (Status s = Device::open(ordinal, e->device_); !s.ok())
     return s;
-  // The newest architecture the device runs: PTX JIT-compiles forward.
   std::vector<KernelModuleInfo> modules = artifact.kernelModules();
-  const KernelModuleInfo *chosen = nullptr;
+  const KernelModuleInfo *chosen = moduleFor(modules, e->device_->arch());
   std::string archs;
-  int best = -1, mine = std::stoi(e->device_->arch().substr(3));
-  for (const KernelModuleInfo &m : modules) {
+  for (const KernelModuleInfo &m : modules)
     archs += (archs.empty() ? "" : ", ") + m.arch;
-    int v = m.arch.rfind("sm_", 0) == 0 ? std::atoi(m.arch.c_str() + 3) : -1;
-    if (v <= mine && v > best) {
-      best = v;
-      chosen = &m;
-    }
-  }
   if (archs.empty())
     return Status::error(artifact.path() +
                          " carries no GPU code: compile it with --target cuda");

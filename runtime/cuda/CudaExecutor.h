@@ -31,6 +31,12 @@
 
 namespace megatron::runtime::cuda {
 
+/// The module of `modules` a device of compute capability `arch` ("sm_90")
+/// runs best: the newest architecture not newer than it (PTX JIT-compiles
+/// forward); null where there is none.
+const KernelModuleInfo *moduleFor(const std::vector<KernelModuleInfo> &modules,
+                                  const std::string &arch);
+
 class Executor {
 public:
   /// Opens device `ordinal`, loads the artifact's PTX for it and copies

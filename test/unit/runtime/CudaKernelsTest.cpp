@@ -12,6 +12,7 @@
 #include "megatron/runtime/Half.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cuda/CudaDriver.h"
+#include "runtime/cuda/CudaExecutor.h"
 #include "test/unit/runtime/CudaTestArtifacts.h"
 
 #include "gtest/gtest.h"
@@ -33,18 +34,10 @@ protected:
     std::unique_ptr<Artifact> artifact;
     s = Artifact::open(cudaTestArtifact("gpt2-cuda.mtc"), artifact);
     ASSERT_TRUE(s.ok()) << s.message();
-    // The newest architecture the device runs (PTX JIT-compiles forward).
-    std::string best;
-    int bestVersion = -1, deviceVersion = std::stoi(device->arch().substr(3));
-    for (const KernelModuleInfo &m : artifact->kernelModules()) {
-      int v = std::stoi(m.arch.substr(3));
-      if (v <= deviceVersion && v > bestVersion) {
-        bestVersion = v;
-        best = m.ptx;
-      }
-    }
-    ASSERT_FALSE(best.empty()) << "no PTX for " << device->arch() << " or older";
-    s = device->loadModule(best);
+    std::vector<KernelModuleInfo> modules = artifact->kernelModules();
+    const KernelModuleInfo *best = cuda::moduleFor(modules, device->arch());
+    ASSERT_TRUE(best) << "no PTX for " << device->arch() << " or older";
+    s = device->loadModule(best->ptx);
     ASSERT_TRUE(s.ok()) << s.message();
   }
 
