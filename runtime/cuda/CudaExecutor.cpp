@@ -243,6 +243,12 @@ Status Executor::elementwise(const char *kernel, std::vector<void *> params, int
                 std::move(params));
 }
 
+Status Executor::unary(const char *kernel, uint64_t x, uint64_t y, int64_t n) {
+  Args a;
+  a.buffer(x, n).buffer(y, n).index(n);
+  return elementwise(kernel, a.params(), n);
+}
+
 Status Executor::layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t out,
                            int64_t rows, int64_t width, float eps) {
   Args a;
@@ -271,10 +277,7 @@ Status Executor::linear(const fb::Step &step, const std::vector<Shape> &shapes) 
   if (narrow) {
     // The input, rounded to the matrix's type (as the CPU's bf16 GEMMs
     // round theirs).
-    int64_t n = rows * columns;
-    Args a;
-    a.buffer(input, n).buffer(scratch_, n).index(n);
-    if (Status s = elementwise(f16 ? "to_f16" : "to_bf16", a.params(), n); !s.ok())
+    if (Status s = unary(f16 ? "to_f16" : "to_bf16", input, scratch_, rows * columns); !s.ok())
       return s;
     input = scratch_;
   }
@@ -402,11 +405,8 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
   case fb::StepKind::Linear: {
     if (Status s = linear(step, shapes); !s.ok())
       return s;
-    if (int64_t epilogue = step.ints()->Get(0)) {
-      Args a;
-      a.buffer(pointer(outId), n).buffer(pointer(outId), n).index(n);
-      return elementwise(epilogue == 2 ? "gelu_tanh" : "gelu_erf", a.params(), n);
-    }
+    if (int64_t epilogue = step.ints()->Get(0))
+      return unary(epilogue == 2 ? "gelu_tanh" : "gelu_erf", pointer(outId), pointer(outId), n);
     return Status::success();
   }
   case fb::StepKind::LinearAddLayerNorm:
@@ -433,12 +433,10 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
     return attention(step, shapes, past);
   case fb::StepKind::Gelu:
   case fb::StepKind::Tanh: {
-    Args a;
-    a.buffer(pointer(in(0)), n).buffer(pointer(outId), n).index(n);
     const char *kernel = step.kind() == fb::StepKind::Tanh ? "tanh"
                          : step.ints()->Get(0)             ? "gelu_tanh"
                                                            : "gelu_erf";
-    return elementwise(kernel, a.params(), n);
+    return unary(kernel, pointer(in(0)), pointer(outId), n);
   }
   case fb::StepKind::Slice:
   case fb::StepKind::Concat: {

@@ -64,6 +64,8 @@ private:
   Status launch(const char *kernel, int64_t blocks, unsigned threads, std::vector<void *> params);
   /// One thread per element of n.
   Status elementwise(const char *kernel, std::vector<void *> params, int64_t n);
+  /// A kernel of signature (x, y, n): y[i] = f(x[i]).
+  Status unary(const char *kernel, uint64_t x, uint64_t y, int64_t n);
   Status layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t out, int64_t rows,
                    int64_t width, float eps);
   /// A Linear or LinearAddLayerNorm step's x W^T (+ b) (+ residual) into
