@@ -321,7 +321,7 @@ class CudaFixtures(OnGpu, Fixtures):
 
 
 class CudaHalfPrecision(OnGpu, HalfPrecision):
-    """f16 / bf16 artifacts on the GPU (their weights widened to f32 there)."""
+    """f16 / bf16 artifacts on the GPU (their linears on the tensor cores)."""
 
 
 class Int8(EveryFamily, EndToEnd):
