@@ -1,6 +1,7 @@
 //===- CudaCodegen.cpp - the plan's CUDA kernels as PTX -------------------===//
 
 #include "compiler/cuda/CudaCodegen.h"
+#include "compiler/cuda/FlashAttention.h"
 
 #include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
@@ -23,6 +24,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/Verifier.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVM/NVVM/Target.h"
@@ -39,8 +41,6 @@ namespace {
 #include "compiler/cuda/KernelSource.inc"
 } // namespace
 
-llvm::StringRef megatron::cudaKernelSource() { return kKernelSource; }
-
 llvm::Expected<std::vector<PtxModule>>
 megatron::generateCudaKernels(llvm::ArrayRef<std::string> archs,
                               const std::string &libdevice) {
@@ -49,9 +49,9 @@ megatron::generateCudaKernels(llvm::ArrayRef<std::string> archs,
   for (const std::string &arch : archs) {
     unsigned version = 0;
     if (!llvm::StringRef(arch).starts_with("sm_") ||
-        llvm::StringRef(arch).drop_front(3).getAsInteger(10, version) || version < 70)
+        llvm::StringRef(arch).drop_front(3).getAsInteger(10, version) || version < 80)
       return llvm::createStringError(llvm::formatv(
-          "--cuda-arch '{0}' is not an sm_XY architecture of sm_70 or newer", arch));
+          "--cuda-arch '{0}' is not an sm_XY architecture of sm_80 or newer (the tensor-core kernels need it)", arch));
   }
   // Without libdevice the math functions stay unresolved externs that only
   // ptxas would notice.
@@ -89,6 +89,14 @@ megatron::generateCudaKernels(llvm::ArrayRef<std::string> archs,
       mlir::parseSourceString<mlir::ModuleOp>(kKernelSource, &context);
   if (!module)
     return llvm::createStringError("the CUDA kernel library does not parse: " + diagnostics);
+  // The tensor-core attention for 16-bit artifacts, per operand type and
+  // head size (other sizes take the SIMT kernel).
+  auto library = *module->getOps<mlir::gpu::GPUModuleOp>().begin();
+  for (bool bf16 : {false, true})
+    for (int64_t dim : {64, 128})
+      addFlashAttentionKernel(library, bf16, dim);
+  if (mlir::failed(mlir::verify(*module)))
+    return llvm::createStringError("the CUDA kernel library does not verify: " + diagnostics);
   std::vector<std::string> kernels;
   std::vector<uint32_t> parameters;
   module->walk([&](mlir::gpu::GPUFuncOp f) {

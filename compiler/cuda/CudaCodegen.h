@@ -1,9 +1,10 @@
 //===- CudaCodegen.h - the plan's CUDA kernels as PTX ----------*- C++ -*-===//
 //
-// compiler/cuda/kernels.mlir (gpu.module of the non-GEMM kernels) lowered
-// through MLIR's NVVM path to PTX, once per architecture: attach an NVVM
-// target per chip (linking libdevice for the math functions), convert
-// GPU/SCF to NVVM/LLVM, serialise with gpu-module-to-binary{format=isa}.
+// compiler/cuda/kernels.mlir (gpu.module of the non-GEMM kernels) and the
+// flash-attention kernels (FlashAttention.h) lowered through MLIR's NVVM
+// path to PTX, once per architecture: attach an NVVM target per chip
+// (linking libdevice for the math functions), convert GPU/SCF to
+// NVVM/LLVM, serialise with gpu-module-to-binary{format=isa}.
 //
 //===----------------------------------------------------------------------===//
 
@@ -29,9 +30,6 @@ struct PtxModule {
 /// `libdevice` is CUDA's libdevice.10.bc; an error names what is missing.
 llvm::Expected<std::vector<PtxModule>>
 generateCudaKernels(llvm::ArrayRef<std::string> archs, const std::string &libdevice);
-
-/// The kernel library's MLIR source.
-llvm::StringRef cudaKernelSource();
 
 } // namespace megatron
 

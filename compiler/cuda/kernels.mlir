@@ -214,7 +214,9 @@ module attributes {gpu.container_module} {
     // dim]; K and V from `keys_src` / `values_src` at b * kv_batch + h *
     // kv_head + key * kv_row (the projection itself, or the caches). Masked
     // keys (causal: key > s + past; padding: mask[b, key] == 0) score the
-    // lowest float, as on the CPU. Not yet the tensor-core kernel.
+    // lowest float, as on the CPU. f32 artifacts take it (exact f32); 16-bit
+    // ones, the tensor-core kernel of FlashAttention.cpp for heads of 64 or
+    // 128 dimensions.
     gpu.func @attention(%qkv: memref<?xf32>, %keys_src: memref<?xf32>,
                         %values_src: memref<?xf32>, %mask: memref<?xi64>, %out: memref<?xf32>,
                         %seq: index, %heads: index, %dim: index, %keys: index, %past: index,

@@ -52,6 +52,10 @@ constexpr const char *kKernels[] = {
     "dequantize_int8", "embedding"};
 
 constexpr unsigned kElementwiseBlock = 256, kRowBlock = 256, kAttentionBlock = 128;
+/// The tensor-core attention's launch (compiler/cuda/FlashAttention.h):
+/// blocks of this many threads, each taking this many queries of a head.
+constexpr unsigned kFlashThreads = 128;
+constexpr int64_t kFlashQueries = 64;
 /// The attention kernel's lanes hold four dimensions of a head each; the
 /// decode kernel keeps a row of scores in shared memory.
 constexpr int64_t kMaxHeadDim = 128, kMaxDecodeKeys = 4096;
@@ -200,8 +204,10 @@ Status Executor::placeWeights() {
                         : b.size() / elementSize(b.dtype()) * sizeof(float);
     if (b.dtype() == fb::DType::I8)
       dequantizedBytes_ = std::max<uint64_t>(dequantizedBytes_, b.size() * sizeof(float));
-    if (narrow)
+    if (narrow) {
       place(narrowOffsets_, i, b.size());
+      narrowType_ = b.dtype();
+    }
     if (!narrow || (use[i] & kOther))
       place(wideOffsets_, i, wide);
     // A tied LM head's GEMM reads the 16-bit copy; its embedding, a few rows.
@@ -366,11 +372,28 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
   a.index(seq).index(heads).index(dim).index(keys).index(cached ? past : 0);
   a.index(kvBatch).index(kvHead).index(kvRow);
   a.f32(static_cast<float>(step.floats()->Get(0))).flag(causal).flag(hasMask);
-  int64_t queries = batch * seq * heads, perBlock = decode ? 1 : kAttentionBlock / 32;
-  if (!decode)
-    a.index(queries); // one warp each
-  return launch(decode ? "decode_attention" : "attention", (queries + perBlock - 1) / perBlock,
+  int64_t queries = batch * seq * heads;
+  if (decode)
+    return launch("decode_attention", queries, kAttentionBlock, a.params());
+  // A 16-bit artifact's attention multiplies on the tensor cores, in its
+  // type (as PyTorch's f16 and bf16 attention do), where the artifact has
+  // the kernel for this head size; f32 ones stay exact.
+  std::string flash = flashAttentionKernel(dim);
+  if (!flash.empty())
+    return launch(flash.c_str(), batch * heads * ((seq + kFlashQueries - 1) / kFlashQueries),
+                  kFlashThreads, a.params());
+  a.index(queries); // a warp each
+  return launch("attention", (queries * 32 + kAttentionBlock - 1) / kAttentionBlock,
                 kAttentionBlock, a.params());
+}
+
+std::string Executor::flashAttentionKernel(int64_t dim) const {
+  if (narrowType_ != fb::DType::F16 && narrowType_ != fb::DType::BF16)
+    return "";
+  std::string name = std::string("flash_attention_") +
+                     (narrowType_ == fb::DType::BF16 ? "bf16" : "f16") + "_d" +
+                     std::to_string(dim);
+  return parameters_.count(name) ? name : "";
 }
 
 Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int64_t past) {

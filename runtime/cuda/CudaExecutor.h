@@ -7,9 +7,11 @@
 // each step's shapes on the host first (as for the CPU), so the executor
 // only turns shapes into launches. Activations are f32. A bf16 or f16
 // artifact's linears multiply on the tensor cores (16-bit weights and
-// inputs, f32 accumulation); int8 linear weights stay int8 (a GEMV kernel
-// for decode's few rows, widened for cuBLASLt beyond); every other 16-bit
-// weight is widened to f32 once, when copied to the device.
+// inputs, f32 accumulation), and so does its prefill attention for the
+// head sizes the artifact has a flash-attention kernel for; int8 linear
+// weights stay int8 (a GEMV kernel for decode's few rows, widened for
+// cuBLASLt beyond); every other 16-bit weight is widened to f32 once, when
+// copied to the device.
 //
 //===----------------------------------------------------------------------===//
 
@@ -75,6 +77,9 @@ private:
   Status linearInt8(const artifact::Step &step, const std::vector<Shape> &shapes,
                     uint64_t bias, uint64_t addend);
   Status attention(const artifact::Step &step, const std::vector<Shape> &shapes, int64_t past);
+  /// The tensor-core attention kernel for heads of `dim` dimensions in
+  /// this artifact's 16-bit type; empty where there is none.
+  std::string flashAttentionKernel(int64_t dim) const;
 
   const artifact::Rank *rank_ = nullptr;
   std::unique_ptr<Device> device_;
@@ -90,6 +95,8 @@ private:
   /// copy as stored; -1 where it has none.
   std::vector<int64_t> wideOffsets_, narrowOffsets_;
   uint64_t weightBytes_ = 0, weightBytesRead_ = 0;
+  /// The 16-bit matrices' type (F32 where there are none).
+  artifact::DType narrowType_ = artifact::DType::F32;
   /// A 16-bit linear's input, rounded to 16 bits.
   uint64_t scratch_ = 0, scratchBytes_ = 0;
   /// An int8 matrix widened to f32, for a linear of many rows.

@@ -636,8 +636,7 @@ class Errors(EndToEnd):
         if not os.path.isdir(path):
             sys.path.insert(0, os.path.join(ROOT, 'test', 'fixtures'))
             import gen_fixtures as G  # noqa: E402
-            G.LARGE['gpt2'] = dict(G.LARGE['gpt2'], layers=4)
-            G.generate_large('gpt2', path)
+            G.generate_large('gpt2', path, dict(G.LARGE['gpt2'], layers=4))
         return path
 
     def test_compile_out_of_memory(self):

@@ -226,6 +226,89 @@ TEST_F(CudaKernels, Int8LinearAndDequantizeMatchADoubleReference) {
     ASSERT_EQ(wide[i], float(weight[i])) << i;
 }
 
+// The tensor-core attention of 16-bit artifacts against the CPU's f32
+// attention of the same inputs rounded to the 16-bit type: what differs is
+// the probabilities' rounding to it (relative 2^-11 in f16, 2^-8 in bf16,
+// of a sum bounded by the largest |v|) and the order of the sums. A
+// sequence that is not a whole number of 64-query tiles, padding, and a
+// causal prefill after cached tokens (a key count no tile divides).
+TEST_F(CudaKernels, FlashAttentionMatchesTheCpu) {
+  struct Case {
+    int64_t batch, seq, heads, past;
+    bool causal, cached;
+  };
+  for (bool bf16 : {false, true})
+    for (int64_t dim : {64, 128})
+      for (Case c : {Case{2, 100, 3, 0, false, false}, Case{2, 70, 2, 131, true, true},
+                     Case{1, 128, 2, 0, true, false}}) {
+        std::string kernel = std::string("flash_attention_") + (bf16 ? "bf16" : "f16") + "_d" +
+                             std::to_string(dim);
+        SCOPED_TRACE(kernel + ", seq " + std::to_string(c.seq) + ", past " +
+                     std::to_string(c.past));
+        const int64_t width = c.heads * dim, keys = c.past + c.seq, capacity = keys + 5;
+        auto rounded = [&](std::vector<float> v) {
+          for (float &x : v)
+            x = bf16 ? bfloat16ToFloat(floatToBFloat16(x)) : halfToFloat(floatToHalf(x));
+          return v;
+        };
+        std::vector<float> qkv = rounded(random(c.batch * c.seq * 3 * width, 20 + dim));
+        std::vector<float> kCache = rounded(random(c.batch * c.heads * capacity * dim, 21)),
+                           vCache = rounded(random(c.batch * c.heads * capacity * dim, 22));
+        std::vector<int64_t> mask(c.batch * keys, 1);
+        for (int64_t j = 0; j < keys; j += 7)
+          mask[(j % c.batch) * keys + j] = 0; // never a query's only key: j = 0 stays
+        mask[0] = 1;
+        float scale = 1.0f / std::sqrt(float(dim));
+        cpu::AttentionShape shape{c.batch, c.seq, c.heads, dim, scale, c.causal};
+        std::vector<float> want(c.batch * c.seq * width), got(want.size());
+        if (c.cached) {
+          shape.past = c.past;
+          shape.capacity = capacity;
+        }
+        // Appends the new keys and values to the caches, which the GPU then
+        // reads as the executor's kv_append leaves them.
+        cpu::attention(shape, qkv.data(), mask.data(), c.cached ? kCache.data() : nullptr,
+                       c.cached ? vCache.data() : nullptr, want.data());
+        uint64_t dq = upload(qkv.data(), qkv.size() * 4),
+                 dm = upload(mask.data(), mask.size() * 8),
+                 dout = upload(got.data(), got.size() * 4);
+        uint64_t dk = dq + width * 4, dv = dq + 2 * width * 4;
+        int64_t kvBatch = c.seq * 3 * width, kvHead = dim, kvRow = 3 * width;
+        if (c.cached) {
+          dk = upload(kCache.data(), kCache.size() * 4);
+          dv = upload(vCache.data(), vCache.size() * 4);
+          kvBatch = c.heads * capacity * dim;
+          kvHead = capacity * dim;
+          kvRow = dim;
+        }
+        cuda::MemRef1D mq(dq, qkv.size()), mk(dk, 0), mv(dv, 0), mm(dm, mask.size()),
+            mo(dout, got.size());
+        int64_t indices[] = {c.seq, c.heads, dim, keys, c.cached ? c.past : 0, kvBatch, kvHead,
+                             kvRow};
+        uint8_t causal = c.causal, hasMask = 1;
+        std::vector<void *> params;
+        for (cuda::MemRef1D *m : {&mq, &mk, &mv, &mm, &mo})
+          m->append(params);
+        for (int64_t &v : indices)
+          params.push_back(&v);
+        params.push_back(&scale);
+        params.push_back(&causal);
+        params.push_back(&hasMask);
+        unsigned grid[3] = {unsigned(c.batch * c.heads * ((c.seq + 63) / 64)), 1, 1},
+                 block[3] = {128, 1, 1};
+        Status s = device->launch(kernel.c_str(), grid, block, 0, params);
+        ASSERT_TRUE(s.ok()) << s.message();
+        ASSERT_TRUE(device->copyToHost(got.data(), dout, got.size() * 4).ok());
+        float largest = 0;
+        for (const std::vector<float> *v : {&qkv, &vCache})
+          for (float x : *v)
+            largest = std::max(largest, std::fabs(x));
+        float tolerance = 4 * largest * (bf16 ? 1.0f / 256 : 1.0f / 2048);
+        for (size_t i = 0; i < want.size(); ++i)
+          ASSERT_NEAR(got[i], want[i], tolerance) << "at " << i;
+      }
+}
+
 TEST_F(CudaKernels, VocabParallelEmbeddingMatchesTheCpu) {
   const int64_t rows = 50, width = 96, offset = 50, numIds = 100;
   std::vector<float> table = random(rows * width, 6);

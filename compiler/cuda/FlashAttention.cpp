@@ -1,0 +1,345 @@
+//===- FlashAttention.cpp - the tensor-core attention kernel --------------===//
+//
+// One block of four warps takes 64 queries of one (batch, head); warp w
+// owns query rows 16w..16w+15. The block walks the keys in tiles of 64:
+// it stages the tile's K (row-major) and V (transposed) in shared memory
+// as 16-bit pairs, each warp multiplies its Q rows (A fragments kept in
+// registers) by K^T into a 16 x 64 tile of scores, masks and scales them,
+// folds them into the running row maxima and sums, and multiplies the
+// probabilities (re-packed from the score registers as A fragments, no
+// trip through memory) by V into its 16 x dim accumulators.
+//
+// Fragment layouts of mma.sync.m16n8k16 (PTX ISA, "Matrix Fragments for
+// mma.m16n8k16"), lane = 4 g + t: A (16 x 16, row-major) pairs (g, 2t),
+// (g + 8, 2t), (g, 2t + 8), (g + 8, 2t + 8); B (16 x 8, k x n) pairs
+// (2t, g), (2t + 8, g) along k; C (16 x 8) (g, 2t), (g, 2t + 1), (g + 8,
+// 2t), (g + 8, 2t + 1). A pair is one 32-bit word, its first element in
+// the low half.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/cuda/FlashAttention.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+#include <array>
+#include <limits>
+
+using namespace mlir;
+
+namespace {
+
+using Tile = std::array<Value, 4>; // one thread's part of a 16 x 8 f32 tile
+
+/// The kernel's arithmetic, in index, f32 and 32-bit words.
+class Emitter {
+public:
+  Emitter(ImplicitLocOpBuilder &b, bool bf16) : b(b), bf16(bf16) {}
+
+  Value c(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value f(float v) { return arith::ConstantFloatOp::create(b, b.getF32Type(), APFloat(v)); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
+  Value add(Value x, int64_t y) { return y ? add(x, c(y)) : x; }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
+  Value mul(Value x, int64_t y) { return mul(x, c(y)); }
+  Value div(Value x, int64_t y) { return arith::DivUIOp::create(b, x, c(y)); }
+  Value div(Value x, Value y) { return arith::DivUIOp::create(b, x, y); }
+  Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, x, c(y)); }
+  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, x, y); }
+  Value min(Value x, Value y) { return arith::MinUIOp::create(b, x, y); }
+  Value less(Value x, Value y) { return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, y); }
+  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, x, y); }
+  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, x, y); }
+  Value fmax(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
+  Value exp(Value x) { return math::ExpOp::create(b, x); }
+  Value select(Value c, Value x, Value y) { return arith::SelectOp::create(b, c, x, y); }
+  Value load(Value m, Value i) { return memref::LoadOp::create(b, m, ValueRange{i}); }
+  void store(Value v, Value m, Value i) { memref::StoreOp::create(b, v, m, ValueRange{i}); }
+
+  /// x combined with its xor-1 and xor-2 neighbours: the four lanes that
+  /// hold one row of a C fragment.
+  Value rowReduce(Value x, Value (Emitter::*combine)(Value, Value)) {
+    for (int32_t offset : {1, 2}) {
+      Value other = gpu::ShuffleOp::create(b, x, offset, 32, gpu::ShuffleMode::XOR).getResult(0);
+      x = (this->*combine)(x, other);
+    }
+    return x;
+  }
+
+  /// Two f32 rounded to the operand type, packed in a word (lo first).
+  Value pack(Value lo, Value hi) {
+    Type half = bf16 ? Type(b.getBF16Type()) : Type(b.getF16Type());
+    auto bits = [&](Value x) {
+      Value h = arith::TruncFOp::create(b, half, x);
+      Value i = arith::BitcastOp::create(b, b.getI16Type(), h);
+      return arith::ExtUIOp::create(b, b.getI32Type(), i).getResult();
+    };
+    Value high = arith::ShLIOp::create(b, bits(hi), arith::ConstantIntOp::create(b, 16, 32));
+    return arith::OrIOp::create(b, bits(lo), high);
+  }
+
+  /// A word as an mma operand register: f16x2 for f16, the word for bf16.
+  Value operand(Value word) {
+    if (bf16)
+      return word;
+    return LLVM::BitcastOp::create(b, VectorType::get({2}, b.getF16Type()), word);
+  }
+
+  /// acc + A B for one m16n8k16 step (a: 4 words, bPair: 2 words).
+  Tile mma(const std::array<Value, 4> &a, Value b0, Value b1, const Tile &acc) {
+    Type f32 = b.getF32Type();
+    Type result = LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
+    NVVM::MMATypes type = bf16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
+    Value d = NVVM::MmaOp::create(
+        b, result, ValueRange{a[0], a[1], a[2], a[3]}, ValueRange{operand(b0), operand(b1)},
+        ValueRange{acc[0], acc[1], acc[2], acc[3]}, ArrayRef<int64_t>{16, 8, 16}, std::nullopt,
+        std::nullopt, std::array<NVVM::MMATypes, 2>{type, type},
+        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row, NVVM::MMALayout::col});
+    Tile out;
+    for (int64_t i = 0; i < 4; ++i)
+      out[i] = LLVM::ExtractValueOp::create(b, d, ArrayRef<int64_t>{i});
+    return out;
+  }
+
+  /// for (i = 0; i < n; ++i) body(i), n = count threads' worth of work.
+  void forEach(Value n, function_ref<void(Value)> body) {
+    auto loop = scf::ForOp::create(b, c(0), n, c(1));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    body(loop.getInductionVar());
+  }
+
+  void ifThen(Value cond, function_ref<void()> then, function_ref<void()> otherwise = {}) {
+    auto op = scf::IfOp::create(b, cond, static_cast<bool>(otherwise));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(op.thenBlock());
+    then();
+    if (otherwise) {
+      b.setInsertionPointToStart(op.elseBlock());
+      otherwise();
+    }
+  }
+
+  ImplicitLocOpBuilder &b;
+  const bool bf16;
+};
+
+} // namespace
+
+std::string megatron::flashAttentionKernelName(bool bf16, int64_t dim) {
+  return std::string("flash_attention_") + (bf16 ? "bf16" : "f16") + "_d" + std::to_string(dim);
+}
+
+void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64_t dim) {
+  MLIRContext *ctx = module.getContext();
+  ImplicitLocOpBuilder b(module.getLoc(), ctx);
+  b.setInsertionPointToEnd(module.getBody());
+  Emitter e(b, bf16);
+  Type f32 = b.getF32Type(), index = b.getIndexType(), i32 = b.getI32Type();
+  auto dynamic = [](Type t) { return MemRefType::get({ShapedType::kDynamic}, t); };
+  auto shared = [&](int64_t words) {
+    return MemRefType::get({words}, i32, MemRefLayoutAttrInterface{},
+                           gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
+  };
+  // Shared rows are padded by four words so that the eight row groups of a
+  // fragment load fall in distinct banks (row stride = 4 mod 32 words).
+  const int64_t pairs = dim / 2, kRow = pairs + 4, vRow = kFlashKeys / 2 + 4;
+  SmallVector<Type> params = {dynamic(f32), dynamic(f32), dynamic(f32), dynamic(b.getI64Type()),
+                              dynamic(f32)};
+  params.append(8, index); // seq .. kv_row
+  params.append({f32, b.getI1Type(), b.getI1Type()});
+  auto func = gpu::GPUFuncOp::create(
+      b, flashAttentionKernelName(bf16, dim), b.getFunctionType(params, {}),
+      TypeRange{shared(kFlashKeys * kRow), shared(dim * vRow), shared(kFlashKeys)});
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  Value qkv = entry.getArgument(0), keysSrc = entry.getArgument(1),
+        valuesSrc = entry.getArgument(2), mask = entry.getArgument(3), out = entry.getArgument(4),
+        seq = entry.getArgument(5), heads = entry.getArgument(6), keys = entry.getArgument(8),
+        past = entry.getArgument(9), kvBatch = entry.getArgument(10),
+        kvHead = entry.getArgument(11), kvRow = entry.getArgument(12),
+        scale = entry.getArgument(13), causal = entry.getArgument(14),
+        hasMask = entry.getArgument(15);
+  Value kTile = func.getWorkgroupAttributions()[0], vTile = func.getWorkgroupAttributions()[1],
+        keep = func.getWorkgroupAttributions()[2];
+
+  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value blk = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  Value lane = e.rem(tid, 32), warp = e.div(tid, 32);
+  Value g = e.div(lane, 4), t = e.rem(lane, 4);
+  Value queryTiles = e.div(e.add(seq, kFlashQueries - 1), kFlashQueries);
+  Value bh = e.div(blk, queryTiles), h = e.rem(bh, heads), batch = e.div(bh, heads);
+  Value q0 = e.mul(e.rem(blk, queryTiles), kFlashQueries);
+  Value width = e.mul(heads, dim), qkvRow = e.mul(width, 3), headOffset = e.mul(h, dim);
+  Value kvBase = e.add(e.mul(batch, kvBatch), e.mul(h, kvHead));
+  Value lastKey = e.add(keys, -1), lastQuery = e.add(seq, -1);
+  // Each staging loop moves 64 rows of `pairs` words: dim / 4 per thread.
+  Value stagingSteps = e.c(kFlashKeys * pairs / kFlashThreads);
+
+  // Q's 64 rows as 16-bit pairs (through the K tile's memory), then each
+  // warp's A fragments into registers. Rows past the sequence repeat its
+  // last query and are never stored.
+  e.forEach(stagingSteps, [&](Value step) {
+    Value i = e.add(e.mul(step, kFlashThreads), tid);
+    Value r = e.div(i, pairs), p = e.rem(i, pairs);
+    Value q = e.min(e.add(q0, r), lastQuery);
+    Value src = e.add(e.add(e.mul(e.add(e.mul(batch, seq), q), qkvRow), headOffset), e.mul(p, 2));
+    e.store(e.pack(e.load(qkv, src), e.load(qkv, e.add(src, 1))), kTile,
+            e.add(e.mul(r, kRow), p));
+  });
+  gpu::BarrierOp::create(b);
+  Value rowA = e.add(e.mul(warp, 16), g);
+  Value aBase0 = e.add(e.mul(rowA, kRow), t), aBase1 = e.add(aBase0, 8 * kRow);
+  std::vector<std::array<Value, 4>> qFragments;
+  for (int64_t k = 0; k < dim / 16; ++k)
+    qFragments.push_back({e.operand(e.load(kTile, e.add(aBase0, 8 * k))),
+                          e.operand(e.load(kTile, e.add(aBase1, 8 * k))),
+                          e.operand(e.load(kTile, e.add(aBase0, 8 * k + 4))),
+                          e.operand(e.load(kTile, e.add(aBase1, 8 * k + 4)))});
+
+  // Causal: no query of the block sees past its last row's position.
+  Value causalEnd = e.min(keys, e.add(e.add(q0, past), kFlashQueries));
+  Value keyEnd = e.select(causal, causalEnd, keys);
+  const float lowest = std::numeric_limits<float>::lowest();
+  const float negInf = -std::numeric_limits<float>::infinity();
+  const int64_t outTiles = dim / 8;
+  SmallVector<Value> init = {e.f(lowest), e.f(lowest), e.f(0), e.f(0)}; // m, l per row half
+  init.append(outTiles * 4, e.f(0));
+  auto keyLoop = scf::ForOp::create(b, e.c(0), keyEnd, e.c(kFlashKeys), init);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(keyLoop.getBody());
+    Value k0 = keyLoop.getInductionVar();
+    ValueRange carried = keyLoop.getRegionIterArgs();
+    // The previous tile (or Q) is read by every warp before it is replaced.
+    gpu::BarrierOp::create(b);
+    e.forEach(stagingSteps, [&](Value step) {
+      Value i = e.add(e.mul(step, kFlashThreads), tid);
+      Value r = e.div(i, pairs), p = e.rem(i, pairs);
+      Value key = e.min(e.add(k0, r), lastKey);
+      Value src = e.add(e.add(kvBase, e.mul(key, kvRow)), e.mul(p, 2));
+      e.store(e.pack(e.load(keysSrc, src), e.load(keysSrc, e.add(src, 1))), kTile,
+              e.add(e.mul(r, kRow), p));
+    });
+    // V transposed: word (d, p) pairs keys 2p and 2p + 1 of dimension d;
+    // neighbouring threads take neighbouring dimensions (coalesced reads).
+    e.forEach(stagingSteps, [&](Value step) {
+      Value i = e.add(e.mul(step, kFlashThreads), tid);
+      Value d = e.rem(i, dim), p = e.div(i, dim);
+      Value key = e.add(k0, e.mul(p, 2));
+      auto value = [&](Value k) {
+        return e.load(valuesSrc, e.add(e.add(kvBase, e.mul(e.min(k, lastKey), kvRow)), d));
+      };
+      e.store(e.pack(value(key), value(e.add(key, 1))), vTile, e.add(e.mul(d, vRow), p));
+    });
+    // keep[j]: key k0 + j is not padding.
+    e.ifThen(e.less(tid, e.c(kFlashKeys)), [&] {
+      Value one = arith::ConstantIntOp::create(b, 1, 32);
+      e.ifThen(
+          hasMask,
+          [&] {
+            Value key = e.min(e.add(k0, tid), lastKey);
+            Value m = e.load(mask, e.add(e.mul(batch, keys), key));
+            Value zero = arith::ConstantIntOp::create(b, 0, 64);
+            Value on = arith::CmpIOp::create(b, arith::CmpIPredicate::ne, m, zero);
+            e.store(arith::ExtUIOp::create(b, i32, on), keep, tid);
+          },
+          [&] { e.store(one, keep, tid); });
+    });
+    gpu::BarrierOp::create(b);
+
+    // Scores: 8 tiles of 8 keys, each dim / 16 mma steps.
+    std::vector<Tile> s(kFlashKeys / 8);
+    for (int64_t n = 0; n < kFlashKeys / 8; ++n) {
+      Tile acc = {e.f(0), e.f(0), e.f(0), e.f(0)};
+      Value bBase = e.add(e.mul(e.add(g, 8 * n), kRow), t);
+      for (int64_t k = 0; k < dim / 16; ++k)
+        acc = e.mma(qFragments[k], e.load(kTile, e.add(bBase, 8 * k)),
+                    e.load(kTile, e.add(bBase, 8 * k + 4)), acc);
+      s[n] = acc;
+    }
+    // Scaled; keys past the end or (causal) after the query: -inf, out of
+    // the softmax; padding: the lowest float, as on the CPU.
+    Value firstRow = e.add(e.add(q0, rowA), past);
+    Value query[2] = {firstRow, e.add(firstRow, 8)};
+    Value one = arith::ConstantIntOp::create(b, 1, 32);
+    for (int64_t n = 0; n < kFlashKeys / 8; ++n)
+      for (int64_t j = 0; j < 2; ++j) {
+        Value column = e.add(e.mul(t, 2), 8 * n + j);
+        Value key = e.add(k0, column);
+        Value outside = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, key, keys);
+        Value padded =
+            arith::CmpIOp::create(b, arith::CmpIPredicate::ne, e.load(keep, column), one);
+        for (int64_t r = 0; r < 2; ++r) {
+          Value future = arith::AndIOp::create(
+              b, causal, arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, key, query[r]));
+          Value hidden = arith::OrIOp::create(b, outside, future);
+          Value &v = s[n][2 * r + j];
+          v = e.select(hidden, e.f(negInf), e.select(padded, e.f(lowest), e.fmul(v, scale)));
+        }
+      }
+    // Online softmax per row half (r = 0: row g, r = 1: row g + 8). The
+    // sums stay per thread until the end; the maxima are the row's.
+    SmallVector<Value> next(carried.begin(), carried.end());
+    Value correction[2];
+    for (int64_t r = 0; r < 2; ++r) {
+      Value tileMax = s[0][2 * r];
+      for (int64_t n = 0; n < kFlashKeys / 8; ++n)
+        for (int64_t j = 0; j < 2; ++j)
+          tileMax = e.fmax(tileMax, s[n][2 * r + j]);
+      tileMax = e.rowReduce(tileMax, &Emitter::fmax);
+      Value m = carried[r], newMax = e.fmax(m, tileMax);
+      correction[r] = e.exp(arith::SubFOp::create(b, m, newMax));
+      Value sum = e.fmul(carried[2 + r], correction[r]);
+      for (int64_t n = 0; n < kFlashKeys / 8; ++n)
+        for (int64_t j = 0; j < 2; ++j) {
+          Value &v = s[n][2 * r + j];
+          v = e.exp(arith::SubFOp::create(b, v, newMax));
+          sum = e.fadd(sum, v);
+        }
+      next[r] = newMax;
+      next[2 + r] = sum;
+    }
+    std::vector<Tile> acc(outTiles);
+    for (int64_t n = 0; n < outTiles; ++n)
+      for (int64_t i = 0; i < 4; ++i)
+        acc[n][i] = e.fmul(carried[4 + 4 * n + i], correction[i / 2]);
+    // P V: the score tiles 2k and 2k + 1 are the A fragment of keys 16k..
+    // 16k + 15.
+    for (int64_t k = 0; k < kFlashKeys / 16; ++k) {
+      const Tile &lo = s[2 * k], &hi = s[2 * k + 1];
+      std::array<Value, 4> p = {e.operand(e.pack(lo[0], lo[1])), e.operand(e.pack(lo[2], lo[3])),
+                                e.operand(e.pack(hi[0], hi[1])), e.operand(e.pack(hi[2], hi[3]))};
+      for (int64_t n = 0; n < outTiles; ++n) {
+        Value bBase = e.add(e.mul(e.add(g, 8 * n), vRow), e.add(t, 8 * k));
+        acc[n] = e.mma(p, e.load(vTile, bBase), e.load(vTile, e.add(bBase, 4)), acc[n]);
+      }
+    }
+    for (int64_t n = 0; n < outTiles; ++n)
+      for (int64_t i = 0; i < 4; ++i)
+        next[4 + 4 * n + i] = acc[n][i];
+    scf::YieldOp::create(b, next);
+  }
+
+  // out = acc / the row's sum, rows inside the sequence only.
+  ValueRange result = keyLoop.getResults();
+  for (int64_t r = 0; r < 2; ++r) {
+    Value inverse = arith::DivFOp::create(b, e.f(1), e.rowReduce(result[2 + r], &Emitter::fadd));
+    Value q = e.add(e.add(q0, rowA), 8 * r);
+    e.ifThen(e.less(q, seq), [&] {
+      Value base = e.add(e.add(e.mul(e.add(e.mul(batch, seq), q), width), headOffset),
+                         e.mul(t, 2));
+      for (int64_t n = 0; n < outTiles; ++n)
+        for (int64_t j = 0; j < 2; ++j)
+          e.store(e.fmul(result[4 + 4 * n + 2 * r + j], inverse), out, e.add(base, 8 * n + j));
+    });
+  }
+  gpu::ReturnOp::create(b);
+}
