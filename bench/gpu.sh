@@ -6,7 +6,8 @@
 # then
 #   - BERT forward latency, batch 1 x 128 and 32 x 512 (megatron-bench's
 #     times include copying the ids in and the logits back to the host);
-#   - GPT-2 greedy decode tokens/s after a 128-token prompt, batch 1 and 16;
+#   - GPT-2 greedy decode tokens/s after a 128-token prompt, batch 1 and 16
+#     (each step replayed as a CUDA graph; f16 batch 1 also without);
 # and the same models in PyTorch (bench/gpu_torch_peer.py: eager in f32,
 # f16 and bf16, with --compile also torch.compile), with the device's copy
 # bandwidth for the decode floor. Every result is one JSON line in
@@ -67,6 +68,9 @@ for p in "${precisions[@]}"; do
     ours "$p" "$outdir/gpt2_$p.mtc" decode --batch "$batch" --prompt 128 --new-tokens 128 --iters 3
   done
 done
+# What the decode steps' CUDA graphs bring: f16 batch 1 launched kernel by kernel.
+ours f16-no-graphs "$outdir/gpt2_f16.mtc" decode --batch 1 --prompt 128 --new-tokens 128 --iters 3 \
+  --cuda-graphs 0
 "$py" bench/gpu_torch_peer.py --dtypes float32,float16,bfloat16 "${peer_flags[@]}" | tee -a "$results"
 
 # The table: each side's fastest precision, and PyTorch's fastest eager

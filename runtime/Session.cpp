@@ -89,7 +89,7 @@ struct RankRunner {
   /// The steps run on a GPU (SessionOptions::backend): runStep checks each
   /// step's shapes here, then hands it to the executor. The host arena
   /// stages the inputs and outputs.
-  bool onGpu = false;
+  bool onGpu = false, gpuGraphs = false;
 #ifdef MEGATRON_HAVE_CUDA_BACKEND
   std::unique_ptr<cuda::Executor> gpu;
 #endif
@@ -110,8 +110,9 @@ struct RankRunner {
     return nullptr;
   }
 
-  /// Opens the GPU (device >= 0) or readies the CPU kernels (device < 0).
-  Status prepare(int device);
+  /// Opens the GPU (device >= 0) or readies the CPU kernels (device < 0);
+  /// `graphs`: decode steps on the GPU replay as CUDA graphs.
+  Status prepare(int device, bool graphs);
   /// Tokens the KV caches hold; 0 without one.
   int64_t cacheCapacity() const {
     int64_t context = 0;
@@ -233,12 +234,13 @@ void RankRunner::packLinearWeights() {
 }
 
 /// Binds weights and the arena and checks each step's operands, once.
-Status RankRunner::prepare(int device) {
+Status RankRunner::prepare(int device, bool graphs) {
   if (device >= 0) {
 #ifdef MEGATRON_HAVE_CUDA_BACKEND
     if (Status s = cuda::Executor::create(artifact, index, device, gpu); !s.ok())
       return s;
     onGpu = true;
+    gpuGraphs = graphs;
 #else
     return Status::error("this runtime was built without the CUDA toolkit: no CUDA backend");
 #endif
@@ -973,7 +975,14 @@ Status RankRunner::executeOnGpu() {
   for (uint32_t id : *bound->inputs())
     if (Status s = gpu->upload(id, data[id], bytes(id)); !s.ok())
       return s;
-  if (Status s = runSteps(); !s.ok())
+  // A decode step of one token per sequence: the same launches each step.
+  bool graph = gpuGraphs && decodeCall && symbols[1] == 1;
+  if (Status s = gpu->beginCall(symbols[3], graph ? bound : nullptr, symbols[0]); !s.ok())
+    return s;
+  Status s = runSteps();
+  if (Status ended = gpu->endCall(s.ok()); s.ok())
+    s = ended;
+  if (!s.ok())
     return s;
   // A kernel's failure shows here; readOutputs copies the outputs.
   return gpu->synchronize();
@@ -1104,7 +1113,8 @@ Status Session::create(const Artifact &artifact, const SessionOptions &options,
   for (int r : mine) {
     impl->ranks.push_back(std::make_unique<RankRunner>(
         artifact, *artifact.root().ranks()->Get(r), r, impl->comm.get()));
-    if (Status s = impl->ranks.back()->prepare(gpu ? options.device : -1); !s.ok())
+    if (Status s = impl->ranks.back()->prepare(gpu ? options.device : -1, options.cudaGraphs);
+        !s.ok())
       return s;
   }
   out.reset(new Session(std::move(impl)));

@@ -152,8 +152,8 @@ void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64
   const int64_t pairs = dim / 2, kRow = pairs + 4, vRow = kFlashKeys / 2 + 4;
   SmallVector<Type> params = {dynamic(f32), dynamic(f32), dynamic(f32), dynamic(b.getI64Type()),
                               dynamic(f32)};
-  params.append(8, index); // seq .. kv_row
-  params.append({f32, b.getI1Type(), b.getI1Type()});
+  params.append({index, index, index, dynamic(b.getI64Type()), index, index, index, f32,
+                 b.getI1Type(), b.getI1Type()}); // seq .. has_mask
   auto func = gpu::GPUFuncOp::create(
       b, flashAttentionKernelName(bf16, dim), b.getFunctionType(params, {}),
       TypeRange{shared(kFlashKeys * kRow), shared(dim * vRow), shared(kFlashKeys)});
@@ -162,14 +162,16 @@ void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64
   b.setInsertionPointToStart(&entry);
   Value qkv = entry.getArgument(0), keysSrc = entry.getArgument(1),
         valuesSrc = entry.getArgument(2), mask = entry.getArgument(3), out = entry.getArgument(4),
-        seq = entry.getArgument(5), heads = entry.getArgument(6), keys = entry.getArgument(8),
-        past = entry.getArgument(9), kvBatch = entry.getArgument(10),
-        kvHead = entry.getArgument(11), kvRow = entry.getArgument(12),
-        scale = entry.getArgument(13), causal = entry.getArgument(14),
-        hasMask = entry.getArgument(15);
+        seq = entry.getArgument(5), heads = entry.getArgument(6),
+        pastRef = entry.getArgument(8), kvBatch = entry.getArgument(9),
+        kvHead = entry.getArgument(10), kvRow = entry.getArgument(11),
+        scale = entry.getArgument(12), causal = entry.getArgument(13),
+        hasMask = entry.getArgument(14);
   Value kTile = func.getWorkgroupAttributions()[0], vTile = func.getWorkgroupAttributions()[1],
         keep = func.getWorkgroupAttributions()[2];
 
+  Value past = arith::IndexCastOp::create(b, index, e.load(pastRef, e.c(0)));
+  Value keys = e.add(past, seq);
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value blk = gpu::BlockIdOp::create(b, gpu::Dimension::x);
   Value lane = e.rem(tid, 32), warp = e.div(tid, 32);

@@ -27,7 +27,7 @@ std::string flashAttentionKernelName(bool bf16, int64_t dim);
 
 /// Appends that kernel to `module`. Its parameters are the attention
 /// kernel's of kernels.mlir (qkv, keys_src, values_src, mask, out, seq,
-/// heads, dim, keys, past, kv_batch, kv_head, kv_row, scale, causal,
+/// heads, dim, past_ref, kv_batch, kv_head, kv_row, scale, causal,
 /// has_mask; `dim` must be the variant's), launched as batch * heads *
 /// ceil(seq / kFlashQueries) blocks of kFlashThreads threads. `dim` is a
 /// multiple of 16 up to 128.

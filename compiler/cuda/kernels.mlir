@@ -6,6 +6,11 @@
 // Launch shapes: elementwise kernels take one thread per element (any
 // block size); row kernels take one block per row, threads striding over
 // the row (block size a multiple of 32).
+//
+// `past`, the tokens cached before the call, is read from device memory
+// (past_ref[0], written before each call), not passed by value: a decode
+// step's launches are then the same from step to step, and replay as one
+// CUDA graph.
 module attributes {gpu.container_module} {
   gpu.module @megatron_kernels {
     // y[i] = 0.5 x (1 + erf(x / sqrt(2)))
@@ -150,7 +155,11 @@ module attributes {gpu.container_module} {
 
     // ids[i] = past + i mod seq: the positions of new tokens after `past`
     // cached ones.
-    gpu.func @positions(%ids: memref<?xi64>, %n: index, %seq: index, %past: index) kernel {
+    gpu.func @positions(%ids: memref<?xi64>, %n: index, %seq: index,
+                       %past_ref: memref<?xi64>) kernel {
+      %past_at = arith.constant 0 : index
+      %past_word = memref.load %past_ref[%past_at] : memref<?xi64>
+      %past = arith.index_cast %past_word : i64 to index
       %i = gpu.global_id x
       %inside = arith.cmpi slt, %i, %n : index
       scf.if %inside {
@@ -168,7 +177,10 @@ module attributes {gpu.container_module} {
     // * heads * dim, in QKV's order (coalesced reads).
     gpu.func @kv_append(%qkv: memref<?xf32>, %k_cache: memref<?xf32>, %v_cache: memref<?xf32>,
                         %n: index, %seq: index, %heads: index, %dim: index, %capacity: index,
-                        %past: index) kernel {
+                        %past_ref: memref<?xi64>) kernel {
+      %past_at = arith.constant 0 : index
+      %past_word = memref.load %past_ref[%past_at] : memref<?xi64>
+      %past = arith.index_cast %past_word : i64 to index
       %i = gpu.global_id x
       %inside = arith.cmpi slt, %i, %n : index
       scf.if %inside {
@@ -211,17 +223,22 @@ module attributes {gpu.container_module} {
     // score across lanes with shuffles, and keeps an online softmax (a
     // running maximum and sum rescale the result), so any number of keys
     // fits. Q comes from the fused QKV projection [batch, seq, 3, heads,
-    // dim]; K and V from `keys_src` / `values_src` at b * kv_batch + h *
-    // kv_head + key * kv_row (the projection itself, or the caches). Masked
+    // dim]; K and V (past + seq keys) from `keys_src` / `values_src` at b *
+    // kv_batch + h * kv_head + key * kv_row (the projection itself, or the
+    // caches); mask is [batch, past + seq]. Masked
     // keys (causal: key > s + past; padding: mask[b, key] == 0) score the
     // lowest float, as on the CPU. f32 artifacts take it (exact f32); 16-bit
     // ones, the tensor-core kernel of FlashAttention.cpp for heads of 64 or
     // 128 dimensions.
     gpu.func @attention(%qkv: memref<?xf32>, %keys_src: memref<?xf32>,
                         %values_src: memref<?xf32>, %mask: memref<?xi64>, %out: memref<?xf32>,
-                        %seq: index, %heads: index, %dim: index, %keys: index, %past: index,
+                        %seq: index, %heads: index, %dim: index, %past_ref: memref<?xi64>,
                         %kv_batch: index, %kv_head: index, %kv_row: index, %scale: f32,
                         %causal: i1, %has_mask: i1, %warps: index) kernel {
+      %past_at = arith.constant 0 : index
+      %past_word = memref.load %past_ref[%past_at] : memref<?xi64>
+      %past = arith.index_cast %past_word : i64 to index
+      %keys = arith.addi %past, %seq : index
       %tid = gpu.thread_id x
       %threads = gpu.block_dim x
       %blk = gpu.block_id x
@@ -388,10 +405,14 @@ module attributes {gpu.container_module} {
     // of up to 4096 keys in shared memory), then over the dimensions.
     gpu.func @decode_attention(%qkv: memref<?xf32>, %keys_src: memref<?xf32>,
                         %values_src: memref<?xf32>, %mask: memref<?xi64>, %out: memref<?xf32>,
-                        %seq: index, %heads: index, %dim: index, %keys: index, %past: index,
+                        %seq: index, %heads: index, %dim: index, %past_ref: memref<?xi64>,
                         %kv_batch: index, %kv_head: index, %kv_row: index, %scale: f32,
                         %causal: i1, %has_mask: i1)
         workgroup(%p: memref<4096xf32, #gpu.address_space<workgroup>>) kernel {
+      %past_at = arith.constant 0 : index
+      %past_word = memref.load %past_ref[%past_at] : memref<?xi64>
+      %past = arith.index_cast %past_word : i64 to index
+      %keys = arith.addi %past, %seq : index
       %blk = gpu.block_id x
       %tid = gpu.thread_id x
       %threads = gpu.block_dim x

@@ -13,6 +13,7 @@ using namespace megatron::runtime::cuda;
 struct CublasLt::Api {
   void *library = nullptr;
   cublasLtHandle_t handle = nullptr;
+  cudaStream_t stream = nullptr;
 #define MEGATRON_CUBLASLT_FUNCTIONS(X)                                         \
   X(cublasLtCreate)                                                            \
   X(cublasLtDestroy)                                                           \
@@ -50,10 +51,11 @@ CublasLt::~CublasLt() {
     dlclose(api_->library);
 }
 
-Status CublasLt::open(std::unique_ptr<CublasLt> &out) {
+Status CublasLt::open(void *stream, std::unique_ptr<CublasLt> &out) {
   std::unique_ptr<CublasLt> lt(new CublasLt());
   lt->api_ = std::make_unique<Api>();
   Api &api = *lt->api_;
+  api.stream = static_cast<cudaStream_t>(stream);
   // The loader's path first, then the toolkit this runtime was built with.
   std::string soname = "libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR);
   api.library = dlopen(soname.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -187,6 +189,6 @@ Status CublasLt::linear(uint64_t x, uint64_t w, uint64_t bias, uint64_t addend, 
                          p->weight, reinterpret_cast<const void *>(x), p->input, &beta,
                          reinterpret_cast<const void *>(addend ? addend : y), p->result,
                          reinterpret_cast<void *>(y), p->result, &p->heuristic.algo,
-                         reinterpret_cast<void *>(workspace), workspaceBytes, nullptr),
+                         reinterpret_cast<void *>(workspace), workspaceBytes, api.stream),
       "cublasLtMatmul");
 }

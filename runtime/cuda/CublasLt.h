@@ -22,14 +22,15 @@ public:
   /// The element type of a linear's x and w (y, bias and addend are f32).
   enum class Operands { F32, BF16, F16 };
 
-  /// Opens libcublasLt and a handle (the device's context must be current).
-  static Status open(std::unique_ptr<CublasLt> &out);
+  /// Opens libcublasLt and a handle (the device's context must be
+  /// current); its matmuls queue on `stream` (a CUstream).
+  static Status open(void *stream, std::unique_ptr<CublasLt> &out);
   ~CublasLt();
 
   /// y[rows, out] = x[rows, in] w[out, in]^T (+ bias[out]) (+ addend[rows,
   /// out]), row-major device arrays (0 for an absent bias or addend), x and
-  /// w of type `operands`, accumulated in f32; queued on the default
-  /// stream. `workspace` holds `workspaceBytes`.
+  /// w of type `operands`, accumulated in f32; queued on the stream.
+  /// `workspace` holds `workspaceBytes`.
   Status linear(uint64_t x, uint64_t w, uint64_t bias, uint64_t addend, uint64_t y, int64_t rows,
                 int64_t in, int64_t out, Operands operands, uint64_t workspace,
                 uint64_t workspaceBytes);

@@ -16,7 +16,12 @@ struct Device::Api {
   CUcontext context = nullptr;
   CUdevice device = 0;
   CUmodule module = nullptr;
+  /// Where everything is queued: a stream of its own, since the legacy
+  /// default stream cannot be captured into a graph. Created blocking, so
+  /// the synchronous copies (on the default stream) still wait for it.
+  CUstream stream = nullptr;
   std::unordered_map<std::string, CUfunction> functions;
+  std::vector<CUgraphExec> graphs;
 #define MEGATRON_CUDA_FUNCTIONS(X)                                             \
   X(cuInit, "cuInit")                                                          \
   X(cuDeviceGetCount, "cuDeviceGetCount")                                      \
@@ -33,8 +38,16 @@ struct Device::Api {
   X(cuMemFree, "cuMemFree_v2")                                                 \
   X(cuMemcpyHtoD, "cuMemcpyHtoD_v2")                                           \
   X(cuMemcpyDtoH, "cuMemcpyDtoH_v2")                                           \
-  X(cuMemcpyDtoD, "cuMemcpyDtoD_v2")                                           \
+  X(cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2")                                 \
   X(cuLaunchKernel, "cuLaunchKernel")                                          \
+  X(cuStreamCreate, "cuStreamCreate")                                          \
+  X(cuStreamDestroy, "cuStreamDestroy_v2")                                     \
+  X(cuStreamBeginCapture, "cuStreamBeginCapture_v2")                           \
+  X(cuStreamEndCapture, "cuStreamEndCapture")                                  \
+  X(cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags")                \
+  X(cuGraphDestroy, "cuGraphDestroy")                                          \
+  X(cuGraphExecDestroy, "cuGraphExecDestroy")                                  \
+  X(cuGraphLaunch, "cuGraphLaunch")                                            \
   X(cuGetErrorString, "cuGetErrorString")
 #define MEGATRON_CUDA_POINTER(name, symbol) decltype(&::name) name = nullptr;
   MEGATRON_CUDA_FUNCTIONS(MEGATRON_CUDA_POINTER)
@@ -54,6 +67,10 @@ struct Device::Api {
 Device::~Device() {
   if (!api_)
     return;
+  for (CUgraphExec g : api_->graphs)
+    api_->cuGraphExecDestroy(g);
+  if (api_->stream)
+    api_->cuStreamDestroy(api_->stream);
   if (api_->module)
     api_->cuModuleUnload(api_->module);
   if (api_->context)
@@ -94,6 +111,9 @@ Status Device::open(int ordinal, std::unique_ptr<Device> &out) {
       !s.ok())
     return s;
   if (Status s = api.check(api.cuCtxSetCurrent(api.context), "cuCtxSetCurrent"); !s.ok())
+    return s;
+  if (Status s = api.check(api.cuStreamCreate(&api.stream, CU_STREAM_DEFAULT), "cuStreamCreate");
+      !s.ok())
     return s;
   out = std::move(device);
   return Status::success();
@@ -138,9 +158,9 @@ Status Device::copyToHost(void *host, uint64_t pointer, size_t bytes) {
 }
 
 Status Device::copyOnDevice(uint64_t to, uint64_t from, size_t bytes) {
-  return api_->check(api_->cuMemcpyDtoD(static_cast<CUdeviceptr>(to),
-                                        static_cast<CUdeviceptr>(from), bytes),
-                     "cuMemcpyDtoD");
+  return api_->check(api_->cuMemcpyDtoDAsync(static_cast<CUdeviceptr>(to),
+                                             static_cast<CUdeviceptr>(from), bytes, api_->stream),
+                     "cuMemcpyDtoDAsync");
 }
 
 Status Device::launch(const std::string &name, const unsigned grid[3], const unsigned block[3],
@@ -154,10 +174,42 @@ Status Device::launch(const std::string &name, const unsigned grid[3], const uns
         !s.ok())
       return s;
   return api_->check(api_->cuLaunchKernel(function, grid[0], grid[1], grid[2], block[0], block[1],
-                                          block[2], sharedBytes, nullptr, params.data(), nullptr),
+                                          block[2], sharedBytes, api_->stream, params.data(),
+                                          nullptr),
                      ("launching '" + name + "'").c_str());
 }
 
 Status Device::synchronize() {
   return api_->check(api_->cuCtxSynchronize(), "running the queued kernels");
+}
+
+void *Device::stream() const { return api_->stream; }
+
+Status Device::beginCapture() {
+  // Relaxed: cuBLASLt may pick its algorithms (host-side calls) meanwhile.
+  return api_->check(api_->cuStreamBeginCapture(api_->stream, CU_STREAM_CAPTURE_MODE_RELAXED),
+                     "starting a CUDA graph capture");
+}
+
+Status Device::endCapture(uint32_t *graph) {
+  CUgraph recorded = nullptr;
+  Status s = api_->check(api_->cuStreamEndCapture(api_->stream, &recorded),
+                         "ending a CUDA graph capture");
+  if (s.ok() && graph) {
+    CUgraphExec exec = nullptr;
+    s = api_->check(api_->cuGraphInstantiateWithFlags(&exec, recorded, 0),
+                    "instantiating a CUDA graph");
+    if (s.ok()) {
+      *graph = static_cast<uint32_t>(api_->graphs.size());
+      api_->graphs.push_back(exec);
+    }
+  }
+  if (recorded)
+    api_->cuGraphDestroy(recorded);
+  return s;
+}
+
+Status Device::launchGraph(uint32_t graph) {
+  return api_->check(api_->cuGraphLaunch(api_->graphs.at(graph), api_->stream),
+                     "launching a CUDA graph");
 }

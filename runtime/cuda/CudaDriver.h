@@ -6,7 +6,8 @@
 // report, not a missing library at load time.
 //
 // A device context, a PTX module loaded with its JIT error log, device
-// memory, and kernel launches on the context's default stream, in order.
+// memory, and kernel launches on one stream, in order; what is queued can
+// be recorded once as a CUDA graph and replayed.
 //
 //===----------------------------------------------------------------------===//
 
@@ -38,6 +39,7 @@ public:
   Status copyToDevice(uint64_t pointer, const void *host, size_t bytes);
   /// Waits for the queued work first (as the copies to the device do).
   Status copyToHost(void *host, uint64_t pointer, size_t bytes);
+  /// Queued after the work before it.
   Status copyOnDevice(uint64_t to, uint64_t from, size_t bytes);
   /// Queues kernel `name` of the loaded module after the work queued
   /// before; `params` point at each kernel parameter's value. A kernel's
@@ -45,6 +47,17 @@ public:
   Status launch(const std::string &name, const unsigned grid[3], const unsigned block[3],
                 unsigned sharedBytes, std::vector<void *> params);
   Status synchronize();
+  /// The CUstream everything is queued on (for cuBLASLt).
+  void *stream() const;
+
+  /// From here to endCapture() the queued work is recorded, not run (a
+  /// CUDA graph); nothing may wait for the device meanwhile.
+  Status beginCapture();
+  /// Ends the recording: with `graph`, keeps it as graph *graph for
+  /// launchGraph(); without, drops it (a call that failed half-way).
+  Status endCapture(uint32_t *graph);
+  /// Queues a kept graph's work, as it was recorded.
+  Status launchGraph(uint32_t graph);
 
   Device(const Device &) = delete;
   Device &operator=(const Device &) = delete;

@@ -7,6 +7,7 @@
 
 #include <deque>
 #include <string>
+#include <utility>
 
 using namespace megatron::runtime;
 using namespace megatron::runtime::cuda;
@@ -85,7 +86,7 @@ const KernelModuleInfo *cuda::moduleFor(const std::vector<KernelModuleInfo> &mod
 Executor::~Executor() {
   if (!device_)
     return;
-  for (uint64_t p : {dequantized_, scratch_, workspace_, arena_, weights_})
+  for (uint64_t p : {dequantized_, scratch_, workspace_, arena_, past_, weights_})
     if (p)
       (void)device_->free(p);
 }
@@ -119,11 +120,12 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
                            "' (or its parameters): compile it again with this release");
   if (Status s = e->device_->loadModule(chosen->ptx); !s.ok())
     return s;
-  if (Status s = CublasLt::open(e->blas_); !s.ok())
+  if (Status s = CublasLt::open(e->device_->stream(), e->blas_); !s.ok())
     return s;
   Device &d = *e->device_;
   uint64_t arenaBytes = std::max<uint64_t>(rank.arena_size(), 64);
   for (auto [pointer, bytes] : {std::pair{&e->weights_, std::max<uint64_t>(e->weightBytes_, 64)},
+                                std::pair{&e->past_, uint64_t(sizeof(int64_t))},
                                 std::pair{&e->arena_, arenaBytes},
                                 std::pair{&e->workspace_, kWorkspaceBytes},
                                 std::pair{&e->scratch_, std::max<uint64_t>(e->scratchBytes_, 64)},
@@ -334,17 +336,22 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
   bool causal = step.ints()->Get(1) != 0, hasMask = step.ints()->Get(2) != 0,
        cached = step.ints()->Get(3) != 0;
   int64_t batch = qkv[0], seq = qkv[1], dim = qkv[2] / (3 * heads), width = heads * dim;
-  int64_t keys = cached ? past + seq : seq;
+  // The kernels attend to past + seq keys: an uncached attention's call has
+  // no past.
+  if (!cached && past != 0)
+    return Status::error("an attention step without a cache in a call after " +
+                         std::to_string(past) + " cached tokens");
+  int64_t keys = past + seq;
   // A decode step's single query per sequence: the keys spread over a
   // block's threads (a warp per query would walk them one by one).
   bool decode = seq == 1;
-  if (decode ? keys > kMaxDecodeKeys : dim > kMaxHeadDim)
-    return Status::error(decode ? "attention over " + std::to_string(keys) +
-                                      " keys: the CUDA decode kernel takes at most " +
-                                      std::to_string(kMaxDecodeKeys)
-                                : "attention heads of " + std::to_string(dim) +
-                                      " dimensions: the CUDA kernel takes at most " +
-                                      std::to_string(kMaxHeadDim));
+  if (decode)
+    if (Status s = decodeKeysFit(keys); !s.ok())
+      return s;
+  if (!decode && dim > kMaxHeadDim)
+    return Status::error("attention heads of " + std::to_string(dim) +
+                         " dimensions: the CUDA kernel takes at most " +
+                         std::to_string(kMaxHeadDim));
   uint64_t qkvPointer = pointer(in(0));
   uint64_t keysPointer = qkvPointer + width * sizeof(float),
            valuesPointer = qkvPointer + 2 * width * sizeof(float);
@@ -355,7 +362,7 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
     Args a;
     a.buffer(qkvPointer, elements(qkv)).buffer(pointer(k), elements(shapes[k]));
     a.buffer(pointer(v), elements(shapes[v]));
-    a.index(n).index(seq).index(heads).index(dim).index(capacity).index(past);
+    a.index(n).index(seq).index(heads).index(dim).index(capacity).buffer(past_, 1);
     if (Status s = elementwise("kv_append", a.params(), n); !s.ok())
       return s;
     keysPointer = pointer(k);
@@ -369,7 +376,7 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
   // Without a mask the kernel never reads its pointer.
   a.buffer(hasMask ? pointer(in(1)) : qkvPointer, hasMask ? batch * keys : 0);
   a.buffer(pointer(step.outputs()->Get(0)), batch * seq * width);
-  a.index(seq).index(heads).index(dim).index(keys).index(cached ? past : 0);
+  a.index(seq).index(heads).index(dim).buffer(past_, 1); // past + seq keys
   a.index(kvBatch).index(kvHead).index(kvRow);
   a.f32(static_cast<float>(step.floats()->Get(0))).flag(causal).flag(hasMask);
   int64_t queries = batch * seq * heads;
@@ -396,7 +403,50 @@ std::string Executor::flashAttentionKernel(int64_t dim) const {
   return parameters_.count(name) ? name : "";
 }
 
+Status Executor::decodeKeysFit(int64_t keys) const {
+  if (keys <= kMaxDecodeKeys)
+    return Status::success();
+  return Status::error("attention over " + std::to_string(keys) +
+                       " keys: the CUDA decode kernel takes at most " +
+                       std::to_string(kMaxDecodeKeys));
+}
+
+Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t batch) {
+  mode_ = Mode::Eager;
+  if (Status s = device_->copyToDevice(past_, &past, sizeof(past)); !s.ok())
+    return s;
+  if (!graphEntry)
+    return Status::success();
+  // What a replay skips of attention(): its one past-dependent check.
+  if (Status s = decodeKeysFit(past + 1); !s.ok())
+    return s;
+  graphKey_ = {graphEntry, batch};
+  if (auto found = graphs_.find(graphKey_); found != graphs_.end()) {
+    mode_ = Mode::Replaying;
+    graph_ = found->second;
+    return Status::success();
+  }
+  if (Status s = device_->beginCapture(); !s.ok())
+    return s;
+  mode_ = Mode::Capturing;
+  return Status::success();
+}
+
+Status Executor::endCall(bool ok) {
+  Mode mode = std::exchange(mode_, Mode::Eager);
+  if (mode == Mode::Capturing) {
+    if (Status s = device_->endCapture(ok ? &graph_ : nullptr); !s.ok() || !ok)
+      return s;
+    graphs_[graphKey_] = graph_;
+  }
+  if (mode == Mode::Eager || !ok)
+    return Status::success();
+  return device_->launchGraph(graph_);
+}
+
 Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int64_t past) {
+  if (mode_ == Mode::Replaying)
+    return Status::success(); // recorded already
   auto in = [&](size_t i) { return step.inputs()->Get(i); };
   uint32_t outId = step.outputs()->Get(0);
   const Shape &out = shapes[outId];
@@ -413,7 +463,7 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
   }
   case fb::StepKind::Positions: {
     Args a;
-    a.buffer(pointer(outId), n).index(n).index(last(out)).index(past);
+    a.buffer(pointer(outId), n).index(n).index(last(out)).buffer(past_, 1);
     return elementwise("positions", a.params(), n);
   }
   case fb::StepKind::Add: {

@@ -48,6 +48,15 @@ public:
   ~Executor();
 
   Status upload(uint32_t buffer, const void *host, size_t bytes);
+  /// Starts a call after `past` cached tokens (the inputs uploaded). With
+  /// `graphEntry`, a decode step (one new token per sequence, `batch` of
+  /// them), whose launches are the same every step: the first of that
+  /// entry and batch is recorded as a CUDA graph, and later ones replay it
+  /// (their run()s queue nothing).
+  Status beginCall(int64_t past, const artifact::Entry *graphEntry, int64_t batch);
+  /// Ends the call: queues the recorded graph, or with !ok (a step failed)
+  /// drops what was being recorded.
+  Status endCall(bool ok);
   /// Waits for the queued steps, then copies.
   Status download(void *host, uint32_t buffer, size_t bytes);
   /// Queues one step; `shapes` are the call's buffer shapes, checked.
@@ -77,6 +86,8 @@ private:
   Status linearInt8(const artifact::Step &step, const std::vector<Shape> &shapes,
                     uint64_t bias, uint64_t addend);
   Status attention(const artifact::Step &step, const std::vector<Shape> &shapes, int64_t past);
+  /// Whether the decode attention kernel takes `keys` keys.
+  Status decodeKeysFit(int64_t keys) const;
   /// The tensor-core attention kernel for heads of `dim` dimensions in
   /// this artifact's 16-bit type; empty where there is none.
   std::string flashAttentionKernel(int64_t dim) const;
@@ -91,6 +102,13 @@ private:
   Status placeWeights();
 
   uint64_t weights_ = 0, arena_ = 0, workspace_ = 0;
+  /// The call's past tokens (one i64), which the kernels read from here.
+  uint64_t past_ = 0;
+  /// Per decode entry and batch, its recorded graph.
+  std::map<std::pair<const artifact::Entry *, int64_t>, uint32_t> graphs_;
+  enum class Mode { Eager, Capturing, Replaying } mode_ = Mode::Eager;
+  std::pair<const artifact::Entry *, int64_t> graphKey_;
+  uint32_t graph_ = 0;
   /// Per buffer: a weight's f32 copy in weights_, and a 16-bit matrix's
   /// copy as stored; -1 where it has none.
   std::vector<int64_t> wideOffsets_, narrowOffsets_;

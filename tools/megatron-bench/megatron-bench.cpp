@@ -41,6 +41,7 @@ const char *const kUsage = R"(usage:
                  [--threads N] [--seed S] [--vocab V] [--cuda-device N]
   megatron-bench MODEL.mtc decode [--batch 1] [--prompt 32] [--new-tokens 64] [--warmup 1]
                  [--iters 3] [--threads N] [--seed S] [--vocab V] [--cuda-device N]
+                 [--cuda-graphs 1]
   megatron-bench bandwidth [--threads N]
 
 forward   times the `forward` entry (BERT) on random ids [batch, seq]; reports
@@ -56,6 +57,8 @@ bandwidth the machine's streaming read rate on the runtime's threads (the
 --vocab V     draw ids below V instead of below the width of `logits`.
 --cuda-device N   run on CUDA device N (an artifact compiled with --target
               cuda); times include copying inputs to it and outputs back.
+--cuda-graphs 0   launch each decode step's kernels one by one instead of
+              replaying the step as a CUDA graph.
 )";
 
 [[noreturn]] void fail(const std::string &message) {
@@ -74,6 +77,7 @@ struct Options {
   int64_t warmup = -1, iters = -1; // -1: the mode's default
   int64_t threads = 0, vocab = 0;
   int64_t cudaDevice = -1; // the CPU
+  int64_t cudaGraphs = 1;
   uint64_t seed = 0;
 };
 
@@ -97,7 +101,7 @@ Options parseArgs(int argc, char **argv) {
       {"--prompt", &opts.prompt},   {"--new-tokens", &opts.newTokens},
       {"--warmup", &opts.warmup},   {"--iters", &opts.iters},
       {"--threads", &opts.threads}, {"--vocab", &opts.vocab},
-      {"--cuda-device", &opts.cudaDevice}};
+      {"--cuda-device", &opts.cudaDevice}, {"--cuda-graphs", &opts.cudaGraphs}};
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -353,6 +357,7 @@ int main(int argc, char **argv) {
   if (opts.cudaDevice >= 0) {
     sessionOptions.backend = SessionOptions::Backend::Cuda;
     sessionOptions.device = static_cast<int>(opts.cudaDevice);
+    sessionOptions.cudaGraphs = opts.cudaGraphs != 0;
   }
   std::unique_ptr<Session> session;
   check(Session::create(*artifact, sessionOptions, session));
@@ -360,9 +365,10 @@ int main(int argc, char **argv) {
   Fields fields = opts.mode == "forward" ? benchForward(*session, opts)
                                          : benchDecode(*session, opts);
   std::printf("{\"impl\": \"megatron\", \"mode\": \"%s\", \"backend\": \"%s\", "
-              "\"threads\": %lld, \"warmup\": %lld, \"iters\": %lld",
-              opts.mode.c_str(), opts.cudaDevice >= 0 ? "cuda" : "cpu", threads, static_cast<long long>(opts.warmup),
-              static_cast<long long>(opts.iters));
+              "\"cuda_graphs\": %s, \"threads\": %lld, \"warmup\": %lld, \"iters\": %lld",
+              opts.mode.c_str(), opts.cudaDevice >= 0 ? "cuda" : "cpu",
+              opts.cudaDevice >= 0 && opts.cudaGraphs ? "true" : "false", threads,
+              static_cast<long long>(opts.warmup), static_cast<long long>(opts.iters));
   for (const auto &[key, value] : fields)
     std::printf(", \"%s\": %s", key.c_str(), value.c_str());
   std::printf("}\n");

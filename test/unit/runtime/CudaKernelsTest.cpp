@@ -281,15 +281,19 @@ TEST_F(CudaKernels, FlashAttentionMatchesTheCpu) {
           kvHead = capacity * dim;
           kvRow = dim;
         }
+        int64_t past = c.cached ? c.past : 0;
+        uint64_t dp = upload(&past, sizeof(past));
         cuda::MemRef1D mq(dq, qkv.size()), mk(dk, 0), mv(dv, 0), mm(dm, mask.size()),
-            mo(dout, got.size());
-        int64_t indices[] = {c.seq, c.heads, dim, keys, c.cached ? c.past : 0, kvBatch, kvHead,
-                             kvRow};
+            mo(dout, got.size()), mp(dp, 1);
+        int64_t sizes[] = {c.seq, c.heads, dim}, strides[] = {kvBatch, kvHead, kvRow};
         uint8_t causal = c.causal, hasMask = 1;
         std::vector<void *> params;
         for (cuda::MemRef1D *m : {&mq, &mk, &mv, &mm, &mo})
           m->append(params);
-        for (int64_t &v : indices)
+        for (int64_t &v : sizes)
+          params.push_back(&v);
+        mp.append(params);
+        for (int64_t &v : strides)
           params.push_back(&v);
         params.push_back(&scale);
         params.push_back(&causal);

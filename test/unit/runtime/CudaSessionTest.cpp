@@ -25,13 +25,14 @@ class CudaSession : public ::testing::Test {
 protected:
   /// Opens `name` on the CPU and on the GPU; skips where there is no GPU
   /// (the caller returns then).
-  void open(const std::string &name) {
+  void open(const std::string &name, bool graphs = true) {
     Status s = Artifact::open(cudaTestArtifact(name), artifact);
     ASSERT_TRUE(s.ok()) << s.message();
     s = Session::create(*artifact, {}, cpu);
     ASSERT_TRUE(s.ok()) << s.message();
     SessionOptions options;
     options.backend = SessionOptions::Backend::Cuda;
+    options.cudaGraphs = graphs;
     s = Session::create(*artifact, options, gpu);
     if (!s.ok() && s.message().find("CUDA driver") != std::string::npos)
       GTEST_SKIP() << "no GPU here: " << s.message();
@@ -106,7 +107,8 @@ TEST(CudaBackend, TheArtifactRecordsEachKernelsParameters) {
       count[m.kernels[k]] = m.parameters[k];
     EXPECT_EQ(count["gelu_erf"], 2 * 5 + 1u);          // x, y, n
     EXPECT_EQ(count["embedding"], 3 * 5 + 3u);         // table, ids, out, width, rows, offset
-    EXPECT_EQ(count["attention"], 5 * 5 + 8 + 1 + 2 + 1u);
+    // qkv, keys, values, mask, out, past; 6 sizes, scale, 2 flags, warps
+    EXPECT_EQ(count["attention"], 6 * 5 + 6 + 1 + 2 + 1u);
     EXPECT_EQ(count["linear_int8"], 6 * 5 + 4 + 2u);
   }
 }
@@ -150,6 +152,8 @@ TEST_F(CudaSession, BertWithPaddingMatchesTheCpu) {
                          {"attention_mask", {{2, 7}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0}}}});
 }
 
+// Decode steps replay a CUDA graph: the first step of each batch size
+// records it, the others replay it with the cache grown by a token.
 TEST_F(CudaSession, Gpt2PrefillAndDecodeMatchTheCpu) {
   open("gpt2-cuda.mtc");
   if (IsSkipped() || HasFatalFailure())
@@ -158,6 +162,17 @@ TEST_F(CudaSession, Gpt2PrefillAndDecodeMatchTheCpu) {
   // A new prefill starts over.
   expectSame("prefill", {{"input_ids", {{1, 3}, {4, 4, 4}}}});
   expectSame("decode", {{"input_ids", {{1, 1}, {9}}}});
+  expectSame("decode", {{"input_ids", {{1, 1}, {2}}}});
+  // And the graph of batch 2 again, after it.
+  prefillAndDecode(2);
+}
+
+// The same steps launched one by one.
+TEST_F(CudaSession, Gpt2DecodeWithoutGraphsMatchesTheCpu) {
+  open("gpt2-cuda.mtc", /*graphs=*/false);
+  if (IsSkipped() || HasFatalFailure())
+    return;
+  prefillAndDecode(3);
 }
 
 // int8 weights in groups: the prefill's 10 rows widen them for cuBLASLt,

@@ -73,6 +73,10 @@ struct SessionOptions {
   /// cuda, without int8 activations or embedding tables).
   enum class Backend { Cpu, Cuda } backend = Backend::Cpu;
   int device = 0;
+  /// On the GPU, a decode step (one new token per sequence) is recorded as
+  /// a CUDA graph the first time for its entry and batch, and replayed
+  /// after: one launch instead of hundreds.
+  bool cudaGraphs = true;
 };
 
 class Session {
