@@ -1032,11 +1032,12 @@ struct Session::Impl {
   explicit Impl(const Artifact &artifact) : artifact(artifact) {}
   RankRunner &first() { return *ranks.front(); }
   const RankRunner &first() const { return *ranks.front(); }
-  Status run(const std::string &entry, const Inputs &inputs, Outputs &outputs);
+  /// Runs `entry` on every rank; copies its outputs into `outputs` if any.
+  Status run(const std::string &entry, const Inputs &inputs, Outputs *outputs);
 };
 
 Status Session::Impl::run(const std::string &entry, const Inputs &inputs,
-                          Outputs &outputs) {
+                          Outputs *outputs) {
   // Every rank checks the same inputs the same way; bind them all before
   // anything runs, so a bad input changes no rank's state.
   for (auto &r : ranks)
@@ -1045,7 +1046,7 @@ Status Session::Impl::run(const std::string &entry, const Inputs &inputs,
   if (ranks.size() == 1 && (!comm || comm->size() == 1)) {
     if (Status s = first().execute(); !s.ok())
       return s;
-    return first().readOutputs(outputs);
+    return outputs ? first().readOutputs(*outputs) : Status::success();
   }
   comm->reset();
   std::vector<Status> results(ranks.size(), Status::success());
@@ -1065,7 +1066,7 @@ Status Session::Impl::run(const std::string &entry, const Inputs &inputs,
   for (const Status &s : results)
     if (!s.ok())
       return s;
-  return first().readOutputs(outputs);
+  return outputs ? first().readOutputs(*outputs) : Status::success();
 }
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -1146,7 +1147,11 @@ std::vector<std::string> Session::outputNames(const std::string &entry) const {
 
 Status Session::run(const std::string &entry, const Inputs &inputs,
                     Outputs &outputs) {
-  return impl_->run(entry, inputs, outputs);
+  return impl_->run(entry, inputs, &outputs);
+}
+
+Status Session::run(const std::string &entry, const Inputs &inputs) {
+  return impl_->run(entry, inputs, nullptr);
 }
 
 int64_t Session::cachedTokens() const { return impl_->first().past; }

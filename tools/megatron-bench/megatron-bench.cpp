@@ -56,7 +56,9 @@ bandwidth the machine's streaming read rate on the runtime's threads (the
 --threads N   kernel and GEMM threads (0, the default: all cores).
 --vocab V     draw ids below V instead of below the width of `logits`.
 --cuda-device N   run on CUDA device N (an artifact compiled with --target
-              cuda); times include copying inputs to it and outputs back.
+              cuda); times include copying inputs to it and outputs back
+              (forward also reports its median with the outputs left on
+              the device).
 --cuda-graphs 0   launch each decode step's kernels one by one instead of
               replaying the step as a CUDA graph.
 )";
@@ -248,14 +250,27 @@ Fields benchForward(Session &session, const Options &opts) {
   }
   double perCall = double(session.collectiveBytes() - bytesBefore) /
                    double(opts.warmup + opts.iters);
-  return {{"batch", std::to_string(opts.batch)},
-          {"seq", std::to_string(opts.seq)},
-          {"vocab", std::to_string(vocab)},
-          {"median_ms", number(median(times))},
-          {"min_ms", number(*std::min_element(times.begin(), times.end()))},
-          {"max_ms", number(*std::max_element(times.begin(), times.end()))},
-          {"ranks", std::to_string(session.ranks())},
-          {"collective_bytes_per_token", number(perCall / double(opts.batch * opts.seq))}};
+  Fields fields = {{"batch", std::to_string(opts.batch)},
+                   {"seq", std::to_string(opts.seq)},
+                   {"vocab", std::to_string(vocab)},
+                   {"median_ms", number(median(times))},
+                   {"min_ms", number(*std::min_element(times.begin(), times.end()))},
+                   {"max_ms", number(*std::max_element(times.begin(), times.end()))},
+                   {"ranks", std::to_string(session.ranks())},
+                   {"collective_bytes_per_token",
+                    number(perCall / double(opts.batch * opts.seq))}};
+  if (opts.cudaDevice >= 0) {
+    // The device's work alone, the logits left there (as a PyTorch model's
+    // stay on its device).
+    std::vector<double> deviceTimes;
+    for (int64_t i = 0; i < opts.iters; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      check(session.run("forward", in));
+      deviceTimes.push_back(msSince(start));
+    }
+    fields.emplace_back("median_outputs_on_device_ms", number(median(deviceTimes)));
+  }
+  return fields;
 }
 
 struct Generation {

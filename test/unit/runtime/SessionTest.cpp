@@ -137,7 +137,9 @@ TEST_F(SessionTest, PrefillThenDecodeEqualsOneForward) {
   const FloatTensor &logits = full["logits"];
   int64_t vocab = logits.shape[2];
 
-  run("prefill", {{"input_ids", {{1, 5}, {tokens.begin(), tokens.begin() + 5}}}});
+  // A prompt that only fills the cache: its logits are not copied out.
+  Status s = session->run("prefill", {{"input_ids", {{1, 5}, {tokens.begin(), tokens.begin() + 5}}}});
+  ASSERT_TRUE(s.ok()) << s.message();
   EXPECT_EQ(session->cachedTokens(), 5);
   for (int64_t t = 5; t < 8; ++t) {
     Outputs step = run("decode", {{"input_ids", {{1, 1}, {tokens[t]}}}});

@@ -70,7 +70,7 @@ struct SessionOptions {
   double collectiveTimeoutSeconds = 60;
   /// Where the steps run: the CPU, or CUDA device `device` (a runtime built
   /// with the CUDA toolkit; a single-rank artifact compiled with --target
-  /// cuda, without int8 activations or embedding tables).
+  /// cuda, without int8 activations).
   enum class Backend { Cpu, Cuda } backend = Backend::Cpu;
   int device = 0;
   /// On the GPU, a decode step (one new token per sequence) is recorded as
@@ -99,6 +99,10 @@ public:
   /// entry's outputs and nothing else; passing the same map again reuses
   /// its tensors' storage.
   Status run(const std::string &entry, const Inputs &inputs, Outputs &outputs);
+  /// The same, leaving the outputs where the steps wrote them (on the GPU,
+  /// in device memory): for a call whose outputs are not wanted (a prompt
+  /// that only fills the KV cache), and to time the device's work alone.
+  Status run(const std::string &entry, const Inputs &inputs);
 
   /// The steps of `entry` on rank 0 and their activation traffic for a
   /// batch x sequence call (no cached tokens), without running anything.
