@@ -661,9 +661,12 @@ module attributes {gpu.container_module} {
 
     // out[t, :] = table[ids[t] - offset, :] for ids in [offset, offset +
     // rows), else zeros (a vocab-parallel shard): one block per token.
-    // Ids were range-checked on the host before the launch.
-    gpu.func @embedding(%table: memref<?xf32>, %ids: memref<?xi64>, %out: memref<?xf32>,
-                        %width: index, %rows: index, %offset: index) kernel {
+    // Ids were range-checked on the host before the launch. An int8 table
+    // (%int8; --quantize-embeddings) is q with scales [rows, width /
+    // group], %table then unread.
+    gpu.func @embedding(%table: memref<?xf32>, %q: memref<?xi8>, %scales: memref<?xf32>,
+                        %ids: memref<?xi64>, %out: memref<?xf32>, %width: index,
+                        %rows: index, %offset: index, %group: index, %int8: i1) kernel {
       %t = gpu.block_id x
       %tid = gpu.thread_id x
       %threads = gpu.block_dim x
@@ -677,11 +680,24 @@ module attributes {gpu.container_module} {
       %mine = arith.andi %above, %below : i1
       %dst = arith.muli %t, %width : index
       %src = arith.muli %row, %width : index
+      %groups = arith.divui %width, %group : index
+      %scale_row = arith.muli %row, %groups : index
       scf.for %j = %tid to %width step %threads {
         %k = arith.addi %dst, %j : index
         %v = scf.if %mine -> (f32) {
           %s = arith.addi %src, %j : index
-          %x = memref.load %table[%s] : memref<?xf32>
+          %x = scf.if %int8 -> (f32) {
+            %b = memref.load %q[%s] : memref<?xi8>
+            %wide = arith.sitofp %b : i8 to f32
+            %g = arith.divui %j, %group : index
+            %si = arith.addi %scale_row, %g : index
+            %scale = memref.load %scales[%si] : memref<?xf32>
+            %y = arith.mulf %wide, %scale : f32
+            scf.yield %y : f32
+          } else {
+            %y = memref.load %table[%s] : memref<?xf32>
+            scf.yield %y : f32
+          }
           scf.yield %x : f32
         } else {
           scf.yield %zero : f32

@@ -191,9 +191,6 @@ Status Executor::placeWeights() {
     if (b.kind() != fb::BufferKind::Weight)
       continue;
     std::string name = b.name() ? b.name()->str() : "#" + std::to_string(i);
-    if (b.dtype() == fb::DType::I8 && use[i] != kMatrix)
-      return Status::error("int8 weight '" + name + "' serves other than as a linear's matrix "
-                           "(--quantize-embeddings): not on the CUDA backend yet");
     if (b.dtype() != fb::DType::F32 && b.dtype() != fb::DType::F16 &&
         b.dtype() != fb::DType::BF16 && b.dtype() != fb::DType::I8)
       return Status::error("weight '" + name + "' is " + fb::EnumNameDType(b.dtype()) +
@@ -454,11 +451,19 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
   auto last = [](const Shape &s) { return s.empty() ? int64_t(1) : s.back(); };
   switch (step.kind()) {
   case fb::StepKind::Embedding: {
+    // table [, its scales if int8], ids
     const Shape &table = shapes[in(0)];
-    int64_t tokens = elements(shapes[in(1)]);
+    bool int8 = rank_->buffers()->Get(in(0))->dtype() == fb::DType::I8;
+    uint32_t ids = in(int8 ? 2 : 1);
+    int64_t tokens = elements(shapes[ids]), rows = table[0], width = table[1];
+    int64_t groups = int8 ? shapes[in(1)][1] : 1;
+    // The kernel reads either the f32 table or q and its scales.
+    uint64_t scales = int8 ? pointer(in(1)) : pointer(in(0));
     Args a;
-    a.buffer(pointer(in(0)), elements(table)).buffer(pointer(in(1)), tokens);
-    a.buffer(pointer(outId), n).index(table[1]).index(table[0]).index(step.ints()->Get(0));
+    a.buffer(pointer(in(0)), rows * width).buffer(pointer(in(0)), rows * width);
+    a.buffer(scales, int8 ? rows * groups : 0).buffer(pointer(ids), tokens);
+    a.buffer(pointer(outId), n).index(width).index(rows).index(step.ints()->Get(0));
+    a.index(width / groups).flag(int8);
     return launch("embedding", tokens, kRowBlock, a.params());
   }
   case fb::StepKind::Positions: {

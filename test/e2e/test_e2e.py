@@ -413,9 +413,11 @@ class Int8(EveryFamily, EndToEnd):
 
 class CudaInt8(OnGpu, Int8):
     """int8 weights on the GPU (its GEMV kernel for decode, widened for
-    cuBLASLt beyond), with the variants the CUDA backend takes."""
+    cuBLASLt beyond), int8 embedding tables too, with the variants the CUDA
+    backend takes (single rank, int8 weights only)."""
 
-    VARIANTS = (('--group-size', '16'), ('--group-size', '8'))
+    VARIANTS = (('--group-size', '16'), ('--group-size', '8'), ('--quantize-embeddings',),
+                ('--group-size', '8', '--quantize-embeddings'))
 
 
 class Unfused(EveryFamily, EndToEnd):

@@ -313,29 +313,45 @@ TEST_F(CudaKernels, FlashAttentionMatchesTheCpu) {
       }
 }
 
+// A vocab-parallel shard's rows (ids of other shards give zeros), from an
+// f32 table and from an int8 one with scales in groups of 24 columns.
 TEST_F(CudaKernels, VocabParallelEmbeddingMatchesTheCpu) {
-  const int64_t rows = 50, width = 96, offset = 50, numIds = 100;
-  std::vector<float> table = random(rows * width, 6);
+  const int64_t rows = 50, width = 96, offset = 50, numIds = 100, group = 24,
+                groups = width / group;
+  std::vector<float> table = random(rows * width, 6), scales = random(rows * groups, 8);
+  std::mt19937 rng(14);
+  std::uniform_int_distribution<int> value(-128, 127);
+  std::vector<int8_t> q(rows * width);
+  for (int8_t &v : q)
+    v = static_cast<int8_t>(value(rng));
   std::vector<int64_t> ids = {0, 49, 50, 77, 99, 51, 3};
   int64_t count = static_cast<int64_t>(ids.size());
-  std::vector<float> out(count * width), want(count * width);
-  uint64_t dt = upload(table.data(), table.size() * 4), di = upload(ids.data(), ids.size() * 8),
-           dout = upload(out.data(), out.size() * 4);
-  cuda::MemRef1D mt(dt, rows * width), mi(di, count), mo(dout, count * width);
-  int64_t w = width, r = rows, o = offset;
-  std::vector<void *> params;
-  for (cuda::MemRef1D *m : {&mt, &mi, &mo})
-    m->append(params);
-  for (int64_t *v : {&w, &r, &o})
-    params.push_back(v);
-  unsigned grid[3] = {unsigned(count), 1, 1}, block[3] = {64, 1, 1};
-  Status s = device->launch("embedding", grid, block, 0, params);
-  ASSERT_TRUE(s.ok()) << s.message();
-  ASSERT_TRUE(device->copyToHost(out.data(), dout, out.size() * 4).ok());
-  ASSERT_TRUE(cpu::embedding(table.data(), rows, width, ids.data(), count, want.data(), offset,
-                             numIds)
-                  .ok());
-  EXPECT_EQ(out, want);
+  uint64_t dt = upload(table.data(), table.size() * 4), dq = upload(q.data(), q.size()),
+           ds = upload(scales.data(), scales.size() * 4), di = upload(ids.data(), ids.size() * 8);
+  for (bool int8 : {false, true}) {
+    std::vector<float> out(count * width), want(count * width);
+    uint64_t dout = upload(out.data(), out.size() * 4);
+    cuda::MemRef1D mt(dt, rows * width), mq(dq, rows * width), ms(ds, rows * groups),
+        mi(di, count), mo(dout, count * width);
+    int64_t w = width, r = rows, o = offset, g = int8 ? group : width;
+    uint8_t flag = int8;
+    std::vector<void *> params;
+    for (cuda::MemRef1D *m : {&mt, &mq, &ms, &mi, &mo})
+      m->append(params);
+    for (int64_t *v : {&w, &r, &o, &g})
+      params.push_back(v);
+    params.push_back(&flag);
+    unsigned grid[3] = {unsigned(count), 1, 1}, block[3] = {64, 1, 1};
+    Status s = device->launch("embedding", grid, block, 0, params);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_TRUE(device->copyToHost(out.data(), dout, out.size() * 4).ok());
+    cpu::Weights weights = int8 ? cpu::Weights(q.data(), scales.data(), groups)
+                                : cpu::Weights(table.data());
+    ASSERT_TRUE(cpu::embedding(weights, rows, width, ids.data(), count, want.data(), offset,
+                               numIds)
+                    .ok());
+    EXPECT_EQ(out, want) << (int8 ? "int8" : "f32");
+  }
 }
 
 } // namespace

@@ -106,7 +106,8 @@ TEST(CudaBackend, TheArtifactRecordsEachKernelsParameters) {
     for (size_t k = 0; k < m.kernels.size(); ++k)
       count[m.kernels[k]] = m.parameters[k];
     EXPECT_EQ(count["gelu_erf"], 2 * 5 + 1u);          // x, y, n
-    EXPECT_EQ(count["embedding"], 3 * 5 + 3u);         // table, ids, out, width, rows, offset
+    // table, q, scales, ids, out; width, rows, offset, group; int8
+    EXPECT_EQ(count["embedding"], 5 * 5 + 4 + 1u);
     // qkv, keys, values, mask, out, past; 6 sizes, scale, 2 flags, warps
     EXPECT_EQ(count["attention"], 6 * 5 + 6 + 1 + 2 + 1u);
     EXPECT_EQ(count["linear_int8"], 6 * 5 + 4 + 2u);
