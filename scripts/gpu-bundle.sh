@@ -48,7 +48,7 @@ fi
 nvidia-smi -L || { echo "error: no NVIDIA GPU visible (nvidia-smi)" >&2; exit 1; }
 status=0
 out=\$(MEGATRON_CUDA_ARTIFACTS=\$here/artifacts "\$here/bin/cuda-tests" 2>&1) || status=1
-echo "\$out" | grep -E '^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure|Expected|Which is|at [0-9]'
+echo "\$out" | grep -E '^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure|Expected|Which is|at [0-9]|max error'
 if echo "\$out" | grep -q SKIPPED; then echo "error: GPU tests were skipped" >&2; status=1; fi
 (cd test/e2e && MEGATRON_FIXTURES=\$here/fixtures MEGATRON_BIN=\$here/bin \\
    python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision test_e2e.CudaInt8) || status=1
