@@ -50,8 +50,10 @@ megatron::generateCudaKernels(llvm::ArrayRef<std::string> archs,
     unsigned version = 0;
     if (!llvm::StringRef(arch).starts_with("sm_") ||
         llvm::StringRef(arch).drop_front(3).getAsInteger(10, version) || version < 80)
-      return llvm::createStringError(llvm::formatv(
-          "--cuda-arch '{0}' is not an sm_XY architecture of sm_80 or newer (the tensor-core kernels need it)", arch));
+      return llvm::createStringError(
+          llvm::formatv("--cuda-arch '{0}' is not an sm_XY architecture of sm_80 or newer "
+                        "(the tensor-core kernels need it)",
+                        arch));
   }
   // Without libdevice the math functions stay unresolved externs that only
   // ptxas would notice.
