@@ -110,8 +110,12 @@ module attributes {gpu.container_module} {
     }
 
     // out = LayerNorm(x) * gamma + beta, row by row (two-pass variance).
+    // With %half 1 (f16) or 2 (bf16), out16 gets the result rounded to it
+    // too (raw bits): the input of a 16-bit linear that comes next, which
+    // then needs no to_f16 / to_bf16 launch of its own.
     gpu.func @layer_norm(%x: memref<?xf32>, %gamma: memref<?xf32>, %beta: memref<?xf32>,
-                         %out: memref<?xf32>, %cols: index, %eps: f32) kernel {
+                         %out: memref<?xf32>, %out16: memref<?xi16>, %cols: index, %eps: f32,
+                         %half: i32) kernel {
       %row = gpu.block_id x
       %tid = gpu.thread_id x
       %threads = gpu.block_dim x
@@ -149,6 +153,22 @@ module attributes {gpu.container_module} {
         %sc = arith.mulf %nrm, %g : f32
         %o = arith.addf %sc, %bt : f32
         memref.store %o, %out[%k] : memref<?xf32>
+        %none = arith.constant 0 : i32
+        %f16_kind = arith.constant 1 : i32
+        %rounded = arith.cmpi ne, %half, %none : i32
+        scf.if %rounded {
+          %to_f16 = arith.cmpi eq, %half, %f16_kind : i32
+          %bits = scf.if %to_f16 -> (i16) {
+            %h = arith.truncf %o : f32 to f16
+            %hb = arith.bitcast %h : f16 to i16
+            scf.yield %hb : i16
+          } else {
+            %h = arith.truncf %o : f32 to bf16
+            %hb = arith.bitcast %h : bf16 to i16
+            scf.yield %hb : i16
+          }
+          memref.store %bits, %out16[%k] : memref<?xi16>
+        }
       }
       gpu.return
     }
@@ -402,12 +422,15 @@ module attributes {gpu.container_module} {
     // The attention kernel's arguments and result for few queries (a decode
     // step's one per sequence): one block per (batch, query, head), blockIdx
     // = (b * seq + s) * heads + h, its threads spread over the keys (scores
-    // of up to 4096 keys in shared memory), then over the dimensions.
+    // of up to 4096 keys in shared memory), then over the dimensions. With
+    // %append (a decode step through the caches: seq = 1), the block first
+    // writes its head's new key and value to the caches at row past, which
+    // spares kv_append's launch.
     gpu.func @decode_attention(%qkv: memref<?xf32>, %keys_src: memref<?xf32>,
                         %values_src: memref<?xf32>, %mask: memref<?xi64>, %out: memref<?xf32>,
                         %seq: index, %heads: index, %dim: index, %past_ref: memref<?xi64>,
                         %kv_batch: index, %kv_head: index, %kv_row: index, %scale: f32,
-                        %causal: i1, %has_mask: i1)
+                        %causal: i1, %has_mask: i1, %append: i1)
         workgroup(%p: memref<4096xf32, #gpu.address_space<workgroup>>) kernel {
       %past_at = arith.constant 0 : index
       %past_word = memref.load %past_ref[%past_at] : memref<?xi64>
@@ -436,6 +459,22 @@ module attributes {gpu.container_module} {
       %kb0 = arith.muli %b, %kv_batch : index
       %kb1 = arith.muli %h, %kv_head : index
       %kvbase = arith.addi %kb0, %kb1 : index
+      scf.if %append {
+        %at = arith.muli %past, %kv_row : index
+        %dst = arith.addi %kvbase, %at : index
+        %ksrc = arith.addi %qbase, %width : index
+        %vsrc = arith.addi %ksrc, %width : index
+        scf.for %d = %tid to %dim step %threads {
+          %ki = arith.addi %ksrc, %d : index
+          %vi = arith.addi %vsrc, %d : index
+          %di = arith.addi %dst, %d : index
+          %kv = memref.load %qkv[%ki] : memref<?xf32>
+          %vv = memref.load %qkv[%vi] : memref<?xf32>
+          memref.store %kv, %keys_src[%di] : memref<?xf32>
+          memref.store %vv, %values_src[%di] : memref<?xf32>
+        }
+        gpu.barrier
+      }
       %last = arith.addi %s, %past : index
       %mrow = arith.muli %b, %keys : index
       %localmax = scf.for %j = %tid to %keys step %threads iter_args(%m = %lowest) -> (f32) {

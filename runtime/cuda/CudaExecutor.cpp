@@ -6,6 +6,7 @@
 #include "runtime/DTypes.h"
 
 #include <deque>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -31,6 +32,10 @@ public:
     params_.push_back(&floats_.emplace_back(v));
     return *this;
   }
+  Args &i32(int32_t v) {
+    params_.push_back(&words_.emplace_back(v));
+    return *this;
+  }
   /// An i1 parameter, passed as a byte.
   Args &flag(bool v) {
     params_.push_back(&flags_.emplace_back(v ? 1 : 0));
@@ -42,6 +47,7 @@ private:
   std::deque<MemRef1D> memrefs_;
   std::deque<int64_t> indices_;
   std::deque<float> floats_;
+  std::deque<int32_t> words_;
   std::deque<uint8_t> flags_;
   std::vector<void *> params_;
 };
@@ -217,6 +223,26 @@ Status Executor::placeWeights() {
   for (auto [x, matrix] : linears)
     if (narrowOffsets_[matrix] >= 0)
       scratchBytes_ = std::max<uint64_t>(scratchBytes_, buffers.Get(x)->size() / 2);
+  // A LayerNorm whose result the next step's 16-bit linear takes writes it
+  // rounded too (its copy in scratch_), sparing that linear's rounding
+  // launch: what a pre-LN layer's QKV and fc1 inputs are.
+  for (const fb::Entry *e : *rank_->entries())
+    for (uint32_t i = 0; i + 1 < e->steps()->size(); ++i) {
+      const fb::Step &step = *e->steps()->Get(i), &next = *e->steps()->Get(i + 1);
+      std::optional<uint32_t> normed;
+      if (step.kind() == fb::StepKind::LayerNorm)
+        normed = step.outputs()->Get(0);
+      else if (step.kind() == fb::StepKind::AddLayerNorm ||
+               step.kind() == fb::StepKind::LinearAddLayerNorm)
+        normed = step.outputs()->Get(1);
+      bool linear = next.kind() == fb::StepKind::Linear ||
+                    next.kind() == fb::StepKind::LinearAddLayerNorm;
+      if (!normed || !linear || next.inputs()->Get(0) != *normed)
+        continue;
+      uint32_t matrix = next.inputs()->Get(1);
+      if (narrowOffsets_[matrix] >= 0)
+        sixteenBitCopies_[&step] = buffers.Get(matrix)->dtype() == fb::DType::F16 ? 1 : 2;
+    }
   return Status::success();
 }
 
@@ -254,11 +280,17 @@ Status Executor::unary(const char *kernel, uint64_t x, uint64_t y, int64_t n) {
   return elementwise(kernel, a.params(), n);
 }
 
-Status Executor::layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t out,
-                           int64_t rows, int64_t width, float eps) {
+Status Executor::layerNorm(const fb::Step &step, uint32_t x, uint32_t gamma, uint32_t beta,
+                           uint32_t out, int64_t rows, int64_t width, float eps) {
+  // The next step's 16-bit linear reads `out` rounded: written here.
+  auto copy = sixteenBitCopies_.find(&step);
+  int32_t half = copy == sixteenBitCopies_.end() ? 0 : copy->second;
+  if (half)
+    nextCopy_ = out;
   Args a;
   a.buffer(pointer(x), rows * width).buffer(pointer(gamma), width).buffer(pointer(beta), width);
-  a.buffer(pointer(out), rows * width).index(width).f32(eps);
+  a.buffer(pointer(out), rows * width).buffer(scratch_, rows * width).index(width).f32(eps);
+  a.i32(half);
   return launch("layer_norm", rows, kRowBlock, a.params());
 }
 
@@ -281,9 +313,10 @@ Status Executor::linear(const fb::Step &step, const std::vector<Shape> &shapes) 
   uint64_t input = pointer(x), weight = narrow ? weights_ + narrowOffsets_[w] : pointer(w);
   if (narrow) {
     // The input, rounded to the matrix's type (as the CPU's bf16 GEMMs
-    // round theirs).
-    if (Status s = unary(f16 ? "to_f16" : "to_bf16", input, scratch_, rows * columns); !s.ok())
-      return s;
+    // round theirs), unless the step before left it so in scratch_.
+    if (x != previousCopy_)
+      if (Status s = unary(f16 ? "to_f16" : "to_bf16", input, scratch_, rows * columns); !s.ok())
+        return s;
     input = scratch_;
   }
   using Operands = CublasLt::Operands;
@@ -360,8 +393,10 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
     a.buffer(qkvPointer, elements(qkv)).buffer(pointer(k), elements(shapes[k]));
     a.buffer(pointer(v), elements(shapes[v]));
     a.index(n).index(seq).index(heads).index(dim).index(capacity).buffer(past_, 1);
-    if (Status s = elementwise("kv_append", a.params(), n); !s.ok())
-      return s;
+    // A decode step's attention kernel appends its keys itself.
+    if (!decode)
+      if (Status s = elementwise("kv_append", a.params(), n); !s.ok())
+        return s;
     keysPointer = pointer(k);
     valuesPointer = pointer(v);
     kvBatch = heads * capacity * dim;
@@ -378,7 +413,7 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
   a.f32(static_cast<float>(step.floats()->Get(0))).flag(causal).flag(hasMask);
   int64_t queries = batch * seq * heads;
   if (decode)
-    return launch("decode_attention", queries, kAttentionBlock, a.params());
+    return launch("decode_attention", queries, kAttentionBlock, a.flag(cached).params());
   // A 16-bit artifact's attention multiplies on the tensor cores, in its
   // type (as PyTorch's f16 and bf16 attention do), where the artifact has
   // the kernel for this head size; f32 ones stay exact.
@@ -410,6 +445,7 @@ Status Executor::decodeKeysFit(int64_t keys) const {
 
 Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t batch) {
   mode_ = Mode::Eager;
+  nextCopy_ = kNoBuffer;
   if (Status s = device_->copyToDevice(past_, &past, sizeof(past)); !s.ok())
     return s;
   if (!graphEntry)
@@ -444,6 +480,7 @@ Status Executor::endCall(bool ok) {
 Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int64_t past) {
   if (mode_ == Mode::Replaying)
     return Status::success(); // recorded already
+  previousCopy_ = std::exchange(nextCopy_, kNoBuffer);
   auto in = [&](size_t i) { return step.inputs()->Get(i); };
   uint32_t outId = step.outputs()->Get(0);
   const Shape &out = shapes[outId];
@@ -501,11 +538,12 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
       if (Status s = elementwise("add", a.params(), n); !s.ok())
         return s;
     }
-    return layerNorm(outId, in(norm), in(norm + 1), step.outputs()->Get(1), n / width, width,
+    return layerNorm(step, outId, in(norm), in(norm + 1), step.outputs()->Get(1), n / width,
+                     width,
                      static_cast<float>(step.floats()->Get(0)));
   }
   case fb::StepKind::LayerNorm:
-    return layerNorm(in(0), in(1), in(2), outId, n / last(out), last(out),
+    return layerNorm(step, in(0), in(1), in(2), outId, n / last(out), last(out),
                      static_cast<float>(step.floats()->Get(0)));
   case fb::StepKind::Attention:
     return attention(step, shapes, past);

@@ -77,8 +77,10 @@ private:
   Status elementwise(const char *kernel, std::vector<void *> params, int64_t n);
   /// A kernel of signature (x, y, n): y[i] = f(x[i]).
   Status unary(const char *kernel, uint64_t x, uint64_t y, int64_t n);
-  Status layerNorm(uint32_t x, uint32_t gamma, uint32_t beta, uint32_t out, int64_t rows,
-                   int64_t width, float eps);
+  /// `step`'s LayerNorm (with the 16-bit copy of its result where the
+  /// next step wants one).
+  Status layerNorm(const artifact::Step &step, uint32_t x, uint32_t gamma, uint32_t beta,
+                   uint32_t out, int64_t rows, int64_t width, float eps);
   /// A Linear or LinearAddLayerNorm step's x W^T (+ b) (+ residual) into
   /// its first output.
   Status linear(const artifact::Step &step, const std::vector<Shape> &shapes);
@@ -117,6 +119,13 @@ private:
   artifact::DType narrowType_ = artifact::DType::F32;
   /// A 16-bit linear's input, rounded to 16 bits.
   uint64_t scratch_ = 0, scratchBytes_ = 0;
+  /// The LayerNorm steps that also write their result to scratch_ rounded
+  /// for the next step's linear: 1 f16, 2 bf16 (layer_norm's %half).
+  std::map<const artifact::Step *, int32_t> sixteenBitCopies_;
+  /// The buffer whose 16-bit copy scratch_ holds for the next step, and
+  /// for this one.
+  static constexpr uint32_t kNoBuffer = ~0u;
+  uint32_t nextCopy_ = kNoBuffer, previousCopy_ = kNoBuffer;
   /// An int8 matrix widened to f32, for a linear of many rows.
   uint64_t dequantized_ = 0, dequantizedBytes_ = 0;
 };

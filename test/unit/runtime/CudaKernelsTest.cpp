@@ -127,40 +127,53 @@ TEST_F(CudaKernels, SixteenBitRoundingMatchesTheCpu) {
   }
 }
 
+// And the LayerNorm's 16-bit copy for a 16-bit linear (%half 1: f16, 2:
+// bf16): its result rounded to nearest even, bit for bit.
 TEST_F(CudaKernels, AddThenLayerNormMatchesTheCpu) {
   const int64_t rows = 37, cols = 1000;
   std::vector<float> a = random(rows * cols, 2), b = random(rows * cols, 3),
                      gamma = random(cols, 4), beta = random(cols, 5);
   std::vector<float> sum(rows * cols), out(rows * cols), wantSum(rows * cols),
       wantOut(rows * cols);
+  std::vector<uint16_t> rounded(rows * cols);
   uint64_t da = upload(a.data(), a.size() * 4), db = upload(b.data(), b.size() * 4),
            dg = upload(gamma.data(), cols * 4), dbeta = upload(beta.data(), cols * 4),
-           ds = upload(sum.data(), sum.size() * 4), dout = upload(out.data(), out.size() * 4);
+           ds = upload(sum.data(), sum.size() * 4), dout = upload(out.data(), out.size() * 4),
+           d16 = upload(rounded.data(), rounded.size() * 2);
   cuda::MemRef1D ma(da, rows * cols), mb(db, rows * cols), mg(dg, cols), mbeta(dbeta, cols),
-      ms(ds, rows * cols), mo(dout, rows * cols);
+      ms(ds, rows * cols), mo(dout, rows * cols), m16(d16, rows * cols);
   int64_t n = rows * cols, width = cols;
   float eps = 1e-5f;
-  std::vector<void *> add, norm;
+  std::vector<void *> add;
   for (cuda::MemRef1D *m : {&ma, &mb, &ms})
     m->append(add);
   add.push_back(&n);
   add.push_back(&n);
-  for (cuda::MemRef1D *m : {&ms, &mg, &mbeta, &mo})
-    m->append(norm);
-  norm.push_back(&width);
-  norm.push_back(&eps);
   unsigned addGrid[3] = {unsigned((n + 255) / 256), 1, 1}, addBlock[3] = {256, 1, 1};
   unsigned grid[3] = {unsigned(rows), 1, 1}, block[3] = {128, 1, 1};
   ASSERT_TRUE(device->launch("add", addGrid, addBlock, 0, add).ok());
-  Status s = device->launch("layer_norm", grid, block, 0, norm);
-  ASSERT_TRUE(s.ok()) << s.message();
-  ASSERT_TRUE(device->copyToHost(sum.data(), ds, sum.size() * 4).ok());
-  ASSERT_TRUE(device->copyToHost(out.data(), dout, out.size() * 4).ok());
   cpu::add(a.data(), b.data(), rows * cols, 0, rows * cols, wantSum.data());
   cpu::layerNorm(wantSum.data(), rows, cols, gamma.data(), beta.data(), eps, wantOut.data());
-  for (int64_t i = 0; i < rows * cols; ++i) {
-    ASSERT_NEAR(sum[i], wantSum[i], 1e-5f * (1 + std::fabs(wantSum[i]))) << i;
-    ASSERT_NEAR(out[i], wantOut[i], 1e-4f * (1 + std::fabs(wantOut[i]))) << i;
+  for (int32_t half : {0, 1, 2}) {
+    std::vector<void *> norm;
+    for (cuda::MemRef1D *m : {&ms, &mg, &mbeta, &mo, &m16})
+      m->append(norm);
+    norm.push_back(&width);
+    norm.push_back(&eps);
+    norm.push_back(&half);
+    Status s = device->launch("layer_norm", grid, block, 0, norm);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_TRUE(device->copyToHost(sum.data(), ds, sum.size() * 4).ok());
+    ASSERT_TRUE(device->copyToHost(out.data(), dout, out.size() * 4).ok());
+    ASSERT_TRUE(device->copyToHost(rounded.data(), d16, rounded.size() * 2).ok());
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      ASSERT_NEAR(sum[i], wantSum[i], 1e-5f * (1 + std::fabs(wantSum[i]))) << i;
+      ASSERT_NEAR(out[i], wantOut[i], 1e-4f * (1 + std::fabs(wantOut[i]))) << i;
+      if (half) {
+        ASSERT_EQ(rounded[i], half == 1 ? floatToHalf(out[i]) : floatToBFloat16(out[i]))
+            << "half " << half << " at " << i;
+      }
+    }
   }
 }
 

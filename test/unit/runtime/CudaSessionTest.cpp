@@ -111,6 +111,8 @@ TEST(CudaBackend, TheArtifactRecordsEachKernelsParameters) {
     // qkv, keys, values, mask, out, past; 6 sizes, scale, 2 flags, warps
     EXPECT_EQ(count["attention"], 6 * 5 + 6 + 1 + 2 + 1u);
     EXPECT_EQ(count["linear_int8"], 6 * 5 + 4 + 2u);
+    EXPECT_EQ(count["layer_norm"], 5 * 5 + 1 + 1 + 1u); // x, gamma, beta, out, out16; cols, eps, half
+    EXPECT_EQ(count["decode_attention"], 6 * 5 + 6 + 1 + 3u);
   }
 }
 
