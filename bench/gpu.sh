@@ -2,8 +2,8 @@
 # The CUDA backend against PyTorch + Transformers on one NVIDIA GPU (issue
 # 7), 345M-shaped models with random weights: checkpoints generated once
 # (test/fixtures/gen_fixtures.py --large), compiled with --target cuda as
-# f32, f16, bf16 (16-bit linears on the tensor cores) and int8 (weight-only),
-# then
+# f32, f16, bf16 (16-bit linears on the tensor cores) and int8 (weight-only,
+# in an f32 and in an f16 model), then
 #   - BERT forward latency, batch 1 x 128 and 32 x 512 (megatron-bench's
 #     times with the logits copied back to the host, and left on the device
 #     as PyTorch's are);
@@ -44,12 +44,14 @@ for model in bert gpt2; do
   fi
 done
 # f32, f16 and bf16 (their linears on the tensor cores) and int8
-# (weight-only, f32 activations).
-precisions=(f32 f16 bf16 int8)
+# (weight-only: with f32 activations, and in an f16 model, whose many-row
+# linears widen the int8 weights to f16 for the tensor cores).
+precisions=(f32 f16 bf16 int8 int8-f16)
 for p in "${precisions[@]}"; do
   flags=(--target cuda --cuda-arch sm_80,sm_90)
   case $p in
     int8) flags+=(--quantize int8) ;;
+    int8-f16) flags+=(--quantize int8 --dtype f16) ;;
     *) flags+=(--dtype "$p") ;;
   esac
   "$bin/megatron-compile" "$outdir/bert_345m" "${flags[@]}" --max-batch 32 --max-seq 512 \
@@ -83,7 +85,7 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith('{')]
 bandwidth = next(r['copy_bandwidth_GBps'] for r in rows if 'copy_bandwidth_GBps' in r) * 1e9
 ours = [r for r in rows if r.get('impl') == 'megatron']
 torch = [r for r in rows if 'model' in r and 'error' not in r]
-precisions = ('f32', 'f16', 'bf16', 'int8')
+precisions = ('f32', 'f16', 'bf16', 'int8', 'int8-f16')
 print('\n| workload | ' + ' | '.join(f'ours {p}' for p in precisions) +
       ' | ' + ' | '.join(f'PyTorch {m} {d}' for m in ('eager', 'torch.compile') for d in ('float32', 'float16', 'bfloat16')) +
       ' | fastest ours / fastest eager |')

@@ -154,19 +154,15 @@ module attributes {gpu.container_module} {
         %o = arith.addf %sc, %bt : f32
         memref.store %o, %out[%k] : memref<?xf32>
         %none = arith.constant 0 : i32
-        %f16_kind = arith.constant 1 : i32
         %rounded = arith.cmpi ne, %half, %none : i32
         scf.if %rounded {
+          %f16_kind = arith.constant 1 : i32
           %to_f16 = arith.cmpi eq, %half, %f16_kind : i32
-          %bits = scf.if %to_f16 -> (i16) {
-            %h = arith.truncf %o : f32 to f16
-            %hb = arith.bitcast %h : f16 to i16
-            scf.yield %hb : i16
-          } else {
-            %h = arith.truncf %o : f32 to bf16
-            %hb = arith.bitcast %h : bf16 to i16
-            scf.yield %hb : i16
-          }
+          %h = arith.truncf %o : f32 to f16
+          %hb = arith.bitcast %h : f16 to i16
+          %r = arith.truncf %o : f32 to bf16
+          %rb = arith.bitcast %r : bf16 to i16
+          %bits = arith.select %to_f16, %hb, %rb : i16
           memref.store %bits, %out16[%k] : memref<?xi16>
         }
       }
@@ -648,52 +644,39 @@ module attributes {gpu.container_module} {
       gpu.return
     }
 
-    // w[o, k] = q[o, k] scales[o, k / group]: an int8 matrix widened to f32
-    // for a GEMM of many rows, one thread per 32-bit word of q (four
-    // weights); n = out * in / 4.
-    gpu.func @dequantize_int8(%q: memref<?xi32>, %scales: memref<?xf32>, %w: memref<?xf32>,
-                              %n: index, %in: index, %group: index) kernel {
+    // w[o, k] = q[o, k] scales[o, k / group]: an int8 matrix widened for a
+    // GEMM of many rows, one thread per weight, n = out * in: to f32 in w,
+    // or with %half 1 (f16) / 2 (bf16) rounded to that in w16 (raw bits).
+    gpu.func @dequantize_int8(%q: memref<?xi8>, %scales: memref<?xf32>, %w: memref<?xf32>,
+                              %w16: memref<?xi16>, %n: index, %in: index, %group: index,
+                              %half: i32) kernel {
       %i = gpu.global_id x
       %inside = arith.cmpi slt, %i, %n : index
       scf.if %inside {
-        %c1 = arith.constant 1 : index
-        %c2 = arith.constant 2 : index
-        %c3 = arith.constant 3 : index
-        %c4 = arith.constant 4 : index
-        %i8 = arith.constant 8 : i32
-        %i16 = arith.constant 16 : i32
-        %i24 = arith.constant 24 : i32
-        %word = memref.load %q[%i] : memref<?xi32>
-        %e = arith.muli %i, %c4 : index
-        %o = arith.divui %e, %in : index
-        %k = arith.remui %e, %in : index
+        %o = arith.divui %i, %in : index
+        %k = arith.remui %i, %in : index
         %groups = arith.divui %in, %group : index
         %g = arith.divui %k, %group : index
         %s0 = arith.muli %o, %groups : index
         %si = arith.addi %s0, %g : index
         %s = memref.load %scales[%si] : memref<?xf32>
-        %t0 = arith.shli %word, %i24 : i32
-        %e0 = arith.shrsi %t0, %i24 : i32
-        %t1 = arith.shli %word, %i16 : i32
-        %e1 = arith.shrsi %t1, %i24 : i32
-        %t2 = arith.shli %word, %i8 : i32
-        %e2 = arith.shrsi %t2, %i24 : i32
-        %e3 = arith.shrsi %word, %i24 : i32
-        %f0 = arith.sitofp %e0 : i32 to f32
-        %f1 = arith.sitofp %e1 : i32 to f32
-        %f2 = arith.sitofp %e2 : i32 to f32
-        %f3 = arith.sitofp %e3 : i32 to f32
-        %w0 = arith.mulf %f0, %s : f32
-        %w1 = arith.mulf %f1, %s : f32
-        %w2 = arith.mulf %f2, %s : f32
-        %w3 = arith.mulf %f3, %s : f32
-        %j1 = arith.addi %e, %c1 : index
-        %j2 = arith.addi %e, %c2 : index
-        %j3 = arith.addi %e, %c3 : index
-        memref.store %w0, %w[%e] : memref<?xf32>
-        memref.store %w1, %w[%j1] : memref<?xf32>
-        memref.store %w2, %w[%j2] : memref<?xf32>
-        memref.store %w3, %w[%j3] : memref<?xf32>
+        %b = memref.load %q[%i] : memref<?xi8>
+        %f = arith.sitofp %b : i8 to f32
+        %v = arith.mulf %f, %s : f32
+        %none = arith.constant 0 : i32
+        %wide = arith.cmpi eq, %half, %none : i32
+        scf.if %wide {
+          memref.store %v, %w[%i] : memref<?xf32>
+        } else {
+          %f16_kind = arith.constant 1 : i32
+          %to_f16 = arith.cmpi eq, %half, %f16_kind : i32
+          %h = arith.truncf %v : f32 to f16
+          %hb = arith.bitcast %h : f16 to i16
+          %r = arith.truncf %v : f32 to bf16
+          %rb = arith.bitcast %r : bf16 to i16
+          %bits = arith.select %to_f16, %hb, %rb : i16
+          memref.store %bits, %w16[%i] : memref<?xi16>
+        }
       }
       gpu.return
     }

@@ -209,19 +209,20 @@ Status Executor::placeWeights() {
                         : b.size() / elementSize(b.dtype()) * sizeof(float);
     if (b.dtype() == fb::DType::I8)
       dequantizedBytes_ = std::max<uint64_t>(dequantizedBytes_, b.size() * sizeof(float));
-    if (narrow) {
+    if (narrow)
       place(narrowOffsets_, i, b.size());
-      narrowType_ = b.dtype();
-    }
+    if (b.dtype() == fb::DType::F16 || b.dtype() == fb::DType::BF16)
+      halfType_ = b.dtype();
     if (!narrow || (use[i] & kOther))
       place(wideOffsets_, i, wide);
     // A tied LM head's GEMM reads the 16-bit copy; its embedding, a few rows.
     weightBytesRead_ += narrow ? b.size() : wide;
   }
-  // A linear with a 16-bit matrix multiplies its input rounded to 16 bits,
-  // here.
+  // A linear with a 16-bit matrix (or an int8 one widened to 16 bits, in
+  // a 16-bit artifact) multiplies its input rounded to 16 bits, here.
   for (auto [x, matrix] : linears)
-    if (narrowOffsets_[matrix] >= 0)
+    if (narrowOffsets_[matrix] >= 0 ||
+        (buffers.Get(matrix)->dtype() == fb::DType::I8 && halfType_ != fb::DType::F32))
       scratchBytes_ = std::max<uint64_t>(scratchBytes_, buffers.Get(x)->size() / 2);
   // A LayerNorm whose result the next step's 16-bit linear takes writes it
   // rounded too (its copy in scratch_), sparing that linear's rounding
@@ -347,15 +348,28 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
     int64_t perBlock = kInt8GemvBlock / 32; // one warp per output channel
     return launch("linear_int8", (out + perBlock - 1) / perBlock, kInt8GemvBlock, a.params());
   }
-  // Many rows: the matrix widened to f32 once per call, then cuBLASLt.
-  int64_t words = out * columns / 4;
+  // Many rows: the matrix widened once per call, then cuBLASLt; in a
+  // 16-bit artifact to its type, for the tensor cores (the input rounded
+  // to it too), else to f32.
+  int64_t weights = out * columns;
+  int32_t half = halfType_ == fb::DType::F16 ? 1 : halfType_ == fb::DType::BF16 ? 2 : 0;
   Args a;
-  a.buffer(pointer(w), words).buffer(pointer(scales), out * groups);
-  a.buffer(dequantized_, out * columns).index(words).index(columns).index(group);
-  if (Status s = elementwise("dequantize_int8", a.params(), words); !s.ok())
+  a.buffer(pointer(w), weights).buffer(pointer(scales), out * groups);
+  a.buffer(dequantized_, weights).buffer(dequantized_, weights);
+  a.index(weights).index(columns).index(group).i32(half);
+  if (Status s = elementwise("dequantize_int8", a.params(), weights); !s.ok())
     return s;
-  return blas_->linear(pointer(x), dequantized_, bias, addend, pointer(y), rows, columns, out,
-                       CublasLt::Operands::F32, workspace_, kWorkspaceBytes);
+  uint64_t input = pointer(x);
+  if (half) {
+    if (Status s = unary(half == 1 ? "to_f16" : "to_bf16", input, scratch_, rows * columns);
+        !s.ok())
+      return s;
+    input = scratch_;
+  }
+  using Operands = CublasLt::Operands;
+  Operands operands = half == 1 ? Operands::F16 : half == 2 ? Operands::BF16 : Operands::F32;
+  return blas_->linear(input, dequantized_, bias, addend, pointer(y), rows, columns, out,
+                       operands, workspace_, kWorkspaceBytes);
 }
 
 Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shapes,
@@ -427,10 +441,10 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
 }
 
 std::string Executor::flashAttentionKernel(int64_t dim) const {
-  if (narrowType_ != fb::DType::F16 && narrowType_ != fb::DType::BF16)
+  if (halfType_ == fb::DType::F32)
     return "";
   std::string name = std::string("flash_attention_") +
-                     (narrowType_ == fb::DType::BF16 ? "bf16" : "f16") + "_d" +
+                     (halfType_ == fb::DType::BF16 ? "bf16" : "f16") + "_d" +
                      std::to_string(dim);
   return parameters_.count(name) ? name : "";
 }

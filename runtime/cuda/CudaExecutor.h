@@ -10,8 +10,9 @@
 // inputs, f32 accumulation), and so does its prefill attention for the
 // head sizes the artifact has a flash-attention kernel for; int8 linear
 // weights stay int8 (a GEMV kernel for decode's few rows, widened for
-// cuBLASLt beyond); every other 16-bit weight is widened to f32 once, when
-// copied to the device.
+// cuBLASLt beyond: to the artifact's 16-bit type in a 16-bit artifact);
+// every other 16-bit weight is widened to f32 once, when copied to the
+// device.
 //
 //===----------------------------------------------------------------------===//
 
@@ -115,8 +116,9 @@ private:
   /// copy as stored; -1 where it has none.
   std::vector<int64_t> wideOffsets_, narrowOffsets_;
   uint64_t weightBytes_ = 0, weightBytesRead_ = 0;
-  /// The 16-bit matrices' type (F32 where there are none).
-  artifact::DType narrowType_ = artifact::DType::F32;
+  /// The 16-bit type the artifact computes in (its f16 or bf16 weights'),
+  /// F32 where it has none.
+  artifact::DType halfType_ = artifact::DType::F32;
   /// A 16-bit linear's input, rounded to 16 bits.
   uint64_t scratch_ = 0, scratchBytes_ = 0;
   /// The LayerNorm steps that also write their result to scratch_ rounded
@@ -126,7 +128,8 @@ private:
   /// for this one.
   static constexpr uint32_t kNoBuffer = ~0u;
   uint32_t nextCopy_ = kNoBuffer, previousCopy_ = kNoBuffer;
-  /// An int8 matrix widened to f32, for a linear of many rows.
+  /// An int8 matrix widened (to f32, or halfType_), for a linear of many
+  /// rows.
   uint64_t dequantized_ = 0, dequantizedBytes_ = 0;
 };
 

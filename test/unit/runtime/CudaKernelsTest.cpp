@@ -177,9 +177,10 @@ TEST_F(CudaKernels, AddThenLayerNormMatchesTheCpu) {
   }
 }
 
-// linear_int8 (1 to 8 rows, bias and residual) and dequantize_int8
-// against a double-precision product of the dequantized weights. 200
-// columns: words a lane's stride does not divide; groups of 20.
+// linear_int8 (1 to 8 rows, bias and residual) and dequantize_int8 (to
+// f32, f16 and bf16) against a double-precision product of the dequantized
+// weights. 200 columns: words a lane's stride does not divide; groups of
+// 20.
 TEST_F(CudaKernels, Int8LinearAndDequantizeMatchADoubleReference) {
   const int64_t out = 77, in = 200, group = 20, groups = in / group, maxRows = 8;
   std::mt19937 rng(9);
@@ -224,19 +225,33 @@ TEST_F(CudaKernels, Int8LinearAndDequantizeMatchADoubleReference) {
             << rows << " rows, row " << i << ", channel " << c;
       }
   }
-  cuda::MemRef1D mq(dq, out * in / 4), ms(ds, out * groups), mw(dw, out * in);
-  int64_t words = out * in / 4, n = in, g = group;
-  std::vector<void *> params;
-  for (cuda::MemRef1D *m : {&mq, &ms, &mw})
-    m->append(params);
-  for (int64_t *v : {&words, &n, &g})
-    params.push_back(v);
-  unsigned grid[3] = {unsigned((words + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
-  Status s = device->launch("dequantize_int8", grid, block, 0, params);
-  ASSERT_TRUE(s.ok()) << s.message();
-  ASSERT_TRUE(device->copyToHost(wide.data(), dw, wide.size() * 4).ok());
-  for (int64_t i = 0; i < out * in; ++i)
-    ASSERT_EQ(wide[i], float(weight[i])) << i;
+  // Widened to f32 (exact), and rounded to f16 and bf16 (to nearest even).
+  std::vector<uint16_t> narrow(out * in);
+  uint64_t dn = upload(narrow.data(), narrow.size() * 2);
+  for (int32_t half : {0, 1, 2}) {
+    cuda::MemRef1D mq(dq, out * in), ms(ds, out * groups), mw(dw, out * in), mn(dn, out * in);
+    int64_t n = out * in, columns = in, g = group;
+    std::vector<void *> params;
+    for (cuda::MemRef1D *m : {&mq, &ms, &mw, &mn})
+      m->append(params);
+    for (int64_t *v : {&n, &columns, &g})
+      params.push_back(v);
+    params.push_back(&half);
+    unsigned grid[3] = {unsigned((n + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
+    Status s = device->launch("dequantize_int8", grid, block, 0, params);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_TRUE(device->copyToHost(wide.data(), dw, wide.size() * 4).ok());
+    ASSERT_TRUE(device->copyToHost(narrow.data(), dn, narrow.size() * 2).ok());
+    for (int64_t i = 0; i < out * in; ++i) {
+      float exact = float(weight[i]);
+      if (half == 0) {
+        ASSERT_EQ(wide[i], exact) << i;
+      } else {
+        ASSERT_EQ(narrow[i], half == 1 ? floatToHalf(exact) : floatToBFloat16(exact))
+            << "half " << half << " at " << i;
+      }
+    }
+  }
 }
 
 // The tensor-core attention of 16-bit artifacts against the CPU's f32
