@@ -5,7 +5,8 @@
 //
 // Launch shapes: elementwise kernels take one thread per element (any
 // block size); row kernels take one block per row, threads striding over
-// the row (block size a multiple of 32).
+// the row (block size a multiple of 32). What several kernels compute is a
+// func.func of internal linkage, inlined into each.
 //
 // `past`, the tokens cached before the call, is read from device memory
 // (past_ref[0], written before each call), not passed by value: a decode
@@ -13,45 +14,76 @@
 // CUDA graph.
 module attributes {gpu.container_module} {
   gpu.module @megatron_kernels {
-    // y[i] = 0.5 x (1 + erf(x / sqrt(2)))
-    gpu.func @gelu_erf(%x: memref<?xf32>, %y: memref<?xf32>, %n: index) kernel {
-      %i = gpu.global_id x
-      %inside = arith.cmpi slt, %i, %n : index
-      scf.if %inside {
-        %v = memref.load %x[%i] : memref<?xf32>
-        %half = arith.constant 0.5 : f32
-        %one = arith.constant 1.0 : f32
-        %inv_sqrt2 = arith.constant 0.70710678118654752 : f32
-        %a = arith.mulf %v, %inv_sqrt2 : f32
-        %e = math.erf %a : f32
-        %e1 = arith.addf %e, %one : f32
-        %h = arith.mulf %v, %half : f32
-        %g = arith.mulf %h, %e1 : f32
-        memref.store %g, %y[%i] : memref<?xf32>
-      }
-      gpu.return
+    // v rounded to f16 (half = 1) or bf16 (half = 2), to nearest even, as
+    // raw bits: what a 16-bit linear reads.
+    func.func private @round_to_half(%v: f32, %half: i32) -> i16
+        attributes {llvm.linkage = #llvm.linkage<internal>} {
+      %f16_kind = arith.constant 1 : i32
+      %to_f16 = arith.cmpi eq, %half, %f16_kind : i32
+      %h = arith.truncf %v : f32 to f16
+      %hb = arith.bitcast %h : f16 to i16
+      %r = arith.truncf %v : f32 to bf16
+      %rb = arith.bitcast %r : bf16 to i16
+      %bits = arith.select %to_f16, %hb, %rb : i16
+      return %bits : i16
     }
 
-    // y[i] = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-    gpu.func @gelu_tanh(%x: memref<?xf32>, %y: memref<?xf32>, %n: index) kernel {
+    // 0.5 v (1 + erf(v / sqrt(2)))
+    func.func private @gelu_erf(%v: f32) -> f32
+        attributes {llvm.linkage = #llvm.linkage<internal>} {
+      %half = arith.constant 0.5 : f32
+      %one = arith.constant 1.0 : f32
+      %inv_sqrt2 = arith.constant 0.70710678118654752 : f32
+      %a = arith.mulf %v, %inv_sqrt2 : f32
+      %e = math.erf %a : f32
+      %e1 = arith.addf %e, %one : f32
+      %h = arith.mulf %v, %half : f32
+      %g = arith.mulf %h, %e1 : f32
+      return %g : f32
+    }
+
+    // 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3)))
+    func.func private @gelu_tanh(%v: f32) -> f32
+        attributes {llvm.linkage = #llvm.linkage<internal>} {
+      %half = arith.constant 0.5 : f32
+      %one = arith.constant 1.0 : f32
+      %c = arith.constant 0.044715 : f32
+      %k = arith.constant 0.79788456080286536 : f32
+      %v2 = arith.mulf %v, %v : f32
+      %v3 = arith.mulf %v2, %v : f32
+      %cv3 = arith.mulf %v3, %c : f32
+      %inner = arith.addf %v, %cv3 : f32
+      %scaled = arith.mulf %inner, %k : f32
+      %t = math.tanh %scaled : f32
+      %t1 = arith.addf %t, %one : f32
+      %h = arith.mulf %v, %half : f32
+      %g = arith.mulf %h, %t1 : f32
+      return %g : f32
+    }
+
+    // y[i] = GELU(x[i]), erf's or (%tanh) its tanh approximation. With
+    // %half 1 (f16) or 2 (bf16), y16 gets it rounded too: the input of a
+    // 16-bit linear that comes next.
+    gpu.func @gelu(%x: memref<?xf32>, %y: memref<?xf32>, %y16: memref<?xi16>, %n: index,
+                   %tanh: i1, %half: i32) kernel {
       %i = gpu.global_id x
       %inside = arith.cmpi slt, %i, %n : index
       scf.if %inside {
         %v = memref.load %x[%i] : memref<?xf32>
-        %half = arith.constant 0.5 : f32
-        %one = arith.constant 1.0 : f32
-        %c = arith.constant 0.044715 : f32
-        %k = arith.constant 0.79788456080286536 : f32
-        %v2 = arith.mulf %v, %v : f32
-        %v3 = arith.mulf %v2, %v : f32
-        %cv3 = arith.mulf %v3, %c : f32
-        %inner = arith.addf %v, %cv3 : f32
-        %scaled = arith.mulf %inner, %k : f32
-        %t = math.tanh %scaled : f32
-        %t1 = arith.addf %t, %one : f32
-        %h = arith.mulf %v, %half : f32
-        %g = arith.mulf %h, %t1 : f32
+        %g = scf.if %tanh -> (f32) {
+          %t = func.call @gelu_tanh(%v) : (f32) -> f32
+          scf.yield %t : f32
+        } else {
+          %e = func.call @gelu_erf(%v) : (f32) -> f32
+          scf.yield %e : f32
+        }
         memref.store %g, %y[%i] : memref<?xf32>
+        %none = arith.constant 0 : i32
+        %rounded = arith.cmpi ne, %half, %none : i32
+        scf.if %rounded {
+          %bits = func.call @round_to_half(%g, %half) : (f32, i32) -> i16
+          memref.store %bits, %y16[%i] : memref<?xi16>
+        }
       }
       gpu.return
     }
@@ -156,13 +188,7 @@ module attributes {gpu.container_module} {
         %none = arith.constant 0 : i32
         %rounded = arith.cmpi ne, %half, %none : i32
         scf.if %rounded {
-          %f16_kind = arith.constant 1 : i32
-          %to_f16 = arith.cmpi eq, %half, %f16_kind : i32
-          %h = arith.truncf %o : f32 to f16
-          %hb = arith.bitcast %h : f16 to i16
-          %r = arith.truncf %o : f32 to bf16
-          %rb = arith.bitcast %r : bf16 to i16
-          %bits = arith.select %to_f16, %hb, %rb : i16
+          %bits = func.call @round_to_half(%o, %half) : (f32, i32) -> i16
           memref.store %bits, %out16[%k] : memref<?xi16>
         }
       }
@@ -668,13 +694,7 @@ module attributes {gpu.container_module} {
         scf.if %wide {
           memref.store %v, %w[%i] : memref<?xf32>
         } else {
-          %f16_kind = arith.constant 1 : i32
-          %to_f16 = arith.cmpi eq, %half, %f16_kind : i32
-          %h = arith.truncf %v : f32 to f16
-          %hb = arith.bitcast %h : f16 to i16
-          %r = arith.truncf %v : f32 to bf16
-          %rb = arith.bitcast %r : bf16 to i16
-          %bits = arith.select %to_f16, %hb, %rb : i16
+          %bits = func.call @round_to_half(%v, %half) : (f32, i32) -> i16
           memref.store %bits, %w16[%i] : memref<?xi16>
         }
       }

@@ -54,9 +54,9 @@ private:
 
 /// The kernels this executor launches (compiler/cuda/kernels.mlir).
 constexpr const char *kKernels[] = {
-    "gelu_erf",   "gelu_tanh", "add",       "tanh",        "to_bf16",         "to_f16",
-    "layer_norm", "positions", "kv_append", "attention",   "decode_attention", "linear_int8",
-    "dequantize_int8", "embedding"};
+    "gelu",       "add",         "tanh",          "to_bf16",   "to_f16",
+    "layer_norm", "positions",   "kv_append",     "attention", "decode_attention",
+    "linear_int8", "dequantize_int8", "embedding"};
 
 constexpr unsigned kElementwiseBlock = 256, kRowBlock = 256, kAttentionBlock = 128;
 /// The tensor-core attention's launch (compiler/cuda/FlashAttention.h):
@@ -224,21 +224,22 @@ Status Executor::placeWeights() {
     if (narrowOffsets_[matrix] >= 0 ||
         (buffers.Get(matrix)->dtype() == fb::DType::I8 && halfType_ != fb::DType::F32))
       scratchBytes_ = std::max<uint64_t>(scratchBytes_, buffers.Get(x)->size() / 2);
-  // A LayerNorm whose result the next step's 16-bit linear takes writes it
-  // rounded too (its copy in scratch_), sparing that linear's rounding
-  // launch: what a pre-LN layer's QKV and fc1 inputs are.
+  // A LayerNorm or GELU whose result the next step's 16-bit linear takes
+  // writes it rounded too (its copy in scratch_), sparing that linear's
+  // rounding launch: a layer's QKV, fc1 and fc2 inputs.
   for (const fb::Entry *e : *rank_->entries())
     for (uint32_t i = 0; i + 1 < e->steps()->size(); ++i) {
       const fb::Step &step = *e->steps()->Get(i), &next = *e->steps()->Get(i + 1);
-      std::optional<uint32_t> normed;
-      if (step.kind() == fb::StepKind::LayerNorm)
-        normed = step.outputs()->Get(0);
+      std::optional<uint32_t> result;
+      if (step.kind() == fb::StepKind::LayerNorm || step.kind() == fb::StepKind::Gelu ||
+          (step.kind() == fb::StepKind::Linear && step.ints()->Get(0) != 0))
+        result = step.outputs()->Get(0);
       else if (step.kind() == fb::StepKind::AddLayerNorm ||
                step.kind() == fb::StepKind::LinearAddLayerNorm)
-        normed = step.outputs()->Get(1);
+        result = step.outputs()->Get(1);
       bool linear = next.kind() == fb::StepKind::Linear ||
                     next.kind() == fb::StepKind::LinearAddLayerNorm;
-      if (!normed || !linear || next.inputs()->Get(0) != *normed)
+      if (!result || !linear || next.inputs()->Get(0) != *result)
         continue;
       uint32_t matrix = next.inputs()->Get(1);
       if (narrowOffsets_[matrix] >= 0)
@@ -281,18 +282,28 @@ Status Executor::unary(const char *kernel, uint64_t x, uint64_t y, int64_t n) {
   return elementwise(kernel, a.params(), n);
 }
 
+int32_t Executor::sixteenBitCopy(const fb::Step &step, uint32_t out) {
+  auto copy = sixteenBitCopies_.find(&step);
+  if (copy == sixteenBitCopies_.end())
+    return 0;
+  nextCopy_ = out;
+  return copy->second;
+}
+
+Status Executor::gelu(const fb::Step &step, uint32_t x, uint32_t y, int64_t n, bool tanh) {
+  int32_t half = sixteenBitCopy(step, y);
+  Args a;
+  a.buffer(pointer(x), n).buffer(pointer(y), n).buffer(scratch_, n).index(n).flag(tanh);
+  return elementwise("gelu", a.i32(half).params(), n);
+}
+
 Status Executor::layerNorm(const fb::Step &step, uint32_t x, uint32_t gamma, uint32_t beta,
                            uint32_t out, int64_t rows, int64_t width, float eps) {
-  // The next step's 16-bit linear reads `out` rounded: written here.
-  auto copy = sixteenBitCopies_.find(&step);
-  int32_t half = copy == sixteenBitCopies_.end() ? 0 : copy->second;
-  if (half)
-    nextCopy_ = out;
+  int32_t half = sixteenBitCopy(step, out);
   Args a;
   a.buffer(pointer(x), rows * width).buffer(pointer(gamma), width).buffer(pointer(beta), width);
   a.buffer(pointer(out), rows * width).buffer(scratch_, rows * width).index(width).f32(eps);
-  a.i32(half);
-  return launch("layer_norm", rows, kRowBlock, a.params());
+  return launch("layer_norm", rows, kRowBlock, a.i32(half).params());
 }
 
 Status Executor::linear(const fb::Step &step, const std::vector<Shape> &shapes) {
@@ -535,7 +546,7 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
     if (Status s = linear(step, shapes); !s.ok())
       return s;
     if (int64_t epilogue = step.ints()->Get(0))
-      return unary(epilogue == 2 ? "gelu_tanh" : "gelu_erf", pointer(outId), pointer(outId), n);
+      return gelu(step, outId, outId, n, epilogue == 2);
     return Status::success();
   }
   case fb::StepKind::LinearAddLayerNorm:
@@ -562,12 +573,9 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
   case fb::StepKind::Attention:
     return attention(step, shapes, past);
   case fb::StepKind::Gelu:
-  case fb::StepKind::Tanh: {
-    const char *kernel = step.kind() == fb::StepKind::Tanh ? "tanh"
-                         : step.ints()->Get(0)             ? "gelu_tanh"
-                                                           : "gelu_erf";
-    return unary(kernel, pointer(in(0)), pointer(outId), n);
-  }
+    return gelu(step, in(0), outId, n, step.ints()->Get(0) != 0);
+  case fb::StepKind::Tanh:
+    return unary("tanh", pointer(in(0)), pointer(outId), n);
   case fb::StepKind::Slice:
   case fb::StepKind::Concat: {
     // Block copies along `dim`, as on the CPU.

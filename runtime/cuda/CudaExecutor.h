@@ -78,6 +78,11 @@ private:
   Status elementwise(const char *kernel, std::vector<void *> params, int64_t n);
   /// A kernel of signature (x, y, n): y[i] = f(x[i]).
   Status unary(const char *kernel, uint64_t x, uint64_t y, int64_t n);
+  /// The 16-bit copy of `out` that `step` writes for the next step's
+  /// linear: layer_norm's and gelu's %half (0: none).
+  int32_t sixteenBitCopy(const artifact::Step &step, uint32_t out);
+  /// y = GELU(x) of `step` (erf's, or the tanh approximation).
+  Status gelu(const artifact::Step &step, uint32_t x, uint32_t y, int64_t n, bool tanh);
   /// `step`'s LayerNorm (with the 16-bit copy of its result where the
   /// next step wants one).
   Status layerNorm(const artifact::Step &step, uint32_t x, uint32_t gamma, uint32_t beta,
@@ -121,8 +126,8 @@ private:
   artifact::DType halfType_ = artifact::DType::F32;
   /// A 16-bit linear's input, rounded to 16 bits.
   uint64_t scratch_ = 0, scratchBytes_ = 0;
-  /// The LayerNorm steps that also write their result to scratch_ rounded
-  /// for the next step's linear: 1 f16, 2 bf16 (layer_norm's %half).
+  /// The LayerNorm and GELU steps that also write their result to scratch_
+  /// rounded for the next step's linear: 1 f16, 2 bf16.
   std::map<const artifact::Step *, int32_t> sixteenBitCopies_;
   /// The buffer whose 16-bit copy scratch_ holds for the next step, and
   /// for this one.

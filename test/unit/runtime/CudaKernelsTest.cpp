@@ -85,19 +85,39 @@ TEST(CudaDriver, OpensOrSaysWhyNot) {
     EXPECT_TRUE(s.message().find("CUDA") != std::string::npos) << s.message();
 }
 
+// Both GELUs, and the copy rounded to f16 / bf16 for a 16-bit linear (bit
+// for bit the rounding of the f32 result).
 TEST_F(CudaKernels, GeluMatchesTheCpu) {
   const int64_t n = 100003;
   std::vector<float> x = random(n, 1), y(n), want(n);
-  for (auto [name, kind] : {std::pair{"gelu_erf", cpu::GeluKind::Erf},
-                            std::pair{"gelu_tanh", cpu::GeluKind::Tanh}}) {
-    uint64_t dx = upload(x.data(), n * 4), dy = upload(y.data(), n * 4);
-    Status s = launchElementwise(name, dx, dy, n);
-    ASSERT_TRUE(s.ok()) << s.message();
-    ASSERT_TRUE(device->copyToHost(y.data(), dy, n * 4).ok());
-    cpu::gelu(x.data(), n, kind, want.data());
-    for (int64_t i = 0; i < n; ++i)
-      ASSERT_NEAR(y[i], want[i], 1e-5f * (1 + std::fabs(want[i]))) << name << " at " << i;
-  }
+  std::vector<uint16_t> rounded(n);
+  uint64_t dx = upload(x.data(), n * 4), dy = upload(y.data(), n * 4),
+           d16 = upload(rounded.data(), n * 2);
+  for (auto kind : {cpu::GeluKind::Erf, cpu::GeluKind::Tanh})
+    for (int32_t half : {0, 1, 2}) {
+      cuda::MemRef1D mx(dx, n), my(dy, n), m16(d16, n);
+      int64_t count = n;
+      uint8_t tanh = kind == cpu::GeluKind::Tanh;
+      std::vector<void *> params;
+      for (cuda::MemRef1D *m : {&mx, &my, &m16})
+        m->append(params);
+      params.push_back(&count);
+      params.push_back(&tanh);
+      params.push_back(&half);
+      unsigned grid[3] = {unsigned((n + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
+      Status s = device->launch("gelu", grid, block, 0, params);
+      ASSERT_TRUE(s.ok()) << s.message();
+      ASSERT_TRUE(device->copyToHost(y.data(), dy, n * 4).ok());
+      ASSERT_TRUE(device->copyToHost(rounded.data(), d16, n * 2).ok());
+      cpu::gelu(x.data(), n, kind, want.data());
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(y[i], want[i], 1e-5f * (1 + std::fabs(want[i]))) << int(tanh) << " at " << i;
+        if (half) {
+          ASSERT_EQ(rounded[i], half == 1 ? floatToHalf(y[i]) : floatToBFloat16(y[i]))
+              << "half " << half << " at " << i;
+        }
+      }
+    }
 }
 
 TEST_F(CudaKernels, SixteenBitRoundingMatchesTheCpu) {

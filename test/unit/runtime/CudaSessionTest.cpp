@@ -105,7 +105,7 @@ TEST(CudaBackend, TheArtifactRecordsEachKernelsParameters) {
     std::map<std::string, uint32_t> count;
     for (size_t k = 0; k < m.kernels.size(); ++k)
       count[m.kernels[k]] = m.parameters[k];
-    EXPECT_EQ(count["gelu_erf"], 2 * 5 + 1u);          // x, y, n
+    EXPECT_EQ(count["gelu"], 3 * 5 + 1 + 1 + 1u);      // x, y, y16, n, tanh, half
     // table, q, scales, ids, out; width, rows, offset, group; int8
     EXPECT_EQ(count["embedding"], 5 * 5 + 4 + 1u);
     // qkv, keys, values, mask, out, past; 6 sizes, scale, 2 flags, warps
