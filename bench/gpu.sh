@@ -59,10 +59,18 @@ for p in "${precisions[@]}"; do
   "$bin/megatron-compile" "$outdir/gpt2_345m" "${flags[@]}" --max-batch 16 -o "$outdir/gpt2_$p.mtc"
 done
 
+# A workload that fails is reported and the others still run (the table
+# shows it as '-'); the script then exits non-zero.
+failures=0
 ours() {
-  local p=$1
+  local p=$1 line
   shift
-  "$bin/megatron-bench" "$@" --cuda-device 0 | sed "s/^{/{\"precision\": \"$p\", /" | tee -a "$results"
+  if line=$("$bin/megatron-bench" "$@" --cuda-device 0); then
+    echo "$line" | sed "s/^{/{\"precision\": \"$p\", /" | tee -a "$results"
+  else
+    echo "error: megatron-bench ($p) $* failed" >&2
+    failures=$((failures + 1))
+  fi
 }
 for p in "${precisions[@]}"; do
   ours "$p" "$outdir/bert_$p.mtc" forward --batch 1 --seq 128 --warmup 3 --iters 20
@@ -74,7 +82,8 @@ done
 # What the decode steps' CUDA graphs bring: f16 batch 1 launched kernel by kernel.
 ours f16-no-graphs "$outdir/gpt2_f16.mtc" decode --batch 1 --prompt 128 --new-tokens 128 --iters 3 \
   --cuda-graphs 0
-"$py" bench/gpu_torch_peer.py --dtypes float32,float16,bfloat16 "${peer_flags[@]}" | tee -a "$results"
+"$py" bench/gpu_torch_peer.py --dtypes float32,float16,bfloat16 "${peer_flags[@]}" | tee -a "$results" ||
+  failures=$((failures + 1))
 
 # The table: each side's fastest precision, and PyTorch's fastest eager
 # model (Megatron-BERT or BERT with SDPA); decode's floor from the copy
@@ -82,7 +91,7 @@ ours f16-no-graphs "$outdir/gpt2_f16.mtc" decode --batch 1 --prompt 128 --new-to
 "$py" - "$results" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith('{')]
-bandwidth = next(r['copy_bandwidth_GBps'] for r in rows if 'copy_bandwidth_GBps' in r) * 1e9
+bandwidth = next((r['copy_bandwidth_GBps'] * 1e9 for r in rows if 'copy_bandwidth_GBps' in r), None)
 ours = [r for r in rows if r.get('impl') == 'megatron']
 torch = [r for r in rows if 'model' in r and 'error' not in r]
 precisions = ('f32', 'f16', 'bf16', 'int8', 'int8-f16')
@@ -111,14 +120,15 @@ for name, mode, key, field in (('BERT 1x128, ms', 'forward', (1, 128), copied),
     a = [mine(p) for p in precisions]
     b = [theirs(m, d) for m in ('eager', 'torch.compile') for d in ('float32', 'float16', 'bfloat16')]
     pick = min if lower else max
-    best_a, best_b = pick(x for x in a if x), pick(x for x in b[:3] if x)
-    ratio = best_b / best_a if lower else best_a / best_b
+    best_a, best_b = pick((x for x in a if x), default=None), pick((x for x in b[:3] if x), default=None)
+    ratio = '-' if not (best_a and best_b) else f'{best_b / best_a if lower else best_a / best_b:.2f}x'
     cells = ' | '.join('-' if x is None else f'{x:.1f}' for x in a + b)
-    print(f'| {name} | {cells} | {ratio:.2f}x |')
+    print(f'| {name} | {cells} | {ratio} |')
 for r in ours:
-    if r['mode'] == 'decode' and r['batch'] == 1:
+    if r['mode'] == 'decode' and r['batch'] == 1 and bandwidth:
         step = 1e3 / r['tokens_per_s']
         print(f"decode b1 {r['precision']}: {r['weight_bytes'] / 1e9:.2f} GB per step, floor "
               f"{r['weight_bytes'] / bandwidth * 1e3:.3f} ms at {bandwidth / 1e12:.2f} TB/s, ours {step:.3f} ms "
               f"= {r['weight_bytes'] / bandwidth * 1e3 / step:.0%} of the floor")
 PY
+exit $((failures > 0))
