@@ -47,9 +47,14 @@ if [ ! -e $openblas ]; then
 fi
 nvidia-smi -L || { echo "error: no NVIDIA GPU visible (nvidia-smi)" >&2; exit 1; }
 status=0
-out=\$(MEGATRON_CUDA_ARTIFACTS=\$here/artifacts "\$here/bin/cuda-tests" 2>&1) || status=1
-echo "\$out" | grep -E '^\[ +(OK|FAILED|SKIPPED|PASSED) +\]|Failure|Expected|Which is|at [0-9]|max error'
-if echo "\$out" | grep -q SKIPPED; then echo "error: GPU tests were skipped" >&2; status=1; fi
+# Each GPU test in a process of its own: a kernel's fault poisons its CUDA
+# context, and would fail every test after it.
+export MEGATRON_CUDA_ARTIFACTS=\$here/artifacts
+for t in \$("\$here/bin/cuda-tests" --gtest_list_tests | awk '/^[^ ]/ {s = \$1} /^  / {print s \$1}'); do
+  out=\$("\$here/bin/cuda-tests" --gtest_filter="\$t" 2>&1) || status=1
+  echo "\$out" | grep -E '^\[ +(OK|FAILED|SKIPPED) +\] [A-Za-z0-9_]+\.[A-Za-z0-9_]+ |Failure|Expected|Which is|at [0-9]|max error'
+  if echo "\$out" | grep -q '^\[  SKIPPED'; then echo "error: \$t was skipped" >&2; status=1; fi
+done
 (cd test/e2e && MEGATRON_FIXTURES=\$here/fixtures MEGATRON_BIN=\$here/bin \\
    python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision test_e2e.CudaInt8) || status=1
 bash bench/gpu.sh --bin "\$here/bin" "\$@" || status=1
