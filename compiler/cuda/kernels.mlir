@@ -447,12 +447,13 @@ module attributes {gpu.container_module} {
     // of up to 4096 keys in shared memory), then over the dimensions. With
     // %append (a decode step through the caches: seq = 1), the block first
     // writes its head's new key and value to the caches at row past, which
-    // spares kv_append's launch.
+    // spares kv_append's launch. %half and out16 as layer_norm's.
     gpu.func @decode_attention(%qkv: memref<?xf32>, %keys_src: memref<?xf32>,
                         %values_src: memref<?xf32>, %mask: memref<?xi64>, %out: memref<?xf32>,
                         %seq: index, %heads: index, %dim: index, %past_ref: memref<?xi64>,
                         %kv_batch: index, %kv_head: index, %kv_row: index, %scale: f32,
-                        %causal: i1, %has_mask: i1, %append: i1)
+                        %causal: i1, %has_mask: i1, %append: i1, %out16: memref<?xi16>,
+                        %half: i32)
         workgroup(%p: memref<4096xf32, #gpu.address_space<workgroup>>) kernel {
       %past_at = arith.constant 0 : index
       %past_word = memref.load %past_ref[%past_at] : memref<?xi64>
@@ -554,6 +555,12 @@ module attributes {gpu.container_module} {
         %o = arith.mulf %acc, %inv : f32
         %oi = arith.addi %obase, %d : index
         memref.store %o, %out[%oi] : memref<?xf32>
+        %none = arith.constant 0 : i32
+        %rounded = arith.cmpi ne, %half, %none : i32
+        scf.if %rounded {
+          %bits = func.call @round_to_half(%o, %half) : (f32, i32) -> i16
+          memref.store %bits, %out16[%oi] : memref<?xi16>
+        }
       }
       gpu.return
     }

@@ -224,14 +224,16 @@ Status Executor::placeWeights() {
     if (narrowOffsets_[matrix] >= 0 ||
         (buffers.Get(matrix)->dtype() == fb::DType::I8 && halfType_ != fb::DType::F32))
       scratchBytes_ = std::max<uint64_t>(scratchBytes_, buffers.Get(x)->size() / 2);
-  // A LayerNorm or GELU whose result the next step's 16-bit linear takes
-  // writes it rounded too (its copy in scratch_), sparing that linear's
-  // rounding launch: a layer's QKV, fc1 and fc2 inputs.
+  // A LayerNorm, GELU or decode attention whose result the next step's
+  // 16-bit linear takes writes it rounded too (its copy in scratch_),
+  // sparing that linear's rounding launch: a layer's QKV, fc1 and fc2
+  // inputs, and a decode step's attention projection's.
   for (const fb::Entry *e : *rank_->entries())
     for (uint32_t i = 0; i + 1 < e->steps()->size(); ++i) {
       const fb::Step &step = *e->steps()->Get(i), &next = *e->steps()->Get(i + 1);
       std::optional<uint32_t> result;
       if (step.kind() == fb::StepKind::LayerNorm || step.kind() == fb::StepKind::Gelu ||
+          step.kind() == fb::StepKind::Attention ||
           (step.kind() == fb::StepKind::Linear && step.ints()->Get(0) != 0))
         result = step.outputs()->Get(0);
       else if (step.kind() == fb::StepKind::AddLayerNorm ||
@@ -437,8 +439,11 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
   a.index(kvBatch).index(kvHead).index(kvRow);
   a.f32(static_cast<float>(step.floats()->Get(0))).flag(causal).flag(hasMask);
   int64_t queries = batch * seq * heads;
-  if (decode)
-    return launch("decode_attention", queries, kAttentionBlock, a.flag(cached).params());
+  if (decode) {
+    int32_t half = sixteenBitCopy(step, step.outputs()->Get(0));
+    a.flag(cached).buffer(scratch_, batch * seq * width).i32(half);
+    return launch("decode_attention", queries, kAttentionBlock, a.params());
+  }
   // A 16-bit artifact's attention multiplies on the tensor cores, in its
   // type (as PyTorch's f16 and bf16 attention do), where the artifact has
   // the kernel for this head size; f32 ones stay exact.

@@ -79,7 +79,8 @@ private:
   /// A kernel of signature (x, y, n): y[i] = f(x[i]).
   Status unary(const char *kernel, uint64_t x, uint64_t y, int64_t n);
   /// The 16-bit copy of `out` that `step` writes for the next step's
-  /// linear: layer_norm's and gelu's %half (0: none).
+  /// linear: layer_norm's, gelu's and decode_attention's %half (0: none).
+  /// Only a kernel that writes it may ask.
   int32_t sixteenBitCopy(const artifact::Step &step, uint32_t out);
   /// y = GELU(x) of `step` (erf's, or the tanh approximation).
   Status gelu(const artifact::Step &step, uint32_t x, uint32_t y, int64_t n, bool tanh);
@@ -126,8 +127,8 @@ private:
   artifact::DType halfType_ = artifact::DType::F32;
   /// A 16-bit linear's input, rounded to 16 bits.
   uint64_t scratch_ = 0, scratchBytes_ = 0;
-  /// The LayerNorm and GELU steps that also write their result to scratch_
-  /// rounded for the next step's linear: 1 f16, 2 bf16.
+  /// The steps whose result the next step's 16-bit linear reads rounded:
+  /// 1 f16, 2 bf16 (written to scratch_ by the kernels that can).
   std::map<const artifact::Step *, int32_t> sixteenBitCopies_;
   /// The buffer whose 16-bit copy scratch_ holds for the next step, and
   /// for this one.

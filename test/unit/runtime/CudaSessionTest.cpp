@@ -112,7 +112,7 @@ TEST(CudaBackend, TheArtifactRecordsEachKernelsParameters) {
     EXPECT_EQ(count["attention"], 6 * 5 + 6 + 1 + 2 + 1u);
     EXPECT_EQ(count["linear_int8"], 6 * 5 + 4 + 2u);
     EXPECT_EQ(count["layer_norm"], 5 * 5 + 1 + 1 + 1u); // x, gamma, beta, out, out16; cols, eps, half
-    EXPECT_EQ(count["decode_attention"], 6 * 5 + 6 + 1 + 3u);
+    EXPECT_EQ(count["decode_attention"], 7 * 5 + 6 + 1 + 3 + 1u);
   }
 }
 
