@@ -37,6 +37,12 @@ namespace {
 
 using Tile = std::array<Value, 4>; // one thread's part of a 16 x 8 f32 tile
 
+// Q is staged through the K tile's memory, and every staging loop moves 64
+// rows with 128 threads: four warps of 16 query rows.
+static_assert(megatron::kFlashQueries == megatron::kFlashKeys &&
+                  megatron::kFlashThreads == 2 * megatron::kFlashQueries,
+              "the block's shape");
+
 /// The kernel's arithmetic, in index, f32 and 32-bit words.
 class Emitter {
 public:
@@ -107,7 +113,7 @@ public:
     return out;
   }
 
-  /// for (i = 0; i < n; ++i) body(i), n = count threads' worth of work.
+  /// for (i = 0; i < n; ++i) body(i).
   void forEach(Value n, function_ref<void(Value)> body) {
     auto loop = scf::ForOp::create(b, c(0), n, c(1));
     OpBuilder::InsertionGuard guard(b);
