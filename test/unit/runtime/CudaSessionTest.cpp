@@ -170,6 +170,21 @@ TEST_F(CudaSession, Gpt2PrefillAndDecodeMatchTheCpu) {
   prefillAndDecode(2);
 }
 
+// A prompt run without its outputs (they stay on the device) still fills
+// the cache the decode steps read.
+TEST_F(CudaSession, PrefillWithoutOutputsFillsTheCache) {
+  open("gpt2-cuda.mtc");
+  if (IsSkipped() || HasFatalFailure())
+    return;
+  Inputs prompt = {{"input_ids", {{2, 4}, {5, 1, 7, 3, 2, 9, 9, 4}}}};
+  for (Session *session : {cpu.get(), gpu.get()}) {
+    Status s = session->run("prefill", prompt);
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+  EXPECT_EQ(gpu->cachedTokens(), 4);
+  expectSame("decode", {{"input_ids", {{2, 1}, {6, 8}}}});
+}
+
 // The same steps launched one by one.
 TEST_F(CudaSession, Gpt2DecodeWithoutGraphsMatchesTheCpu) {
   open("gpt2-cuda.mtc", /*graphs=*/false);
