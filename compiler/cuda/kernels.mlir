@@ -14,18 +14,32 @@
 // CUDA graph.
 module attributes {gpu.container_module} {
   gpu.module @megatron_kernels {
-    // v rounded to f16 (half = 1) or bf16 (half = 2), to nearest even, as
-    // raw bits: what a 16-bit linear reads.
-    func.func private @round_to_half(%v: f32, %half: i32) -> i16
+    // out16[i] = v rounded to f16 (half = 1) or bf16 (half = 2), to nearest
+    // even, as raw bits: what a 16-bit linear reads; nothing for half = 0.
+    func.func private @store_rounded(%v: f32, %out16: memref<?xi16>, %i: index, %half: i32)
         attributes {llvm.linkage = #llvm.linkage<internal>} {
-      %f16_kind = arith.constant 1 : i32
-      %to_f16 = arith.cmpi eq, %half, %f16_kind : i32
-      %h = arith.truncf %v : f32 to f16
-      %hb = arith.bitcast %h : f16 to i16
-      %r = arith.truncf %v : f32 to bf16
-      %rb = arith.bitcast %r : bf16 to i16
-      %bits = arith.select %to_f16, %hb, %rb : i16
-      return %bits : i16
+      %none = arith.constant 0 : i32
+      %rounded = arith.cmpi ne, %half, %none : i32
+      scf.if %rounded {
+        %f16_kind = arith.constant 1 : i32
+        %to_f16 = arith.cmpi eq, %half, %f16_kind : i32
+        %h = arith.truncf %v : f32 to f16
+        %hb = arith.bitcast %h : f16 to i16
+        %r = arith.truncf %v : f32 to bf16
+        %rb = arith.bitcast %r : bf16 to i16
+        %bits = arith.select %to_f16, %hb, %rb : i16
+        memref.store %bits, %out16[%i] : memref<?xi16>
+      }
+      return
+    }
+
+    // past_ref[0], the tokens cached before the call.
+    func.func private @cached_tokens(%past_ref: memref<?xi64>) -> index
+        attributes {llvm.linkage = #llvm.linkage<internal>} {
+      %c0 = arith.constant 0 : index
+      %word = memref.load %past_ref[%c0] : memref<?xi64>
+      %past = arith.index_cast %word : i64 to index
+      return %past : index
     }
 
     // 0.5 v (1 + erf(v / sqrt(2)))
@@ -78,12 +92,8 @@ module attributes {gpu.container_module} {
           scf.yield %e : f32
         }
         memref.store %g, %y[%i] : memref<?xf32>
-        %none = arith.constant 0 : i32
-        %rounded = arith.cmpi ne, %half, %none : i32
-        scf.if %rounded {
-          %bits = func.call @round_to_half(%g, %half) : (f32, i32) -> i16
-          memref.store %bits, %y16[%i] : memref<?xi16>
-        }
+        func.call @store_rounded(%g, %y16, %i, %half) :
+            (f32, memref<?xi16>, index, i32) -> ()
       }
       gpu.return
     }
@@ -185,12 +195,8 @@ module attributes {gpu.container_module} {
         %sc = arith.mulf %nrm, %g : f32
         %o = arith.addf %sc, %bt : f32
         memref.store %o, %out[%k] : memref<?xf32>
-        %none = arith.constant 0 : i32
-        %rounded = arith.cmpi ne, %half, %none : i32
-        scf.if %rounded {
-          %bits = func.call @round_to_half(%o, %half) : (f32, i32) -> i16
-          memref.store %bits, %out16[%k] : memref<?xi16>
-        }
+        func.call @store_rounded(%o, %out16, %k, %half) :
+            (f32, memref<?xi16>, index, i32) -> ()
       }
       gpu.return
     }
@@ -199,9 +205,7 @@ module attributes {gpu.container_module} {
     // cached ones.
     gpu.func @positions(%ids: memref<?xi64>, %n: index, %seq: index,
                        %past_ref: memref<?xi64>) kernel {
-      %past_at = arith.constant 0 : index
-      %past_word = memref.load %past_ref[%past_at] : memref<?xi64>
-      %past = arith.index_cast %past_word : i64 to index
+      %past = func.call @cached_tokens(%past_ref) : (memref<?xi64>) -> index
       %i = gpu.global_id x
       %inside = arith.cmpi slt, %i, %n : index
       scf.if %inside {
@@ -220,9 +224,7 @@ module attributes {gpu.container_module} {
     gpu.func @kv_append(%qkv: memref<?xf32>, %k_cache: memref<?xf32>, %v_cache: memref<?xf32>,
                         %n: index, %seq: index, %heads: index, %dim: index, %capacity: index,
                         %past_ref: memref<?xi64>) kernel {
-      %past_at = arith.constant 0 : index
-      %past_word = memref.load %past_ref[%past_at] : memref<?xi64>
-      %past = arith.index_cast %past_word : i64 to index
+      %past = func.call @cached_tokens(%past_ref) : (memref<?xi64>) -> index
       %i = gpu.global_id x
       %inside = arith.cmpi slt, %i, %n : index
       scf.if %inside {
@@ -277,9 +279,7 @@ module attributes {gpu.container_module} {
                         %seq: index, %heads: index, %dim: index, %past_ref: memref<?xi64>,
                         %kv_batch: index, %kv_head: index, %kv_row: index, %scale: f32,
                         %causal: i1, %has_mask: i1, %warps: index) kernel {
-      %past_at = arith.constant 0 : index
-      %past_word = memref.load %past_ref[%past_at] : memref<?xi64>
-      %past = arith.index_cast %past_word : i64 to index
+      %past = func.call @cached_tokens(%past_ref) : (memref<?xi64>) -> index
       %keys = arith.addi %past, %seq : index
       %tid = gpu.thread_id x
       %threads = gpu.block_dim x
@@ -455,9 +455,7 @@ module attributes {gpu.container_module} {
                         %causal: i1, %has_mask: i1, %append: i1, %out16: memref<?xi16>,
                         %half: i32)
         workgroup(%p: memref<4096xf32, #gpu.address_space<workgroup>>) kernel {
-      %past_at = arith.constant 0 : index
-      %past_word = memref.load %past_ref[%past_at] : memref<?xi64>
-      %past = arith.index_cast %past_word : i64 to index
+      %past = func.call @cached_tokens(%past_ref) : (memref<?xi64>) -> index
       %keys = arith.addi %past, %seq : index
       %blk = gpu.block_id x
       %tid = gpu.thread_id x
@@ -555,12 +553,8 @@ module attributes {gpu.container_module} {
         %o = arith.mulf %acc, %inv : f32
         %oi = arith.addi %obase, %d : index
         memref.store %o, %out[%oi] : memref<?xf32>
-        %none = arith.constant 0 : i32
-        %rounded = arith.cmpi ne, %half, %none : i32
-        scf.if %rounded {
-          %bits = func.call @round_to_half(%o, %half) : (f32, i32) -> i16
-          memref.store %bits, %out16[%oi] : memref<?xi16>
-        }
+        func.call @store_rounded(%o, %out16, %oi, %half) :
+            (f32, memref<?xi16>, index, i32) -> ()
       }
       gpu.return
     }
@@ -701,8 +695,7 @@ module attributes {gpu.container_module} {
         scf.if %wide {
           memref.store %v, %w[%i] : memref<?xf32>
         } else {
-          %bits = func.call @round_to_half(%v, %half) : (f32, i32) -> i16
-          memref.store %bits, %w16[%i] : memref<?xi16>
+          func.call @store_rounded(%v, %w16, %i, %half) : (f32, memref<?xi16>, index, i32) -> ()
         }
       }
       gpu.return
