@@ -72,6 +72,18 @@ constexpr uint64_t kWorkspaceBytes = 32 << 20;
 constexpr int64_t kInt8GemvRows = 8;
 constexpr unsigned kInt8GemvBlock = 128;
 
+/// The kernels' %half for a 16-bit type (1 f16, 2 bf16), 0 for f32.
+int32_t halfKind(fb::DType type) {
+  return type == fb::DType::F16 ? 1 : type == fb::DType::BF16 ? 2 : 0;
+}
+
+/// cuBLASLt's operand type for x and w of `type`.
+CublasLt::Operands operandsOf(fb::DType type) {
+  using Operands = CublasLt::Operands;
+  return type == fb::DType::F16 ? Operands::F16 : type == fb::DType::BF16 ? Operands::BF16
+                                                                          : Operands::F32;
+}
+
 } // namespace
 
 const KernelModuleInfo *cuda::moduleFor(const std::vector<KernelModuleInfo> &modules,
@@ -245,7 +257,7 @@ Status Executor::placeWeights() {
         continue;
       uint32_t matrix = next.inputs()->Get(1);
       if (narrowOffsets_[matrix] >= 0)
-        sixteenBitCopies_[&step] = buffers.Get(matrix)->dtype() == fb::DType::F16 ? 1 : 2;
+        sixteenBitCopies_[&step] = halfKind(buffers.Get(matrix)->dtype());
     }
   return Status::success();
 }
@@ -323,20 +335,22 @@ Status Executor::linear(const fb::Step &step, const std::vector<Shape> &shapes) 
   if (int8)
     return linearInt8(step, shapes, bias, addend);
   bool narrow = narrowOffsets_[w] >= 0;
-  bool f16 = rank_->buffers()->Get(w)->dtype() == fb::DType::F16;
+  fb::DType type = narrow ? rank_->buffers()->Get(w)->dtype() : fb::DType::F32;
   uint64_t input = pointer(x), weight = narrow ? weights_ + narrowOffsets_[w] : pointer(w);
-  if (narrow) {
-    // The input, rounded to the matrix's type (as the CPU's bf16 GEMMs
-    // round theirs), unless the step before left it so in scratch_.
-    if (x != previousCopy_)
-      if (Status s = unary(f16 ? "to_f16" : "to_bf16", input, scratch_, rows * columns); !s.ok())
-        return s;
-    input = scratch_;
-  }
-  using Operands = CublasLt::Operands;
-  Operands operands = !narrow ? Operands::F32 : f16 ? Operands::F16 : Operands::BF16;
-  return blas_->linear(input, weight, bias, addend, pointer(y), rows, columns, out, operands,
-                       workspace_, kWorkspaceBytes);
+  if (narrow)
+    if (Status s = roundInput(type, x, rows * columns, input); !s.ok())
+      return s;
+  return blas_->linear(input, weight, bias, addend, pointer(y), rows, columns, out,
+                       operandsOf(type), workspace_, kWorkspaceBytes);
+}
+
+Status Executor::roundInput(fb::DType type, uint32_t x, int64_t n, uint64_t &input) {
+  // As the CPU's 16-bit GEMMs round theirs; unless the step before left it
+  // so in scratch_.
+  input = scratch_;
+  if (x == previousCopy_)
+    return Status::success();
+  return unary(type == fb::DType::F16 ? "to_f16" : "to_bf16", pointer(x), scratch_, n);
 }
 
 Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shapes,
@@ -365,24 +379,18 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
   // 16-bit artifact to its type, for the tensor cores (the input rounded
   // to it too), else to f32.
   int64_t weights = out * columns;
-  int32_t half = halfType_ == fb::DType::F16 ? 1 : halfType_ == fb::DType::BF16 ? 2 : 0;
   Args a;
   a.buffer(pointer(w), weights).buffer(pointer(scales), out * groups);
   a.buffer(dequantized_, weights).buffer(dequantized_, weights);
-  a.index(weights).index(columns).index(group).i32(half);
+  a.index(weights).index(columns).index(group).i32(halfKind(halfType_));
   if (Status s = elementwise("dequantize_int8", a.params(), weights); !s.ok())
     return s;
   uint64_t input = pointer(x);
-  if (half) {
-    if (Status s = unary(half == 1 ? "to_f16" : "to_bf16", input, scratch_, rows * columns);
-        !s.ok())
+  if (halfType_ != fb::DType::F32)
+    if (Status s = roundInput(halfType_, x, rows * columns, input); !s.ok())
       return s;
-    input = scratch_;
-  }
-  using Operands = CublasLt::Operands;
-  Operands operands = half == 1 ? Operands::F16 : half == 2 ? Operands::BF16 : Operands::F32;
   return blas_->linear(input, dequantized_, bias, addend, pointer(y), rows, columns, out,
-                       operands, workspace_, kWorkspaceBytes);
+                       operandsOf(halfType_), workspace_, kWorkspaceBytes);
 }
 
 Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shapes,
@@ -416,14 +424,15 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
   if (cached) {
     uint32_t k = in(hasMask ? 2 : 1), v = in(hasMask ? 3 : 2);
     int64_t capacity = shapes[k][2], n = batch * seq * width;
-    Args a;
-    a.buffer(qkvPointer, elements(qkv)).buffer(pointer(k), elements(shapes[k]));
-    a.buffer(pointer(v), elements(shapes[v]));
-    a.index(n).index(seq).index(heads).index(dim).index(capacity).buffer(past_, 1);
     // A decode step's attention kernel appends its keys itself.
-    if (!decode)
+    if (!decode) {
+      Args a;
+      a.buffer(qkvPointer, elements(qkv)).buffer(pointer(k), elements(shapes[k]));
+      a.buffer(pointer(v), elements(shapes[v]));
+      a.index(n).index(seq).index(heads).index(dim).index(capacity).buffer(past_, 1);
       if (Status s = elementwise("kv_append", a.params(), n); !s.ok())
         return s;
+    }
     keysPointer = pointer(k);
     valuesPointer = pointer(v);
     kvBatch = heads * capacity * dim;
@@ -569,8 +578,7 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
         return s;
     }
     return layerNorm(step, outId, in(norm), in(norm + 1), step.outputs()->Get(1), n / width,
-                     width,
-                     static_cast<float>(step.floats()->Get(0)));
+                     width, static_cast<float>(step.floats()->Get(0)));
   }
   case fb::StepKind::LayerNorm:
     return layerNorm(step, in(0), in(1), in(2), outId, n / last(out), last(out),

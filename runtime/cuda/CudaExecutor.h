@@ -94,6 +94,9 @@ private:
   /// The same with an int8 W (its scales the step's third operand).
   Status linearInt8(const artifact::Step &step, const std::vector<Shape> &shapes,
                     uint64_t bias, uint64_t addend);
+  /// x rounded to `type` (f16 or bf16) for a 16-bit GEMM: `input` is
+  /// scratch_, where it is written unless the step before left it there.
+  Status roundInput(artifact::DType type, uint32_t x, int64_t n, uint64_t &input);
   Status attention(const artifact::Step &step, const std::vector<Shape> &shapes, int64_t past);
   /// Whether the decode attention kernel takes `keys` keys.
   Status decodeKeysFit(int64_t keys) const;
