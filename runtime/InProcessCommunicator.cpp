@@ -19,6 +19,7 @@
 using namespace megatron::runtime;
 
 Communicator::~Communicator() = default;
+DeviceCollectives::~DeviceCollectives() = default;
 
 namespace {
 

@@ -237,7 +237,7 @@ void RankRunner::packLinearWeights() {
 Status RankRunner::prepare(int device, bool graphs) {
   if (device >= 0) {
 #ifdef MEGATRON_HAVE_CUDA_BACKEND
-    if (Status s = cuda::Executor::create(artifact, index, device, gpu); !s.ok())
+    if (Status s = cuda::Executor::create(artifact, index, device, comm, gpu); !s.ok())
       return s;
     onGpu = true;
     gpuGraphs = graphs;
@@ -803,7 +803,9 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
     if (elements(shapes[in(0)]) != n)
       return mismatch("an all-reduce keeps its shape");
     collectiveBytes += n * sizeof(float);
-    if (Status s = comm->allReduceSum(index, f(in(0)), f(outId), n); !s.ok())
+    if (Status s = onGpu ? runOnGpu(step, pastTokens)
+                         : comm->allReduceSum(index, f(in(0)), f(outId), n);
+        !s.ok())
       return Status::error("all-reduce '" + name(outId) + "': " + s.message());
     return Status::success();
   }
@@ -815,8 +817,10 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
         out.back() != x.back() * ranks || elements(x) * ranks != n)
       return mismatch("an all-gather concatenates the ranks' last dimensions");
     collectiveBytes += elements(x) * sizeof(float);
-    if (Status s = comm->allGather(index, f(in(0)), elements(x) / std::max<int64_t>(x.back(), 1),
-                                   x.back(), f(outId));
+    if (Status s = onGpu ? runOnGpu(step, pastTokens)
+                         : comm->allGather(index, f(in(0)),
+                                           elements(x) / std::max<int64_t>(x.back(), 1), x.back(),
+                                           f(outId));
         !s.ok())
       return Status::error("all-gather '" + name(outId) + "': " + s.message());
     return Status::success();
@@ -1069,6 +1073,34 @@ Status Session::Impl::run(const std::string &entry, const Inputs &inputs,
   return outputs ? first().readOutputs(*outputs) : Status::success();
 }
 
+/// The CUDA device rank `r` runs on: the communicator's for it (NCCL),
+/// else options.device for a process of one rank, else the devices from
+/// options.device on, one per rank, wrapping around (every rank of a
+/// host-collective artifact may share one GPU).
+static Status deviceOfRank(const SessionOptions &options, Communicator *comm, int r,
+                           size_t ranksHere, int &device) {
+  if (DeviceCollectives *collectives = comm ? comm->deviceCollectives() : nullptr) {
+    device = collectives->device(r);
+    if (device < 0)
+      return Status::error("the " + comm->kind() + " communicator has no device for rank " +
+                           str(r));
+    return Status::success();
+  }
+  device = options.device;
+  if (ranksHere == 1)
+    return Status::success();
+#ifdef MEGATRON_HAVE_CUDA_BACKEND
+  int count = 0;
+  if (Status s = cuda::Device::count(count); !s.ok())
+    return s;
+  if (options.device >= count)
+    return Status::error("no CUDA device " + str(options.device) + " (this machine has " +
+                         str(count) + ")");
+  device = (options.device + r) % count;
+#endif
+  return Status::success();
+}
+
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Session::~Session() = default;
 
@@ -1077,9 +1109,6 @@ Status Session::create(const Artifact &artifact, const SessionOptions &options,
   bool gpu = options.backend == SessionOptions::Backend::Cuda;
   auto impl = std::make_unique<Impl>(artifact);
   int ranks = static_cast<int>(artifact.root().ranks()->size());
-  if (gpu && (ranks > 1 || options.rank >= 0))
-    return Status::error("the CUDA backend runs single-rank artifacts so far; " +
-                         artifact.path() + " has " + str(ranks) + " tensor-parallel ranks");
   if (Status s = gpu ? Status::success() : cpu::loadBlas(); !s.ok())
     return s;
   std::vector<int> mine;
@@ -1112,10 +1141,13 @@ Status Session::create(const Artifact &artifact, const SessionOptions &options,
   impl->threadsPerRank = std::max(1, cores / static_cast<int>(mine.size()));
   cpu::setThreads(impl->threadsPerRank);
   for (int r : mine) {
+    int device = -1;
+    if (gpu)
+      if (Status s = deviceOfRank(options, impl->comm.get(), r, mine.size(), device); !s.ok())
+        return s;
     impl->ranks.push_back(std::make_unique<RankRunner>(
         artifact, *artifact.root().ranks()->Get(r), r, impl->comm.get()));
-    if (Status s = impl->ranks.back()->prepare(gpu ? options.device : -1, options.cudaGraphs);
-        !s.ok())
+    if (Status s = impl->ranks.back()->prepare(device, options.cudaGraphs); !s.ok())
       return s;
   }
   out.reset(new Session(std::move(impl)));

@@ -56,10 +56,14 @@ export MEGATRON_CUDA_ARTIFACTS=\$here/artifacts
 for t in \$("\$here/bin/cuda-tests" --gtest_list_tests | awk '/^[^ ]/ {s = \$1} /^  / {print s \$1}'); do
   out=\$("\$here/bin/cuda-tests" --gtest_filter="\$t" 2>&1) || status=1
   echo "\$out" | grep -E '^\[ +(OK|FAILED|SKIPPED) +\] [A-Za-z0-9_]+\.[A-Za-z0-9_]+ |Failure|Expected|Which is|at [0-9]|max error'
-  if echo "\$out" | grep -q '^\[  SKIPPED'; then echo "error: \$t was skipped" >&2; status=1; fi
+  # Only a test that needs more GPUs than the machine has may skip.
+  if echo "\$out" | grep -q '^\[  SKIPPED' && ! echo "\$out" | grep -q 'need as many CUDA devices'; then
+    echo "error: \$t was skipped" >&2; status=1
+  fi
 done
 (cd test/e2e && MEGATRON_FIXTURES=\$here/fixtures MEGATRON_BIN=\$here/bin \\
-   python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision test_e2e.CudaInt8) || status=1
+   python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision test_e2e.CudaInt8 \\
+     test_e2e.CudaTensorParallel test_e2e.TensorParallelJobs.test_nccl_collectives_run_or_say_why_not) || status=1
 bash bench/gpu.sh --bin "\$here/bin" "\$@" || status=1
 exit \$status
 EOF

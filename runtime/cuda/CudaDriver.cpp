@@ -39,6 +39,7 @@ struct Device::Api {
   X(cuMemcpyHtoD, "cuMemcpyHtoD_v2")                                           \
   X(cuMemcpyDtoH, "cuMemcpyDtoH_v2")                                           \
   X(cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2")                                 \
+  X(cuMemcpy2DAsync, "cuMemcpy2DAsync_v2")                                     \
   X(cuLaunchKernel, "cuLaunchKernel")                                          \
   X(cuStreamCreate, "cuStreamCreate")                                          \
   X(cuStreamDestroy, "cuStreamDestroy_v2")                                     \
@@ -62,11 +63,32 @@ struct Device::Api {
     return Status::error(std::string("CUDA driver: ") + what + ": " +
                          (text ? text : "error " + std::to_string(int(code))));
   }
+
+  /// Opens the driver library and resolves every entry point.
+  Status load() {
+    library = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!library)
+      return Status::error(std::string("the CUDA driver is not installed (") + dlerror() + ")");
+#define MEGATRON_CUDA_RESOLVE(name, symbol)                                    \
+  name = reinterpret_cast<decltype(name)>(dlsym(library, symbol));             \
+  if (!name)                                                                   \
+    return Status::error("the CUDA driver lacks " symbol " (too old?)");
+    MEGATRON_CUDA_FUNCTIONS(MEGATRON_CUDA_RESOLVE)
+#undef MEGATRON_CUDA_RESOLVE
+    return check(cuInit(0), "cuInit");
+  }
+
+  /// Makes the device's context the calling thread's: a session's calls
+  /// may come from any thread, and tensor-parallel ranks run on threads of
+  /// their own. Each entry point that can start a call does this.
+  Status current() const { return check(cuCtxSetCurrent(context), "cuCtxSetCurrent"); }
 };
 
 Device::~Device() {
   if (!api_)
     return;
+  if (api_->context)
+    (void)api_->current();
   for (CUgraphExec g : api_->graphs)
     api_->cuGraphExecDestroy(g);
   if (api_->stream)
@@ -79,20 +101,21 @@ Device::~Device() {
     dlclose(api_->library);
 }
 
+Status Device::count(int &devices) {
+  Api api;
+  Status s = api.load();
+  if (s.ok())
+    s = api.check(api.cuDeviceGetCount(&devices), "cuDeviceGetCount");
+  if (api.library)
+    dlclose(api.library);
+  return s;
+}
+
 Status Device::open(int ordinal, std::unique_ptr<Device> &out) {
   std::unique_ptr<Device> device(new Device());
   device->api_ = std::make_unique<Api>();
   Api &api = *device->api_;
-  api.library = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (!api.library)
-    return Status::error(std::string("the CUDA driver is not installed (") + dlerror() + ")");
-#define MEGATRON_CUDA_RESOLVE(name, symbol)                                    \
-  api.name = reinterpret_cast<decltype(api.name)>(dlsym(api.library, symbol)); \
-  if (!api.name)                                                               \
-    return Status::error("the CUDA driver lacks " symbol " (too old?)");
-  MEGATRON_CUDA_FUNCTIONS(MEGATRON_CUDA_RESOLVE)
-#undef MEGATRON_CUDA_RESOLVE
-  if (Status s = api.check(api.cuInit(0), "cuInit"); !s.ok())
+  if (Status s = api.load(); !s.ok())
     return s;
   int count = 0;
   if (Status s = api.check(api.cuDeviceGetCount(&count), "cuDeviceGetCount"); !s.ok())
@@ -110,7 +133,7 @@ Status Device::open(int ordinal, std::unique_ptr<Device> &out) {
                            "cuDevicePrimaryCtxRetain");
       !s.ok())
     return s;
-  if (Status s = api.check(api.cuCtxSetCurrent(api.context), "cuCtxSetCurrent"); !s.ok())
+  if (Status s = api.current(); !s.ok())
     return s;
   if (Status s = api.check(api.cuStreamCreate(&api.stream, CU_STREAM_DEFAULT), "cuStreamCreate");
       !s.ok())
@@ -120,6 +143,8 @@ Status Device::open(int ordinal, std::unique_ptr<Device> &out) {
 }
 
 Status Device::loadModule(const std::string &ptx) {
+  if (Status s = api_->current(); !s.ok())
+    return s;
   char log[8192] = {0};
   CUjit_option options[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
   void *values[] = {log, reinterpret_cast<void *>(sizeof(log))};
@@ -136,6 +161,8 @@ Status Device::loadModule(const std::string &ptx) {
 }
 
 Status Device::allocate(size_t bytes, uint64_t &pointer) {
+  if (Status s = api_->current(); !s.ok())
+    return s;
   CUdeviceptr p = 0;
   if (Status s = api_->check(api_->cuMemAlloc(&p, bytes ? bytes : 1), "cuMemAlloc"); !s.ok())
     return s;
@@ -144,15 +171,21 @@ Status Device::allocate(size_t bytes, uint64_t &pointer) {
 }
 
 Status Device::free(uint64_t pointer) {
+  if (Status s = api_->current(); !s.ok())
+    return s;
   return api_->check(api_->cuMemFree(static_cast<CUdeviceptr>(pointer)), "cuMemFree");
 }
 
 Status Device::copyToDevice(uint64_t pointer, const void *host, size_t bytes) {
+  if (Status s = api_->current(); !s.ok())
+    return s;
   return api_->check(api_->cuMemcpyHtoD(static_cast<CUdeviceptr>(pointer), host, bytes),
                      "cuMemcpyHtoD");
 }
 
 Status Device::copyToHost(void *host, uint64_t pointer, size_t bytes) {
+  if (Status s = api_->current(); !s.ok())
+    return s;
   return api_->check(api_->cuMemcpyDtoH(host, static_cast<CUdeviceptr>(pointer), bytes),
                      "cuMemcpyDtoH");
 }
@@ -161,6 +194,19 @@ Status Device::copyOnDevice(uint64_t to, uint64_t from, size_t bytes) {
   return api_->check(api_->cuMemcpyDtoDAsync(static_cast<CUdeviceptr>(to),
                                              static_cast<CUdeviceptr>(from), bytes, api_->stream),
                      "cuMemcpyDtoDAsync");
+}
+
+Status Device::copyRows(uint64_t to, size_t toPitch, uint64_t from, size_t fromPitch,
+                        size_t rowBytes, size_t rows) {
+  CUDA_MEMCPY2D copy{};
+  copy.srcMemoryType = copy.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  copy.srcDevice = static_cast<CUdeviceptr>(from);
+  copy.srcPitch = fromPitch;
+  copy.dstDevice = static_cast<CUdeviceptr>(to);
+  copy.dstPitch = toPitch;
+  copy.WidthInBytes = rowBytes;
+  copy.Height = rows;
+  return api_->check(api_->cuMemcpy2DAsync(&copy, api_->stream), "cuMemcpy2DAsync");
 }
 
 Status Device::launch(const std::string &name, const unsigned grid[3], const unsigned block[3],
@@ -180,6 +226,8 @@ Status Device::launch(const std::string &name, const unsigned grid[3], const uns
 }
 
 Status Device::synchronize() {
+  if (Status s = api_->current(); !s.ok())
+    return s;
   return api_->check(api_->cuCtxSynchronize(), "running the queued kernels");
 }
 

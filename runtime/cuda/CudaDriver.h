@@ -27,6 +27,8 @@ class Device {
 public:
   /// Opens the driver and device `ordinal`'s primary context.
   static Status open(int ordinal, std::unique_ptr<Device> &out);
+  /// How many CUDA devices the driver sees.
+  static Status count(int &devices);
   ~Device();
 
   /// Compute capability as "sm_XY".
@@ -41,6 +43,10 @@ public:
   Status copyToHost(void *host, uint64_t pointer, size_t bytes);
   /// Queued after the work before it.
   Status copyOnDevice(uint64_t to, uint64_t from, size_t bytes);
+  /// `rows` rows of `rowBytes`, `fromPitch` bytes apart, to rows
+  /// `toPitch` bytes apart; queued likewise.
+  Status copyRows(uint64_t to, size_t toPitch, uint64_t from, size_t fromPitch,
+                  size_t rowBytes, size_t rows);
   /// Queues kernel `name` of the loaded module after the work queued
   /// before; `params` point at each kernel parameter's value. A kernel's
   /// own failure shows in the next synchronize() or copy to the host.

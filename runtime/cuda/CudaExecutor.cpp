@@ -104,16 +104,19 @@ const KernelModuleInfo *cuda::moduleFor(const std::vector<KernelModuleInfo> &mod
 Executor::~Executor() {
   if (!device_)
     return;
-  for (uint64_t p : {dequantized_, scratch_, workspace_, arena_, past_, weights_})
+  for (uint64_t p : {staging_, scratch_, workspace_, arena_, past_, weights_})
     if (p)
       (void)device_->free(p);
 }
 
 Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordinal,
-                        std::unique_ptr<Executor> &out) {
+                        Communicator *comm, std::unique_ptr<Executor> &out) {
   std::unique_ptr<Executor> e(new Executor());
   const fb::Rank &rank = *artifact.root().ranks()->Get(rankIndex);
   e->rank_ = &rank;
+  e->rankIndex_ = rankIndex;
+  e->comm_ = comm;
+  e->deviceCollectives_ = comm ? comm->deviceCollectives() : nullptr;
   if (Status s = e->placeWeights(); !s.ok())
     return s;
   if (Status s = Device::open(ordinal, e->device_); !s.ok())
@@ -147,8 +150,8 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
                                 std::pair{&e->arena_, arenaBytes},
                                 std::pair{&e->workspace_, kWorkspaceBytes},
                                 std::pair{&e->scratch_, std::max<uint64_t>(e->scratchBytes_, 64)},
-                                std::pair{&e->dequantized_,
-                                          std::max<uint64_t>(e->dequantizedBytes_, 64)}})
+                                std::pair{&e->staging_,
+                                          std::max<uint64_t>(e->stagingBytes_, 64)}})
     if (Status s = d.allocate(bytes, *pointer); !s.ok())
       return Status::error(s.message() + " (" + std::to_string(bytes) + " bytes)");
   const uint8_t *stored = artifact.weights(rankIndex);
@@ -194,6 +197,9 @@ Status Executor::placeWeights() {
       if (linear && step->ints() && step->ints()->size() > 1 && step->ints()->Get(1) != 0)
         return Status::error("int8 activations (--quantize-activations) are not on the CUDA "
                              "backend yet");
+      if (step->kind() == fb::StepKind::AllGather)
+        stagingBytes_ = std::max<uint64_t>(stagingBytes_,
+                                           buffers.Get(step->outputs()->Get(0))->size());
     }
   // 16-bit matrices stay 16-bit for the tensor cores; every other weight
   // (and a 16-bit matrix that is also an embedding table: GPT-2's tied LM
@@ -220,7 +226,7 @@ Status Executor::placeWeights() {
                         ? b.size()
                         : b.size() / elementSize(b.dtype()) * sizeof(float);
     if (b.dtype() == fb::DType::I8)
-      dequantizedBytes_ = std::max<uint64_t>(dequantizedBytes_, b.size() * sizeof(float));
+      stagingBytes_ = std::max<uint64_t>(stagingBytes_, b.size() * sizeof(float));
     if (narrow)
       place(narrowOffsets_, i, b.size());
     if (b.dtype() == fb::DType::F16 || b.dtype() == fb::DType::BF16)
@@ -381,7 +387,7 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
   int64_t weights = out * columns;
   Args a;
   a.buffer(pointer(w), weights).buffer(pointer(scales), out * groups);
-  a.buffer(dequantized_, weights).buffer(dequantized_, weights);
+  a.buffer(staging_, weights).buffer(staging_, weights);
   a.index(weights).index(columns).index(group).i32(halfKind(halfType_));
   if (Status s = elementwise("dequantize_int8", a.params(), weights); !s.ok())
     return s;
@@ -389,7 +395,7 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
   if (halfType_ != fb::DType::F32)
     if (Status s = roundInput(halfType_, x, rows * columns, input); !s.ok())
       return s;
-  return blas_->linear(input, dequantized_, bias, addend, pointer(y), rows, columns, out,
+  return blas_->linear(input, staging_, bias, addend, pointer(y), rows, columns, out,
                        operandsOf(halfType_), workspace_, kWorkspaceBytes);
 }
 
@@ -465,6 +471,49 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
                 kAttentionBlock, a.params());
 }
 
+Status Executor::collective(const fb::Step &step, const std::vector<Shape> &shapes) {
+  // The session checked the shapes: an all-gather concatenates the ranks'
+  // last dimensions.
+  uint32_t x = step.inputs()->Get(0), y = step.outputs()->Get(0);
+  int64_t n = elements(shapes[x]);
+  int64_t inner = shapes[x].empty() ? 1 : shapes[x].back(), outer = inner ? n / inner : 0;
+  bool reduce = step.kind() == fb::StepKind::AllReduce;
+  if (!comm_)
+    return Status::error("a collective without a communicator");
+  int ranks = comm_->size();
+  constexpr size_t f = sizeof(float);
+  if (deviceCollectives_) {
+    if (reduce)
+      return deviceCollectives_->allReduceSum(rankIndex_, pointer(x), pointer(y), n,
+                                              device_->stream());
+    // NCCL gathers rank-major blocks; each becomes a column block of y.
+    if (uint64_t(n) * ranks * f > stagingBytes_)
+      return Status::error("an all-gather larger than its output buffer");
+    if (Status s = deviceCollectives_->allGather(rankIndex_, pointer(x), staging_, n,
+                                                 device_->stream());
+        !s.ok())
+      return s;
+    for (int r = 0; r < ranks; ++r)
+      if (Status s = device_->copyRows(pointer(y) + r * inner * f, ranks * inner * f,
+                                       staging_ + r * n * f, inner * f, inner * f, outer);
+          !s.ok())
+        return s;
+    return Status::success();
+  }
+  // Host collectives (threads, MPI) go through host memory, once the steps
+  // before are done (the copy to the host waits for them).
+  int64_t total = reduce ? n : n * ranks;
+  hostStaging_.resize(size_t(n + total));
+  float *in = hostStaging_.data(), *out = in + n;
+  if (Status s = device_->copyToHost(in, pointer(x), n * f); !s.ok())
+    return s;
+  Status s = reduce ? comm_->allReduceSum(int(rankIndex_), in, out, n)
+                    : comm_->allGather(int(rankIndex_), in, outer, inner, out);
+  if (!s.ok())
+    return s;
+  return device_->copyToDevice(pointer(y), out, total * f);
+}
+
 std::string Executor::flashAttentionKernel(int64_t dim) const {
   if (halfType_ == fb::DType::F32)
     return "";
@@ -487,7 +536,7 @@ Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t ba
   nextCopy_ = kNoBuffer;
   if (Status s = device_->copyToDevice(past_, &past, sizeof(past)); !s.ok())
     return s;
-  if (!graphEntry)
+  if (!graphEntry || (comm_ && !deviceCollectives_))
     return Status::success();
   // What a replay skips of attention(): its one past-dependent check.
   if (Status s = decodeKeysFit(past + 1); !s.ok())
@@ -591,31 +640,33 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
     return unary("tanh", pointer(in(0)), pointer(outId), n);
   case fb::StepKind::Slice:
   case fb::StepKind::Concat: {
-    // Block copies along `dim`, as on the CPU.
+    // Blocks along `dim`, as on the CPU: per input, `outer` rows of them.
     size_t dim = size_t(step.ints()->Get(0));
     int64_t outer = span(out, 0, dim), inner = span(out, dim + 1, out.size());
     bool slice = step.kind() == fb::StepKind::Slice;
     int64_t offset = slice ? step.ints()->Get(1) : 0, filled = 0;
+    constexpr size_t f = sizeof(float);
     for (size_t i = 0; i < step.inputs()->size(); ++i) {
       const Shape &x = shapes[in(i)];
       int64_t extent = slice ? out[dim] : x[dim];
-      for (int64_t o = 0; o < outer; ++o)
-        if (Status s = device_->copyOnDevice(
-                pointer(outId) + (o * out[dim] + filled) * inner * sizeof(float),
-                pointer(in(i)) + (o * x[dim] + offset) * inner * sizeof(float),
-                extent * inner * sizeof(float));
-            !s.ok())
-          return s;
+      if (Status s = device_->copyRows(pointer(outId) + filled * inner * f, out[dim] * inner * f,
+                                       pointer(in(i)) + offset * inner * f, x[dim] * inner * f,
+                                       extent * inner * f, outer);
+          !s.ok())
+        return s;
       filled += extent;
     }
     return Status::success();
   }
+  case fb::StepKind::AllReduce:
+  case fb::StepKind::AllGather:
+    return collective(step, shapes);
   case fb::StepKind::Copy:
     return device_->copyOnDevice(pointer(outId), pointer(in(0)),
                                  n * elementSize(rank_->buffers()->Get(outId)->dtype()));
   default:
     return Status::error(std::string("the CUDA backend does not run '") +
                          stepSignature(unsigned(step.kind()))->name +
-                         "' steps yet (they come from --no-fuse or --tp; compile without)");
+                         "' steps yet (they come from --no-fuse; compile without)");
   }
 }

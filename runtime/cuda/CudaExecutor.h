@@ -20,6 +20,7 @@
 #define MEGATRON_RUNTIME_CUDA_CUDAEXECUTOR_H
 
 #include "megatron/runtime/Artifact.h"
+#include "megatron/runtime/Communicator.h"
 #include "megatron/runtime/Status.h"
 #include "runtime/Shape.h"
 #include "runtime/cuda/CublasLt.h"
@@ -43,8 +44,10 @@ const KernelModuleInfo *moduleFor(const std::vector<KernelModuleInfo> &modules,
 class Executor {
 public:
   /// Opens device `ordinal`, loads the artifact's PTX for it and copies
-  /// rank `rank`'s weights there.
-  static Status create(const Artifact &artifact, uint32_t rank, int ordinal,
+  /// rank `rank`'s weights there. A tensor-parallel rank's collectives go
+  /// through `comm`: on the device where it has DeviceCollectives (NCCL),
+  /// else staged through host memory.
+  static Status create(const Artifact &artifact, uint32_t rank, int ordinal, Communicator *comm,
                        std::unique_ptr<Executor> &out);
   ~Executor();
 
@@ -53,7 +56,8 @@ public:
   /// `graphEntry`, a decode step (one new token per sequence, `batch` of
   /// them), whose launches are the same every step: the first of that
   /// entry and batch is recorded as a CUDA graph, and later ones replay it
-  /// (their run()s queue nothing).
+  /// (their run()s queue nothing); not where collectives stage through
+  /// the host, which a graph cannot hold.
   Status beginCall(int64_t past, const artifact::Entry *graphEntry, int64_t batch);
   /// Ends the call: queues the recorded graph, or with !ok (a step failed)
   /// drops what was being recorded.
@@ -98,6 +102,8 @@ private:
   /// scratch_, where it is written unless the step before left it there.
   Status roundInput(artifact::DType type, uint32_t x, int64_t n, uint64_t &input);
   Status attention(const artifact::Step &step, const std::vector<Shape> &shapes, int64_t past);
+  /// An AllReduce or AllGather step.
+  Status collective(const artifact::Step &step, const std::vector<Shape> &shapes);
   /// Whether the decode attention kernel takes `keys` keys.
   Status decodeKeysFit(int64_t keys) const;
   /// The tensor-core attention kernel for heads of `dim` dimensions in
@@ -105,6 +111,11 @@ private:
   std::string flashAttentionKernel(int64_t dim) const;
 
   const artifact::Rank *rank_ = nullptr;
+  uint32_t rankIndex_ = 0;
+  Communicator *comm_ = nullptr;
+  DeviceCollectives *deviceCollectives_ = nullptr;
+  /// A collective's floats, where they stage through the host.
+  std::vector<float> hostStaging_;
   std::unique_ptr<Device> device_;
   std::unique_ptr<CublasLt> blas_;
   /// Per kernel of the loaded module, its parameter count.
@@ -138,8 +149,8 @@ private:
   static constexpr uint32_t kNoBuffer = ~0u;
   uint32_t nextCopy_ = kNoBuffer, previousCopy_ = kNoBuffer;
   /// An int8 matrix widened (to f32, or halfType_), for a linear of many
-  /// rows.
-  uint64_t dequantized_ = 0, dequantizedBytes_ = 0;
+  /// rows; an all-gather's rank-major blocks.
+  uint64_t staging_ = 0, stagingBytes_ = 0;
 };
 
 } // namespace megatron::runtime::cuda

@@ -145,7 +145,7 @@ struct Rank {
   }
 };
 
-class NcclCommunicator final : public Communicator {
+class NcclCommunicator final : public Communicator, public DeviceCollectives {
 public:
   NcclCommunicator(int size, std::vector<Rank> ranks, int firstRank)
       : size_(size), ranks_(std::move(ranks)), firstRank_(firstRank) {}
@@ -176,6 +176,27 @@ public:
     });
   }
 
+  DeviceCollectives *deviceCollectives() override { return this; }
+
+  int device(int rank) const override {
+    const Rank *r = local(rank);
+    return r ? r->device : -1;
+  }
+
+  Status allReduceSum(int rank, uint64_t in, uint64_t out, int64_t n, void *stream) override {
+    return onDevice(rank, [&](Rank &r) {
+      return A().ncclAllReduce(reinterpret_cast<const void *>(in), reinterpret_cast<void *>(out),
+                               n, ncclFloat, ncclSum, r.comm, static_cast<cudaStream_t>(stream));
+    });
+  }
+
+  Status allGather(int rank, uint64_t in, uint64_t out, int64_t n, void *stream) override {
+    return onDevice(rank, [&](Rank &r) {
+      return A().ncclAllGather(reinterpret_cast<const void *>(in), reinterpret_cast<void *>(out),
+                               n, ncclFloat, r.comm, static_cast<cudaStream_t>(stream));
+    });
+  }
+
   void abort(const std::string &why) override {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!aborted_.empty())
@@ -187,17 +208,42 @@ public:
   }
 
 private:
-  template <typename Call, typename Unpack>
-  Status collective(int rank, const float *in, int64_t sent, int64_t received, Call call,
-                    Unpack unpack) {
+  const Rank *local(int rank) const {
+    int i = rank - firstRank_;
+    return i >= 0 && i < static_cast<int>(ranks_.size()) ? &ranks_[i] : nullptr;
+  }
+
+  /// The rank's communicator, unless it is not in this process or the
+  /// collectives were aborted.
+  Status lookUp(int rank, Rank *&r) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!aborted_.empty())
         return Status::error(aborted_);
     }
-    if (rank - firstRank_ < 0 || rank - firstRank_ >= static_cast<int>(ranks_.size()))
+    r = const_cast<Rank *>(local(rank));
+    if (!r)
       return Status::error("NCCL: rank " + std::to_string(rank) + " is not in this process");
-    Rank &r = ranks_[rank - firstRank_];
+    return Status::success();
+  }
+
+  /// A collective the CUDA backend queues on its own stream, the caller's
+  /// context (the device's primary one) current.
+  template <typename Call> Status onDevice(int rank, Call call) {
+    Rank *r = nullptr;
+    if (Status s = lookUp(rank, r); !s.ok())
+      return s;
+    return ncclStatus(call(*r), "collective");
+  }
+
+  /// A collective on host memory: staged through the rank's device.
+  template <typename Call, typename Unpack>
+  Status collective(int rank, const float *in, int64_t sent, int64_t received, Call call,
+                    Unpack unpack) {
+    Rank *found = nullptr;
+    if (Status s = lookUp(rank, found); !s.ok())
+      return s;
+    Rank &r = *found;
     if (Status s = cudaStatus(A().cudaSetDevice(r.device), "cudaSetDevice"); !s.ok())
       return s;
     if (Status s = r.reserve(static_cast<size_t>(received)); !s.ok())

@@ -477,6 +477,21 @@ class TensorParallel(EveryFamily, EndToEnd):
                                                          f'{entry["path"]} {task} {name} {npy} vs TP=1')
 
 
+class CudaTensorParallel(OnGpu, TensorParallel):
+    """--tp 2 and 4 on the GPU: the ranks as threads on the GPUs there are
+    (wrapping around, so one GPU runs them all), their collectives through
+    host memory; against the GPU's TP=1 outputs within the GPU's f32
+    tolerance (cuBLASLt sums a sharded row's products in another order)."""
+
+    TP_TOLERANCE = TOLERANCE['f32']
+
+
+class TensorParallelJobs(EndToEnd):
+    """Ranks in processes of their own (mpirun) and over NCCL: the TP=1
+    numbers, and clear errors when a rank dies or hangs."""
+
+    TP_TOLERANCE = TensorParallel.TP_TOLERANCE
+
     def mpirun(self, ranks, *argv, env=None):
         mpirun = shutil.which('mpirun')
         self.assertIsNotNone(mpirun, 'mpirun is missing (apt-get install openmpi-bin)')
@@ -556,26 +571,32 @@ class TensorParallel(EveryFamily, EndToEnd):
         self.assertEqual(os.listdir(out), [])
 
     def test_nccl_collectives_run_or_say_why_not(self):
-        """--collectives nccl: the TP=1 numbers where there are CUDA devices
-        for the ranks; elsewhere one clear error (no GPU, no NCCL build)."""
+        """--collectives nccl, for the CPU backend's ranks (staged through
+        the devices) and the CUDA backend's (on device memory): the TP=1
+        numbers where there are CUDA devices for the ranks; elsewhere one
+        clear error (no GPU, no NCCL build)."""
         entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']
         case = GPT2_CASES['padded']
         single = self.compile(entry, 'causal-lm')
         base = os.path.join(os.path.dirname(single), 'out-nccl-base')
         self.run_artifact(single, case, base)
-        artifact = self.compile(entry, 'causal-lm', extra=('--tp', '2'))
-        out = os.path.join(os.path.dirname(artifact), 'out-nccl')
-        argv = [artifact, 'forward', '--collectives', 'nccl', '--output-dir', out]
-        for flag, value in case.items():
-            argv += [flag, value]
-        r = run(self.runner, *argv)
-        if r.returncode != 0:
-            self.assertTrue(ONE_ERROR_LINE.fullmatch(r.stderr), r.stderr)
-            self.assertRegex(r.stderr, r'CUDA|NCCL')
-            return
-        err = max_relative_error(np.load(os.path.join(out, 'logits.npy')),
-                                 np.load(os.path.join(base, 'logits.npy')).astype(np.float64))
-        self.assertLessEqual(err, self.TP_TOLERANCE)
+        for compile_flags, run_flags, tolerance in (((), (), self.TP_TOLERANCE),
+                                                    (OnGpu.COMPILE_FLAGS, OnGpu.RUN_FLAGS,
+                                                     TOLERANCE['f32'])):
+            with self.subTest(backend=run_flags):
+                artifact = self.compile(entry, 'causal-lm', extra=('--tp', '2', *compile_flags))
+                out = os.path.join(os.path.dirname(artifact), 'out-nccl')
+                argv = [artifact, 'forward', '--collectives', 'nccl', *run_flags, '--output-dir', out]
+                for flag, value in case.items():
+                    argv += [flag, value]
+                r = run(self.runner, *argv)
+                if r.returncode != 0:
+                    self.assertTrue(ONE_ERROR_LINE.fullmatch(r.stderr), r.stderr)
+                    self.assertRegex(r.stderr, r'CUDA|NCCL')
+                    continue
+                err = max_relative_error(np.load(os.path.join(out, 'logits.npy')),
+                                         np.load(os.path.join(base, 'logits.npy')).astype(np.float64))
+                self.assertLessEqual(err, tolerance)
 
     def test_degree_must_divide_the_model(self):
         entry = {e['path']: e for e in good_fixtures()}['megatron/gpt2_v3_tp1']

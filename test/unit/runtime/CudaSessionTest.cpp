@@ -8,6 +8,9 @@
 //===----------------------------------------------------------------------===//
 
 #include "megatron/runtime/Session.h"
+#ifdef MEGATRON_HAVE_NCCL
+#include "megatron/runtime/NcclCommunicator.h"
+#endif
 #include "test/unit/runtime/CudaTestArtifacts.h"
 
 #include "gtest/gtest.h"
@@ -23,16 +26,14 @@ namespace {
 
 class CudaSession : public ::testing::Test {
 protected:
-  /// Opens `name` on the CPU and on the GPU; skips where there is no GPU
-  /// (the caller returns then).
-  void open(const std::string &name, bool graphs = true) {
+  /// Opens `name` on the CPU and, with `options`, on the GPU; skips where
+  /// there is no GPU (the caller returns then).
+  void open(const std::string &name, SessionOptions options = {}) {
     Status s = Artifact::open(cudaTestArtifact(name), artifact);
     ASSERT_TRUE(s.ok()) << s.message();
     s = Session::create(*artifact, {}, cpu);
     ASSERT_TRUE(s.ok()) << s.message();
-    SessionOptions options;
     options.backend = SessionOptions::Backend::Cuda;
-    options.cudaGraphs = graphs;
     s = Session::create(*artifact, options, gpu);
     if (!s.ok() && s.message().find("CUDA driver") != std::string::npos)
       GTEST_SKIP() << "no GPU here: " << s.message();
@@ -67,6 +68,13 @@ protected:
         ASSERT_NEAR(g.data[i], w.data[i], 1e-4f * (1 + std::fabs(w.data[i])))
             << entry << " " << name << " at " << i;
     }
+  }
+
+  /// BERT with padding in its second row, both heads.
+  void bertWithPadding() {
+    expectSame("forward", {{"input_ids", {{2, 7}, {2, 5, 9, 3, 4, 8, 3, 2, 7, 7, 3, 0, 0, 0}}},
+                           {"token_type_ids", {{2, 7}, {0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0}}},
+                           {"attention_mask", {{2, 7}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0}}}});
   }
 
   /// A batch of two prompts, then `steps` decode steps through the cache.
@@ -149,11 +157,44 @@ TEST_F(CudaSession, BertWithPaddingMatchesTheCpu) {
   open("bert-cuda.mtc");
   if (IsSkipped() || HasFatalFailure())
     return;
-  // Row two is padded: its last three tokens are masked out.
-  expectSame("forward", {{"input_ids", {{2, 7}, {2, 5, 9, 3, 4, 8, 3, 2, 7, 7, 3, 0, 0, 0}}},
-                         {"token_type_ids", {{2, 7}, {0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0}}},
-                         {"attention_mask", {{2, 7}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0}}}});
+  bertWithPadding();
 }
+
+// Two tensor-parallel ranks as threads, on one GPU or on two: their
+// all-reduces and the LM head's all-gather go through host memory (no
+// CUDA graphs then); the CPU runs the same sharded artifact.
+TEST_F(CudaSession, TensorParallelRanksMatchTheCpu) {
+  open("gpt2-tp2-cuda.mtc");
+  if (IsSkipped() || HasFatalFailure())
+    return;
+  prefillAndDecode(3);
+  open("bert-tp2-cuda.mtc");
+  if (HasFatalFailure())
+    return;
+  bertWithPadding();
+}
+
+#ifdef MEGATRON_HAVE_NCCL
+// The same over NCCL, one device per rank, the collectives queued on the
+// executors' streams and the decode steps recorded as graphs with them.
+TEST_F(CudaSession, NcclCollectivesOnTheDevicesMatchTheCpu) {
+  SessionOptions options;
+  Status s = nccl::joinLocal(2, options.communicator);
+  // Fewer than two devices, or none, or no NCCL.
+  if (!s.ok() && (s.message().find("CUDA devices") != std::string::npos ||
+                  s.message().find("cannot be loaded") != std::string::npos))
+    GTEST_SKIP() << s.message();
+  ASSERT_TRUE(s.ok()) << s.message();
+  open("gpt2-tp2-cuda.mtc", options);
+  if (HasFatalFailure())
+    return;
+  prefillAndDecode(3);
+  open("bert-tp2-cuda.mtc", options);
+  if (HasFatalFailure())
+    return;
+  bertWithPadding();
+}
+#endif
 
 // Decode steps replay a CUDA graph: the first step of each batch size
 // records it, the others replay it with the cache grown by a token.
@@ -187,7 +228,9 @@ TEST_F(CudaSession, PrefillWithoutOutputsFillsTheCache) {
 
 // The same steps launched one by one.
 TEST_F(CudaSession, Gpt2DecodeWithoutGraphsMatchesTheCpu) {
-  open("gpt2-cuda.mtc", /*graphs=*/false);
+  SessionOptions eager;
+  eager.cudaGraphs = false;
+  open("gpt2-cuda.mtc", eager);
   if (IsSkipped() || HasFatalFailure())
     return;
   prefillAndDecode(3);

@@ -19,6 +19,22 @@
 
 namespace megatron::runtime {
 
+/// Collectives over CUDA device memory, queued on a stream (NCCL): what
+/// the CUDA backend uses where its communicator has them. Device addresses
+/// are integers and streams opaque, so this header needs no CUDA.
+class DeviceCollectives {
+public:
+  virtual ~DeviceCollectives();
+  /// The CUDA device rank `rank` must run on.
+  virtual int device(int rank) const = 0;
+  /// As Communicator::allReduceSum, on n floats at device addresses,
+  /// queued on `stream` (a CUstream of that device).
+  virtual Status allReduceSum(int rank, uint64_t in, uint64_t out, int64_t n,
+                              void *stream) = 0;
+  /// Rank r's n floats land at out + r * n floats (rank-major blocks).
+  virtual Status allGather(int rank, uint64_t in, uint64_t out, int64_t n, void *stream) = 0;
+};
+
 class Communicator {
 public:
   virtual ~Communicator();
@@ -37,6 +53,9 @@ public:
   /// Clears a previous abort before a new call (in-process only; others
   /// cannot recover and keep failing).
   virtual void reset() {}
+  /// The same collectives on device memory, where this communicator has
+  /// them (NCCL); null where it reduces host memory only.
+  virtual DeviceCollectives *deviceCollectives() { return nullptr; }
 };
 
 /// `size` ranks that are threads of this process; a rank that waits longer

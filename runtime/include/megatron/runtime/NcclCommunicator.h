@@ -3,8 +3,8 @@
 // NCCL behind the Communicator interface, built when the CUDA toolkit and
 // NCCL are found (MEGATRON_HAVE_NCCL; library MegatronRuntimeNCCL). Each
 // rank uses its own device. The CPU backend's buffers are in host memory,
-// so each collective stages through device buffers; the CUDA backend will
-// hand device pointers to the same communicator.
+// so each of its collectives stages through device buffers; the CUDA
+// backend queues them on its device memory and stream (DeviceCollectives).
 //
 //===----------------------------------------------------------------------===//
 

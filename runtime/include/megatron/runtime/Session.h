@@ -69,13 +69,16 @@ struct SessionOptions {
   /// How long a rank waits in a collective for the others (in-process).
   double collectiveTimeoutSeconds = 60;
   /// Where the steps run: the CPU, or CUDA device `device` (a runtime built
-  /// with the CUDA toolkit; a single-rank artifact compiled with --target
-  /// cuda, without int8 activations).
+  /// with the CUDA toolkit; an artifact compiled with --target cuda,
+  /// without int8 activations). The ranks this process runs take devices
+  /// `device`, `device` + 1, ..., wrapping around (one GPU can run them
+  /// all), or the communicator's device for each (NCCL).
   enum class Backend { Cpu, Cuda } backend = Backend::Cpu;
   int device = 0;
   /// On the GPU, a decode step (one new token per sequence) is recorded as
   /// a CUDA graph the first time for its entry and batch, and replayed
-  /// after: one launch instead of hundreds.
+  /// after: one launch instead of hundreds. Not for ranks whose
+  /// collectives go through host memory (threads, MPI).
   bool cudaGraphs = true;
 };
 
