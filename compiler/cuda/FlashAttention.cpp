@@ -7,134 +7,27 @@
 // registers) by K^T into a 16 x 64 tile of scores, masks and scales them,
 // folds them into the running row maxima and sums, and multiplies the
 // probabilities (re-packed from the score registers as A fragments, no
-// trip through memory) by V into its 16 x dim accumulators.
-//
-// Fragment layouts of mma.sync.m16n8k16 (PTX ISA, "Matrix Fragments for
-// mma.m16n8k16"), lane = 4 g + t: A (16 x 16, row-major) pairs (g, 2t),
-// (g + 8, 2t), (g, 2t + 8), (g + 8, 2t + 8); B (16 x 8, k x n) pairs
-// (2t, g), (2t + 8, g) along k; C (16 x 8) (g, 2t), (g, 2t + 1), (g + 8,
-// 2t), (g + 8, 2t + 1). A pair is one 32-bit word, its first element in
-// the low half.
+// trip through memory) by V into its 16 x dim accumulators. The fragment
+// layouts are in MmaEmitter.h.
 //
 //===----------------------------------------------------------------------===//
 
 #include "compiler/cuda/FlashAttention.h"
+#include "compiler/cuda/MmaEmitter.h"
 
-#include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
-#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
-#include "mlir/Dialect/Math/IR/Math.h"
-#include "mlir/Dialect/MemRef/IR/MemRef.h"
-#include "mlir/Dialect/SCF/IR/SCF.h"
-#include "mlir/IR/ImplicitLocOpBuilder.h"
-
-#include <array>
 #include <limits>
 
 using namespace mlir;
+using megatron::cuda::MmaEmitter;
+using megatron::cuda::Tile;
 
 namespace {
-
-using Tile = std::array<Value, 4>; // one thread's part of a 16 x 8 f32 tile
 
 // Q is staged through the K tile's memory, and every staging loop moves 64
 // rows with 128 threads: four warps of 16 query rows.
 static_assert(megatron::kFlashQueries == megatron::kFlashKeys &&
                   megatron::kFlashThreads == 2 * megatron::kFlashQueries,
               "the block's shape");
-
-/// The kernel's arithmetic, in index, f32 and 32-bit words.
-class Emitter {
-public:
-  Emitter(ImplicitLocOpBuilder &b, bool bf16) : b(b), bf16(bf16) {}
-
-  Value c(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
-  Value f(float v) { return arith::ConstantFloatOp::create(b, b.getF32Type(), APFloat(v)); }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
-  Value add(Value x, int64_t y) { return y ? add(x, c(y)) : x; }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
-  Value mul(Value x, int64_t y) { return mul(x, c(y)); }
-  Value div(Value x, int64_t y) { return arith::DivUIOp::create(b, x, c(y)); }
-  Value div(Value x, Value y) { return arith::DivUIOp::create(b, x, y); }
-  Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, x, c(y)); }
-  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, x, y); }
-  Value min(Value x, Value y) { return arith::MinUIOp::create(b, x, y); }
-  Value less(Value x, Value y) { return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, y); }
-  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, x, y); }
-  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, x, y); }
-  Value fmax(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
-  Value exp(Value x) { return math::ExpOp::create(b, x); }
-  Value select(Value c, Value x, Value y) { return arith::SelectOp::create(b, c, x, y); }
-  Value load(Value m, Value i) { return memref::LoadOp::create(b, m, ValueRange{i}); }
-  void store(Value v, Value m, Value i) { memref::StoreOp::create(b, v, m, ValueRange{i}); }
-
-  /// x combined with its xor-1 and xor-2 neighbours: the four lanes that
-  /// hold one row of a C fragment.
-  Value rowReduce(Value x, Value (Emitter::*combine)(Value, Value)) {
-    for (int32_t offset : {1, 2}) {
-      Value other = gpu::ShuffleOp::create(b, x, offset, 32, gpu::ShuffleMode::XOR).getResult(0);
-      x = (this->*combine)(x, other);
-    }
-    return x;
-  }
-
-  /// Two f32 rounded to the operand type, packed in a word (lo first).
-  Value pack(Value lo, Value hi) {
-    Type half = bf16 ? Type(b.getBF16Type()) : Type(b.getF16Type());
-    auto bits = [&](Value x) {
-      Value h = arith::TruncFOp::create(b, half, x);
-      Value i = arith::BitcastOp::create(b, b.getI16Type(), h);
-      return arith::ExtUIOp::create(b, b.getI32Type(), i).getResult();
-    };
-    Value high = arith::ShLIOp::create(b, bits(hi), arith::ConstantIntOp::create(b, 16, 32));
-    return arith::OrIOp::create(b, bits(lo), high);
-  }
-
-  /// A word as an mma operand register: f16x2 for f16, the word for bf16.
-  Value operand(Value word) {
-    if (bf16)
-      return word;
-    return LLVM::BitcastOp::create(b, VectorType::get({2}, b.getF16Type()), word);
-  }
-
-  /// acc + A B for one m16n8k16 step (a: 4 words, bPair: 2 words).
-  Tile mma(const std::array<Value, 4> &a, Value b0, Value b1, const Tile &acc) {
-    Type f32 = b.getF32Type();
-    Type result = LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
-    NVVM::MMATypes type = bf16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
-    Value d = NVVM::MmaOp::create(
-        b, result, ValueRange{a[0], a[1], a[2], a[3]}, ValueRange{operand(b0), operand(b1)},
-        ValueRange{acc[0], acc[1], acc[2], acc[3]}, ArrayRef<int64_t>{16, 8, 16}, std::nullopt,
-        std::nullopt, std::array<NVVM::MMATypes, 2>{type, type},
-        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row, NVVM::MMALayout::col});
-    Tile out;
-    for (int64_t i = 0; i < 4; ++i)
-      out[i] = LLVM::ExtractValueOp::create(b, d, ArrayRef<int64_t>{i});
-    return out;
-  }
-
-  /// for (i = 0; i < n; ++i) body(i).
-  void forEach(Value n, function_ref<void(Value)> body) {
-    auto loop = scf::ForOp::create(b, c(0), n, c(1));
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    body(loop.getInductionVar());
-  }
-
-  void ifThen(Value cond, function_ref<void()> then, function_ref<void()> otherwise = {}) {
-    auto op = scf::IfOp::create(b, cond, static_cast<bool>(otherwise));
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(op.thenBlock());
-    then();
-    if (otherwise) {
-      b.setInsertionPointToStart(op.elseBlock());
-      otherwise();
-    }
-  }
-
-  ImplicitLocOpBuilder &b;
-  const bool bf16;
-};
 
 } // namespace
 
@@ -146,7 +39,7 @@ void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64
   MLIRContext *ctx = module.getContext();
   ImplicitLocOpBuilder b(module.getLoc(), ctx);
   b.setInsertionPointToEnd(module.getBody());
-  Emitter e(b, bf16);
+  MmaEmitter e(b, bf16);
   Type f32 = b.getF32Type(), index = b.getIndexType(), i32 = b.getI32Type();
   auto dynamic = [](Type t) { return MemRefType::get({ShapedType::kDynamic}, t); };
   auto shared = [&](int64_t words) {
@@ -302,7 +195,7 @@ void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64
       for (int64_t n = 0; n < kFlashKeys / 8; ++n)
         for (int64_t j = 0; j < 2; ++j)
           tileMax = e.fmax(tileMax, s[n][2 * r + j]);
-      tileMax = e.rowReduce(tileMax, &Emitter::fmax);
+      tileMax = e.rowReduce(tileMax, &MmaEmitter::fmax);
       Value m = carried[r], newMax = e.fmax(m, tileMax);
       correction[r] = e.exp(arith::SubFOp::create(b, m, newMax));
       Value sum = e.fmul(carried[2 + r], correction[r]);
@@ -339,7 +232,7 @@ void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64
   // out = acc / the row's sum, rows inside the sequence only.
   ValueRange result = keyLoop.getResults();
   for (int64_t r = 0; r < 2; ++r) {
-    Value inverse = arith::DivFOp::create(b, e.f(1), e.rowReduce(result[2 + r], &Emitter::fadd));
+    Value inverse = arith::DivFOp::create(b, e.f(1), e.rowReduce(result[2 + r], &MmaEmitter::fadd));
     Value q = e.add(e.add(q0, rowA), 8 * r);
     e.ifThen(e.less(q, seq), [&] {
       Value base = e.add(e.add(e.mul(e.add(e.mul(batch, seq), q), width), headOffset),

@@ -68,9 +68,14 @@ constexpr int64_t kFlashQueries = 64;
 constexpr int64_t kMaxHeadDim = 128, kMaxDecodeKeys = 4096;
 constexpr uint64_t kWorkspaceBytes = 32 << 20;
 /// Up to this many rows (decode) an int8 linear reads its weights in the
-/// GEMV kernel; more widen them for cuBLASLt.
+/// GEMV kernel; up to kInt8MatmulRows, in a 16-bit artifact, in the
+/// tensor-core one (compiler/cuda/Int8Matmul.h: blocks of kInt8MatmulThreads
+/// threads, kInt8MatmulChannels output channels each, 16 columns a step);
+/// more widen them for cuBLASLt.
 constexpr int64_t kInt8GemvRows = 8;
 constexpr unsigned kInt8GemvBlock = 128;
+constexpr int64_t kInt8MatmulRows = 64, kInt8MatmulChannels = 8;
+constexpr unsigned kInt8MatmulThreads = 128;
 
 /// The kernels' %half for a 16-bit type (1 f16, 2 bf16), 0 for f32.
 int32_t halfKind(fb::DType type) {
@@ -370,16 +375,30 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
     return Status::error("int8 weight of " + std::to_string(columns) + " columns in groups of " +
                          std::to_string(group) +
                          ": the CUDA kernels take multiples of 4 (--group-size)");
-  if (rows <= kInt8GemvRows) {
+  // The GEMV and tensor-core kernels take the same operands but x: f32,
+  // or rounded to 16 bits (words of two).
+  auto readingInt8 = [&](uint64_t input, int64_t inputElements) {
     Args a;
-    a.buffer(pointer(x), rows * columns).buffer(pointer(w), out * columns / 4);
+    a.buffer(input, inputElements).buffer(pointer(w), out * columns / 4);
     a.buffer(pointer(scales), out * groups);
-    // The kernel reads neither pointer when told there is none.
+    // The kernels read neither pointer when told there is none.
     a.buffer(bias ? bias : pointer(x), out).buffer(addend ? addend : pointer(x), rows * out);
     a.buffer(pointer(y), rows * out).index(rows).index(columns).index(out).index(group);
     a.flag(bias != 0).flag(addend != 0);
+    return a;
+  };
+  if (rows <= kInt8GemvRows) {
     int64_t perBlock = kInt8GemvBlock / 32; // one warp per output channel
-    return launch("linear_int8", (out + perBlock - 1) / perBlock, kInt8GemvBlock, a.params());
+    return launch("linear_int8", (out + perBlock - 1) / perBlock, kInt8GemvBlock,
+                  readingInt8(pointer(x), rows * columns).params());
+  }
+  std::string tensorCores = tensorCoreKernel("matmul_w8a16");
+  if (rows <= kInt8MatmulRows && columns % 16 == 0 && !tensorCores.empty()) {
+    uint64_t input = 0;
+    if (Status s = roundInput(halfType_, x, rows * columns, input); !s.ok())
+      return s;
+    return launch(tensorCores.c_str(), (out + kInt8MatmulChannels - 1) / kInt8MatmulChannels,
+                  kInt8MatmulThreads, readingInt8(input, rows * columns / 2).params());
   }
   // Many rows: the matrix widened once per call, then cuBLASLt; in a
   // 16-bit artifact to its type, for the tensor cores (the input rounded
@@ -462,7 +481,7 @@ Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shape
   // A 16-bit artifact's attention multiplies on the tensor cores, in its
   // type (as PyTorch's f16 and bf16 attention do), where the artifact has
   // the kernel for this head size; f32 ones stay exact.
-  std::string flash = flashAttentionKernel(dim);
+  std::string flash = tensorCoreKernel("flash_attention", "_d" + std::to_string(dim));
   if (!flash.empty())
     return launch(flash.c_str(), batch * heads * ((seq + kFlashQueries - 1) / kFlashQueries),
                   kFlashThreads, a.params());
@@ -514,12 +533,11 @@ Status Executor::collective(const fb::Step &step, const std::vector<Shape> &shap
   return device_->copyToDevice(pointer(y), out, total * f);
 }
 
-std::string Executor::flashAttentionKernel(int64_t dim) const {
+std::string Executor::tensorCoreKernel(const char *family, const std::string &suffix) const {
   if (halfType_ == fb::DType::F32)
     return "";
-  std::string name = std::string("flash_attention_") +
-                     (halfType_ == fb::DType::BF16 ? "bf16" : "f16") + "_d" +
-                     std::to_string(dim);
+  std::string name = std::string(family) + (halfType_ == fb::DType::BF16 ? "_bf16" : "_f16") +
+                     suffix;
   return parameters_.count(name) ? name : "";
 }
 

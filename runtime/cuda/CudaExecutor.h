@@ -9,8 +9,10 @@
 // artifact's linears multiply on the tensor cores (16-bit weights and
 // inputs, f32 accumulation), and so does its prefill attention for the
 // head sizes the artifact has a flash-attention kernel for; int8 linear
-// weights stay int8 (a GEMV kernel for decode's few rows, widened for
-// cuBLASLt beyond: to the artifact's 16-bit type in a 16-bit artifact);
+// weights stay int8 (a GEMV kernel for decode's few rows; in a 16-bit
+// artifact a tensor-core kernel that widens them in registers for up to
+// 64 rows; widened for cuBLASLt beyond, to the artifact's 16-bit type in a
+// 16-bit artifact);
 // every other 16-bit weight is widened to f32 once, when copied to the
 // device.
 //
@@ -106,9 +108,10 @@ private:
   Status collective(const artifact::Step &step, const std::vector<Shape> &shapes);
   /// Whether the decode attention kernel takes `keys` keys.
   Status decodeKeysFit(int64_t keys) const;
-  /// The tensor-core attention kernel for heads of `dim` dimensions in
-  /// this artifact's 16-bit type; empty where there is none.
-  std::string flashAttentionKernel(int64_t dim) const;
+  /// The tensor-core kernel of `family` ("flash_attention", with suffix
+  /// "_d64" for heads of 64 dimensions; "matmul_w8a16") in this artifact's
+  /// 16-bit type; empty where it has none.
+  std::string tensorCoreKernel(const char *family, const std::string &suffix = "") const;
 
   const artifact::Rank *rank_ = nullptr;
   uint32_t rankIndex_ = 0;

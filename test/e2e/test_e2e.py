@@ -297,23 +297,38 @@ class HalfPrecision(EndToEnd):
     LONG = {'long': {'--input-ids': ';'.join(','.join(str((7 * i + 3 * r) % 97 + 1) for i in range(24))
                                               for r in range(2))}}
 
-    def check_dtype(self, dtype):
+    # int8 weights with 16-bit activations: the CPU multiplies many rows
+    # with x rounded to bf16 wherever it has bf16 arithmetic, in an f16
+    # artifact too (QuantizedLinear.h); the GPU in the artifact's type.
+    W8A16_TOLERANCE = {'f16': TOLERANCE['bf16'], 'bf16': TOLERANCE['bf16']}
+
+    def check_dtype(self, dtype, extra=(), tolerance=None):
+        """`extra` compiler flags apply to the reference too."""
         entries = {e['path']: e for e in good_fixtures()}
         for path, task in self.MODELS:
             entry = entries[path]
-            with self.subTest(fixture=path, dtype=dtype):
-                artifact = self.compile(entry, task, dtype)
+            with self.subTest(fixture=path, dtype=dtype, extra=extra):
+                artifact = self.compile(entry, task, dtype, extra=extra)
                 for case_name, case in {**cases(entry, task), **self.LONG}.items():
                     with self.subTest(case=case_name):
-                        errors = self.check(entry, task, artifact, case_name, case, TOLERANCE[dtype])
-                        print(f'\n--dtype {dtype} {path} {task} {case_name}: max relative error ' +
-                              ', '.join(f'{name} {err:.2e}' for name, err in errors.items()), flush=True)
+                        errors = self.check(entry, task, artifact, case_name, case,
+                                            tolerance or TOLERANCE[dtype], reference_flags=extra)
+                        print(f'\n--dtype {dtype} {" ".join(extra)} {path} {task} {case_name}: max relative '
+                              'error ' + ', '.join(f'{name} {err:.2e}' for name, err in errors.items()),
+                              flush=True)
 
     def test_f16(self):
         self.check_dtype('f16')
 
     def test_bf16(self):
         self.check_dtype('bf16')
+
+    def test_int8_weights_with_16_bit_activations(self):
+        """W8A16: int8 linear weights in a 16-bit artifact, against the
+        reference with the same quantized weights (on the GPU the 48 rows of
+        LONG take the tensor-core int8 kernel, the others the GEMV)."""
+        for dtype in ('f16', 'bf16'):
+            self.check_dtype(dtype, extra=('--quantize', 'int8'), tolerance=self.W8A16_TOLERANCE[dtype])
 
 
 class CudaFixtures(OnGpu, Fixtures):
@@ -322,6 +337,8 @@ class CudaFixtures(OnGpu, Fixtures):
 
 class CudaHalfPrecision(OnGpu, HalfPrecision):
     """f16 / bf16 artifacts on the GPU (their linears on the tensor cores)."""
+
+    W8A16_TOLERANCE = TOLERANCE
 
 
 class Int8(EveryFamily, EndToEnd):

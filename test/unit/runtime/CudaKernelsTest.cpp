@@ -58,6 +58,27 @@ protected:
     unsigned grid[3] = {unsigned((n + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
     return device->launch(name, grid, block, 0, params);
   }
+  /// The operands linear_int8 and matmul_w8a16 take: x f32 or, for the
+  /// second, 16-bit in words of two (xElements of them either way).
+  struct Int8Linear {
+    uint64_t x, q, scales, bias, addend, y;
+    int64_t xElements, rows, in, out, group;
+    uint8_t hasBias, hasAddend;
+  };
+  Status launchInt8Linear(const char *kernel, unsigned blocks, Int8Linear l) {
+    cuda::MemRef1D mx(l.x, l.xElements), mq(l.q, l.out * l.in / 4),
+        ms(l.scales, l.out * l.in / l.group), mb(l.bias, l.out), ma(l.addend, l.rows * l.out),
+        my(l.y, l.rows * l.out);
+    std::vector<void *> params;
+    for (cuda::MemRef1D *m : {&mx, &mq, &ms, &mb, &ma, &my})
+      m->append(params);
+    for (int64_t *v : {&l.rows, &l.in, &l.out, &l.group})
+      params.push_back(v);
+    params.push_back(&l.hasBias);
+    params.push_back(&l.hasAddend);
+    unsigned grid[3] = {blocks, 1, 1}, block[3] = {128, 1, 1};
+    return device->launch(kernel, grid, block, 0, params);
+  }
   void TearDown() override {
     for (uint64_t p : pointers)
       (void)device->free(p);
@@ -221,19 +242,10 @@ TEST_F(CudaKernels, Int8LinearAndDequantizeMatchADoubleReference) {
   std::vector<float> y(maxRows * out), wide(out * in);
   uint64_t dy = upload(y.data(), y.size() * 4), dw = upload(wide.data(), wide.size() * 4);
   for (int64_t rows = 1; rows <= maxRows; ++rows) {
-    cuda::MemRef1D mx(dx, rows * in), mq(dq, out * in / 4), ms(ds, out * groups), mb(db, out),
-        ma(da, rows * out), my(dy, rows * out);
-    int64_t r = rows, n = in, o = out, g = group;
     uint8_t hasBias = 1, hasAddend = rows % 2; // with and without the residual
-    std::vector<void *> params;
-    for (cuda::MemRef1D *m : {&mx, &mq, &ms, &mb, &ma, &my})
-      m->append(params);
-    for (int64_t *v : {&r, &n, &o, &g})
-      params.push_back(v);
-    params.push_back(&hasBias);
-    params.push_back(&hasAddend);
-    unsigned grid[3] = {unsigned((out + 3) / 4), 1, 1}, block[3] = {128, 1, 1};
-    Status s = device->launch("linear_int8", grid, block, 0, params);
+    Status s = launchInt8Linear("linear_int8", unsigned((out + 3) / 4),
+                                {dx, dq, ds, db, da, dy, rows * in, rows, in, out, group, hasBias,
+                                 hasAddend});
     ASSERT_TRUE(s.ok()) << s.message();
     ASSERT_TRUE(device->copyToHost(y.data(), dy, rows * out * 4).ok());
     for (int64_t i = 0; i < rows; ++i)
@@ -272,6 +284,66 @@ TEST_F(CudaKernels, Int8LinearAndDequantizeMatchADoubleReference) {
       }
     }
   }
+}
+
+// matmul_w8a16 (9 to 64 rows of a 16-bit x; bias and residual) against a
+// double-precision product of x rounded to the 16-bit type and the
+// weights dequantized and rounded to it, as the kernel multiplies them:
+// each product is exact in f32, so what differs is the order of the f32
+// sums. 77 channels (a partial block), 208 columns (13 steps of 16, which
+// four warps do not split evenly), per-channel scales and groups of 8.
+TEST_F(CudaKernels, Int8MatmulMatchesADoubleReference) {
+  const int64_t out = 77, in = 208, maxRows = 64;
+  std::mt19937 rng(21);
+  std::uniform_int_distribution<int> value(-127, 127);
+  std::vector<int8_t> q(out * in);
+  for (int8_t &v : q)
+    v = static_cast<int8_t>(value(rng));
+  q[5] = -128;
+  std::vector<float> bias = random(out, 22), x = random(maxRows * in, 23),
+                     addend = random(maxRows * out, 24);
+  std::vector<float> y(maxRows * out);
+  uint64_t dq = upload(q.data(), q.size()), db = upload(bias.data(), out * 4),
+           da = upload(addend.data(), addend.size() * 4), dy = upload(y.data(), y.size() * 4);
+  for (bool bf16 : {false, true})
+    for (int64_t group : {in, int64_t(8)}) {
+      int64_t groups = in / group;
+      std::vector<float> scales = random(out * groups, 25);
+      for (float &v : scales)
+        v = std::fabs(v) / 64;
+      auto round = [&](float v) {
+        return bf16 ? bfloat16ToFloat(floatToBFloat16(v)) : halfToFloat(floatToHalf(v));
+      };
+      std::vector<uint16_t> narrowX(x.size());
+      for (size_t i = 0; i < x.size(); ++i)
+        narrowX[i] = bf16 ? floatToBFloat16(x[i]) : floatToHalf(x[i]);
+      uint64_t ds = upload(scales.data(), scales.size() * 4),
+               dx = upload(narrowX.data(), narrowX.size() * 2);
+      for (int64_t rows : {9, 16, 17, 40, 64}) {
+        SCOPED_TRACE(std::string(bf16 ? "bf16" : "f16") + ", groups of " +
+                     std::to_string(group) + ", " + std::to_string(rows) + " rows");
+        uint8_t hasBias = rows % 2, hasAddend = rows != 16;
+        Status s = launchInt8Linear(bf16 ? "matmul_w8a16_bf16" : "matmul_w8a16_f16",
+                                    unsigned((out + 7) / 8),
+                                    {dx, dq, ds, db, da, dy, rows * in / 2, rows, in, out, group,
+                                     hasBias, hasAddend});
+        ASSERT_TRUE(s.ok()) << s.message();
+        ASSERT_TRUE(device->copyToHost(y.data(), dy, rows * out * 4).ok());
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t c = 0; c < out; ++c) {
+            double want = (hasBias ? bias[c] : 0.0) + (hasAddend ? addend[i * out + c] : 0.0);
+            double magnitude = std::fabs(want);
+            for (int64_t k = 0; k < in; ++k) {
+              double term = double(round(x[i * in + k])) *
+                            round(float(q[c * in + k]) * scales[c * groups + k / group]);
+              want += term;
+              magnitude += std::fabs(term);
+            }
+            ASSERT_NEAR(y[i * out + c], want, 1e-5 * magnitude + 1e-6)
+                << "row " << i << ", channel " << c;
+          }
+      }
+    }
 }
 
 // The tensor-core attention of 16-bit artifacts against the CPU's f32
