@@ -7,9 +7,11 @@
 # CUDA tests' artifacts and the good test fixtures, and run.sh. There, from a
 # checkout of the same commit, as root (run.sh puts OpenBLAS where the
 # runtime loads it from):
-#   mkdir -p /tmp/gpu && tar -xJf BUNDLE -C /tmp/gpu && bash /tmp/gpu/run.sh [--compile]
-# runs the GPU tests (cuda-tests, none skipped), the e2e suite's CUDA
-# classes against the reference, and bench/gpu.sh (its flags passed on).
+#   mkdir -p /tmp/gpu && tar -xJf BUNDLE -C /tmp/gpu && bash /tmp/gpu/run.sh [PHASE] [--compile]
+# runs the phases in turn, or PHASE alone (each fits a device call of 10
+# minutes): kernels (cuda-tests, each in its own process, none skipped but
+# for want of more GPUs), e2e (the e2e suite's CUDA classes against the
+# reference), bench (bench/gpu.sh, its flags passed on).
 # Usage: scripts/gpu-bundle.sh OUT.tar.xz   (BUILD_DIR as for scripts/build.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,22 +74,32 @@ if [ ! -e $openblas ]; then
     { echo "error: cannot install OpenBLAS at $openblas (run as root)" >&2; exit 1; }
 fi
 nvidia-smi -L || { echo "error: no NVIDIA GPU visible (nvidia-smi)" >&2; exit 1; }
+phases=(kernels e2e bench)
+case \${1:-} in kernels|e2e|bench) phases=("\$1"); shift ;; esac
 status=0
-# Each GPU test in a process of its own: a kernel's fault poisons its CUDA
-# context, and would fail every test after it.
-export MEGATRON_CUDA_ARTIFACTS=\$here/artifacts
-for t in \$("\$here/bin/cuda-tests" --gtest_list_tests | awk '/^[^ ]/ {s = \$1} /^  / {print s \$1}'); do
-  out=\$("\$here/bin/cuda-tests" --gtest_filter="\$t" 2>&1) || status=1
-  echo "\$out" | grep -E '^\[ +(OK|FAILED|SKIPPED) +\] [A-Za-z0-9_]+\.[A-Za-z0-9_]+ |Failure|Expected|Which is|at [0-9]|max error'
-  # Only a test that needs more GPUs than the machine has may skip.
-  if echo "\$out" | grep -q '^\[  SKIPPED' && ! echo "\$out" | grep -q 'need as many CUDA devices'; then
-    echo "error: \$t was skipped" >&2; status=1
-  fi
+kernels() {
+  # Each GPU test in a process of its own: a kernel's fault poisons its
+  # CUDA context, and would fail every test after it.
+  export MEGATRON_CUDA_ARTIFACTS=\$here/artifacts
+  for t in \$("\$here/bin/cuda-tests" --gtest_list_tests | awk '/^[^ ]/ {s = \$1} /^  / {print s \$1}'); do
+    out=\$("\$here/bin/cuda-tests" --gtest_filter="\$t" 2>&1) || status=1
+    echo "\$out" | grep -E '^\[ +(OK|FAILED|SKIPPED) +\] [A-Za-z0-9_]+\.[A-Za-z0-9_]+ |Failure|Expected|Which is|at [0-9]|max error'
+    # Only a test that needs more GPUs than the machine has may skip.
+    if echo "\$out" | grep -q '^\[  SKIPPED' && ! echo "\$out" | grep -q 'need as many CUDA devices'; then
+      echo "error: \$t was skipped" >&2; status=1
+    fi
+  done
+}
+e2e() {
+  (cd test/e2e && MEGATRON_FIXTURES=\$here/fixtures MEGATRON_BIN=\$here/bin \\
+     python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision test_e2e.CudaInt8 \\
+       test_e2e.CudaTensorParallel test_e2e.TensorParallelJobs.test_nccl_collectives_run_or_say_why_not) || status=1
+}
+bench() { bash bench/gpu.sh --bin "\$here/bin" "\$@" || status=1; }
+for phase in "\${phases[@]}"; do
+  echo "== \$phase (\$(date +%T))"
+  "\$phase" "\$@"
 done
-(cd test/e2e && MEGATRON_FIXTURES=\$here/fixtures MEGATRON_BIN=\$here/bin \\
-   python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision test_e2e.CudaInt8 \\
-     test_e2e.CudaTensorParallel test_e2e.TensorParallelJobs.test_nccl_collectives_run_or_say_why_not) || status=1
-bash bench/gpu.sh --bin "\$here/bin" "\$@" || status=1
 exit \$status
 EOF
 chmod +x "$stage/run.sh"
