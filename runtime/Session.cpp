@@ -1073,12 +1073,12 @@ Status Session::Impl::run(const std::string &entry, const Inputs &inputs,
   return outputs ? first().readOutputs(*outputs) : Status::success();
 }
 
-/// The CUDA device rank `r` runs on: the communicator's for it (NCCL),
-/// else options.device for a process of one rank, else the devices from
-/// options.device on, one per rank, wrapping around (every rank of a
-/// host-collective artifact may share one GPU).
-static Status deviceOfRank(const SessionOptions &options, Communicator *comm, int r,
-                           size_t ranksHere, int &device) {
+/// The CUDA device rank `r` of `ranks` runs on: the communicator's for it
+/// (NCCL); else options.device for a single rank, and for more, devices
+/// from options.device on, one per rank, wrapping around (the ranks of an
+/// MPI job so too: one GPU each on a host of as many, a shared GPU on one).
+static Status deviceOfRank(const SessionOptions &options, Communicator *comm, int r, int ranks,
+                           int &device) {
   if (DeviceCollectives *collectives = comm ? comm->deviceCollectives() : nullptr) {
     device = collectives->device(r);
     if (device < 0)
@@ -1087,7 +1087,7 @@ static Status deviceOfRank(const SessionOptions &options, Communicator *comm, in
     return Status::success();
   }
   device = options.device;
-  if (ranksHere == 1)
+  if (ranks == 1)
     return Status::success();
 #ifdef MEGATRON_HAVE_CUDA_BACKEND
   int count = 0;
@@ -1143,7 +1143,7 @@ Status Session::create(const Artifact &artifact, const SessionOptions &options,
   for (int r : mine) {
     int device = -1;
     if (gpu)
-      if (Status s = deviceOfRank(options, impl->comm.get(), r, mine.size(), device); !s.ok())
+      if (Status s = deviceOfRank(options, impl->comm.get(), r, ranks, device); !s.ok())
         return s;
     impl->ranks.push_back(std::make_unique<RankRunner>(
         artifact, *artifact.root().ranks()->Get(r), r, impl->comm.get()));

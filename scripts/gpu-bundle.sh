@@ -84,8 +84,8 @@ kernels() {
   for t in \$("\$here/bin/cuda-tests" --gtest_list_tests | awk '/^[^ ]/ {s = \$1} /^  / {print s \$1}'); do
     out=\$("\$here/bin/cuda-tests" --gtest_filter="\$t" 2>&1) || status=1
     echo "\$out" | grep -E '^\[ +(OK|FAILED|SKIPPED) +\] [A-Za-z0-9_]+\.[A-Za-z0-9_]+ |Failure|Expected|Which is|at [0-9]|max error'
-    # Only a test that needs more GPUs than the machine has may skip.
-    if echo "\$out" | grep -q '^\[  SKIPPED' && ! echo "\$out" | grep -q 'need as many CUDA devices'; then
+    # Only the NCCL test may skip, for want of GPUs or of NCCL itself.
+    if echo "\$out" | grep -q '^\[  SKIPPED' && ! echo "\$out" | grep -qE 'need as many CUDA devices|NCCL collectives need'; then
       echo "error: \$t was skipped" >&2; status=1
     fi
   done

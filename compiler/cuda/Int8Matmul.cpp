@@ -1,6 +1,6 @@
 //===- Int8Matmul.cpp - int8 weights on the tensor cores ------------------===//
 //
-// A block takes 8 output channels (one n8 tile) and every row (up to four
+// A block takes 8 output channels (one n8 tile) and every row (up to two
 // m16 tiles); its four warps split the input columns into contiguous runs
 // of 16-column steps and add up their partial tiles through shared memory
 // at the end. Per step a lane reads one word of W: the four int8 weights

@@ -1,11 +1,13 @@
 //===- Int8Matmul.h - int8 weights on the tensor cores ---------*- C++ -*-===//
 //
 // y = x W^T (+ b) (+ residual) for an int8 W with per-channel or group
-// scales and a 16-bit x of a few rows (a decode step's batch, 9 to 64):
+// scales and a 16-bit x of a few rows (a decode step's batch, 9 to 32):
 // W is read once, as int8, and widened in registers to the artifact's
 // 16-bit type for mma.sync, so such a step reads a byte per weight where
-// widening W for cuBLASLt would move five. Built with OpBuilder like the
-// flash attention (MmaEmitter.h).
+// widening W for cuBLASLt would move five. Every block of 8 channels
+// reads all of x (from L2), rows / 4 bytes per byte of W: beyond 32 rows
+// that would outweigh what it saves. Built with OpBuilder like the flash
+// attention (MmaEmitter.h).
 //
 //===----------------------------------------------------------------------===//
 
@@ -21,7 +23,7 @@ namespace megatron {
 
 /// Rows (x's) at most, output channels per block, threads per block (its
 /// warps split the input dimension).
-constexpr int64_t kInt8MatmulRows = 64, kInt8MatmulChannels = 8, kInt8MatmulThreads = 128;
+constexpr int64_t kInt8MatmulRows = 32, kInt8MatmulChannels = 8, kInt8MatmulThreads = 128;
 
 /// "matmul_w8a16_bf16": the kernel for f16 or bf16 inputs.
 std::string int8MatmulKernelName(bool bf16);

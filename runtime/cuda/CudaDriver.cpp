@@ -12,7 +12,6 @@ using namespace megatron::runtime::cuda;
 
 /// The driver entry points this backend uses, by their versioned names.
 struct Device::Api {
-  void *library = nullptr;
   CUcontext context = nullptr;
   CUdevice device = 0;
   CUmodule module = nullptr;
@@ -64,11 +63,20 @@ struct Device::Api {
                          (text ? text : "error " + std::to_string(int(code))));
   }
 
-  /// Opens the driver library and resolves every entry point.
+  /// Opens the driver library and resolves every entry point. The library
+  /// stays loaded: unloading a driver that has been initialised is not safe.
   Status load() {
-    library = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!library)
-      return Status::error(std::string("the CUDA driver is not installed (") + dlerror() + ")");
+    struct Library {
+      void *handle;
+      std::string error;
+    };
+    static const Library driver = [] {
+      void *handle = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+      return Library{handle, handle ? "" : dlerror()};
+    }();
+    if (!driver.handle)
+      return Status::error("the CUDA driver is not installed (" + driver.error + ")");
+    void *library = driver.handle;
 #define MEGATRON_CUDA_RESOLVE(name, symbol)                                    \
   name = reinterpret_cast<decltype(name)>(dlsym(library, symbol));             \
   if (!name)                                                                   \
@@ -97,18 +105,13 @@ Device::~Device() {
     api_->cuModuleUnload(api_->module);
   if (api_->context)
     api_->cuDevicePrimaryCtxRelease(api_->device);
-  if (api_->library)
-    dlclose(api_->library);
 }
 
 Status Device::count(int &devices) {
   Api api;
-  Status s = api.load();
-  if (s.ok())
-    s = api.check(api.cuDeviceGetCount(&devices), "cuDeviceGetCount");
-  if (api.library)
-    dlclose(api.library);
-  return s;
+  if (Status s = api.load(); !s.ok())
+    return s;
+  return api.check(api.cuDeviceGetCount(&devices), "cuDeviceGetCount");
 }
 
 Status Device::open(int ordinal, std::unique_ptr<Device> &out) {
@@ -198,6 +201,11 @@ Status Device::copyOnDevice(uint64_t to, uint64_t from, size_t bytes) {
 
 Status Device::copyRows(uint64_t to, size_t toPitch, uint64_t from, size_t fromPitch,
                         size_t rowBytes, size_t rows) {
+  if (rowBytes == 0 || rows == 0)
+    return Status::success();
+  // Contiguous: one plain copy (2-D copies also cap their pitches).
+  if (rows == 1 || (toPitch == rowBytes && fromPitch == rowBytes))
+    return copyOnDevice(to, from, rowBytes * rows);
   CUDA_MEMCPY2D copy{};
   copy.srcMemoryType = copy.dstMemoryType = CU_MEMORYTYPE_DEVICE;
   copy.srcDevice = static_cast<CUdeviceptr>(from);

@@ -74,7 +74,7 @@ constexpr uint64_t kWorkspaceBytes = 32 << 20;
 /// more widen them for cuBLASLt.
 constexpr int64_t kInt8GemvRows = 8;
 constexpr unsigned kInt8GemvBlock = 128;
-constexpr int64_t kInt8MatmulRows = 64, kInt8MatmulChannels = 8;
+constexpr int64_t kInt8MatmulRows = 32, kInt8MatmulChannels = 8;
 constexpr unsigned kInt8MatmulThreads = 128;
 
 /// The kernels' %half for a 16-bit type (1 f16, 2 bf16), 0 for f32.
@@ -202,7 +202,7 @@ Status Executor::placeWeights() {
       if (linear && step->ints() && step->ints()->size() > 1 && step->ints()->Get(1) != 0)
         return Status::error("int8 activations (--quantize-activations) are not on the CUDA "
                              "backend yet");
-      if (step->kind() == fb::StepKind::AllGather)
+      if (step->kind() == fb::StepKind::AllGather && deviceCollectives_)
         stagingBytes_ = std::max<uint64_t>(stagingBytes_,
                                            buffers.Get(step->outputs()->Get(0))->size());
     }
@@ -241,16 +241,21 @@ Status Executor::placeWeights() {
     // A tied LM head's GEMM reads the 16-bit copy; its embedding, a few rows.
     weightBytesRead_ += narrow ? b.size() : wide;
   }
-  // A linear with a 16-bit matrix (or an int8 one widened to 16 bits, in
-  // a 16-bit artifact) multiplies its input rounded to 16 bits, here.
+  // A linear with a 16-bit matrix (or, in a 16-bit artifact, an int8 one
+  // beyond the GEMV's rows) multiplies its input rounded to 16 bits, here.
+  auto roundedInput = [&](uint32_t matrix) {
+    if (narrowOffsets_[matrix] >= 0)
+      return buffers.Get(matrix)->dtype();
+    return buffers.Get(matrix)->dtype() == fb::DType::I8 ? halfType_ : fb::DType::F32;
+  };
   for (auto [x, matrix] : linears)
-    if (narrowOffsets_[matrix] >= 0 ||
-        (buffers.Get(matrix)->dtype() == fb::DType::I8 && halfType_ != fb::DType::F32))
+    if (roundedInput(matrix) != fb::DType::F32)
       scratchBytes_ = std::max<uint64_t>(scratchBytes_, buffers.Get(x)->size() / 2);
   // A LayerNorm, GELU or decode attention whose result the next step's
   // 16-bit linear takes writes it rounded too (its copy in scratch_),
   // sparing that linear's rounding launch: a layer's QKV, fc1 and fc2
-  // inputs, and a decode step's attention projection's.
+  // inputs, and a decode step's attention projection's. (Unused where an
+  // int8 linear's few rows take the GEMV, which reads x in f32.)
   for (const fb::Entry *e : *rank_->entries())
     for (uint32_t i = 0; i + 1 < e->steps()->size(); ++i) {
       const fb::Step &step = *e->steps()->Get(i), &next = *e->steps()->Get(i + 1);
@@ -266,9 +271,8 @@ Status Executor::placeWeights() {
                     next.kind() == fb::StepKind::LinearAddLayerNorm;
       if (!result || !linear || next.inputs()->Get(0) != *result)
         continue;
-      uint32_t matrix = next.inputs()->Get(1);
-      if (narrowOffsets_[matrix] >= 0)
-        sixteenBitCopies_[&step] = halfKind(buffers.Get(matrix)->dtype());
+      if (fb::DType type = roundedInput(next.inputs()->Get(1)); type != fb::DType::F32)
+        sixteenBitCopies_[&step] = halfKind(type);
     }
   return Status::success();
 }
@@ -554,7 +558,7 @@ Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t ba
   nextCopy_ = kNoBuffer;
   if (Status s = device_->copyToDevice(past_, &past, sizeof(past)); !s.ok())
     return s;
-  if (!graphEntry || (comm_ && !deviceCollectives_))
+  if (!graphEntry || (comm_ && comm_->size() > 1 && !deviceCollectives_))
     return Status::success();
   // What a replay skips of attention(): its one past-dependent check.
   if (Status s = decodeKeysFit(past + 1); !s.ok())
@@ -565,6 +569,10 @@ Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t ba
     graph_ = found->second;
     return Status::success();
   }
+  // The first call runs as it comes, so that nothing is first done inside
+  // a capture: NCCL connecting its channels, the driver loading a kernel.
+  if (warmedUp_.insert(graphKey_).second)
+    return Status::success();
   if (Status s = device_->beginCapture(); !s.ok())
     return s;
   mode_ = Mode::Capturing;

@@ -11,7 +11,7 @@
 // head sizes the artifact has a flash-attention kernel for; int8 linear
 // weights stay int8 (a GEMV kernel for decode's few rows; in a 16-bit
 // artifact a tensor-core kernel that widens them in registers for up to
-// 64 rows; widened for cuBLASLt beyond, to the artifact's 16-bit type in a
+// 32 rows; widened for cuBLASLt beyond, to the artifact's 16-bit type in a
 // 16-bit artifact);
 // every other 16-bit weight is widened to f32 once, when copied to the
 // device.
@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,10 +57,10 @@ public:
   Status upload(uint32_t buffer, const void *host, size_t bytes);
   /// Starts a call after `past` cached tokens (the inputs uploaded). With
   /// `graphEntry`, a decode step (one new token per sequence, `batch` of
-  /// them), whose launches are the same every step: the first of that
-  /// entry and batch is recorded as a CUDA graph, and later ones replay it
-  /// (their run()s queue nothing); not where collectives stage through
-  /// the host, which a graph cannot hold.
+  /// them), whose launches are the same every step: the second of that
+  /// entry and batch is recorded as a CUDA graph (the first runs as it
+  /// comes), and later ones replay it (their run()s queue nothing); not
+  /// where collectives stage through the host, which a graph cannot hold.
   Status beginCall(int64_t past, const artifact::Entry *graphEntry, int64_t batch);
   /// Ends the call: queues the recorded graph, or with !ok (a step failed)
   /// drops what was being recorded.
@@ -132,6 +133,7 @@ private:
   uint64_t past_ = 0;
   /// Per decode entry and batch, its recorded graph.
   std::map<std::pair<const artifact::Entry *, int64_t>, uint32_t> graphs_;
+  std::set<std::pair<const artifact::Entry *, int64_t>> warmedUp_;
   enum class Mode { Eager, Capturing, Replaying } mode_ = Mode::Eager;
   std::pair<const artifact::Entry *, int64_t> graphKey_;
   uint32_t graph_ = 0;

@@ -293,9 +293,11 @@ class HalfPrecision(EndToEnd):
 
     MODELS = (('megatron/bert_v3_tp1', 'pretraining'), ('megatron/gpt2_v3_tp1', 'causal-lm'))
     # 2 x 24 rows: more than the few-row GEMV kernels take (32), so bf16 GEMMs
-    # multiply in bf16 (oneDNN) where the CPU can.
-    LONG = {'long': {'--input-ids': ';'.join(','.join(str((7 * i + 3 * r) % 97 + 1) for i in range(24))
-                                              for r in range(2))}}
+    # multiply in bf16 (oneDNN) where the CPU can; 2 x 12: more than the
+    # GPU's int8 GEMV takes (8), so few that its int8 tensor-core kernel does.
+    LONG = {name: {'--input-ids': ';'.join(','.join(str((7 * i + 3 * r) % 97 + 1) for i in range(length))
+                                           for r in range(2))}
+            for name, length in (('long', 24), ('medium', 12))}
 
     # int8 weights with 16-bit activations: the CPU multiplies many rows
     # with x rounded to bf16 wherever it has bf16 arithmetic, in an f16
@@ -325,8 +327,9 @@ class HalfPrecision(EndToEnd):
 
     def test_int8_weights_with_16_bit_activations(self):
         """W8A16: int8 linear weights in a 16-bit artifact, against the
-        reference with the same quantized weights (on the GPU the 48 rows of
-        LONG take the tensor-core int8 kernel, the others the GEMV)."""
+        reference with the same quantized weights (on the GPU the 24 rows of
+        'medium' take the tensor-core int8 kernel, 'long' widens the weights
+        for cuBLASLt, the others take the GEMV)."""
         for dtype in ('f16', 'bf16'):
             self.check_dtype(dtype, extra=('--quantize', 'int8'), tolerance=self.W8A16_TOLERANCE[dtype])
 

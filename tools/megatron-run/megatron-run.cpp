@@ -89,9 +89,8 @@ IDS       batch items separated by ';', values by ',': "101,2003,102;101,7592,10
 --backend         where the steps run: cpu (the default) or cuda[:N], CUDA
           device N (default 0) for an artifact compiled with --target cuda.
           A tensor-parallel artifact's ranks take devices N, N+1, ...
-          (wrapping around: one GPU can run them all), one each with
-          --collectives nccl, and under mpirun each process its index on
-          its host.
+          (wrapping around: one GPU can run them all; so too the
+          processes under mpirun), with --collectives nccl one each.
 --collectives     how the ranks of a tensor-parallel artifact (--tp N) talk:
           threads (all ranks in this process; the default), mpi (one
           process per rank: mpirun -np N megatron-run ...; the default
@@ -484,9 +483,6 @@ SessionOptions sessionOptions(const Options &opts) {
       if (device < 0 || device > 1024)
         fail("--backend cuda:N needs a device number, got '" + b.substr(5) + "'");
       sessionOptions.device = static_cast<int>(device);
-    } else if (gMpi.communicator) {
-      // One process per rank: each takes the device of its index on the host.
-      sessionOptions.device = gMpi.localRank;
     }
   }
   return sessionOptions;

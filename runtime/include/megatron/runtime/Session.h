@@ -70,9 +70,9 @@ struct SessionOptions {
   double collectiveTimeoutSeconds = 60;
   /// Where the steps run: the CPU, or CUDA device `device` (a runtime built
   /// with the CUDA toolkit; an artifact compiled with --target cuda,
-  /// without int8 activations). The ranks this process runs take devices
-  /// `device`, `device` + 1, ..., wrapping around (one GPU can run them
-  /// all), or the communicator's device for each (NCCL).
+  /// without int8 activations). A tensor-parallel artifact's rank r takes
+  /// device (`device` + r) mod the devices there are (one GPU can run them
+  /// all), or the communicator's device for it (NCCL).
   enum class Backend { Cpu, Cuda } backend = Backend::Cpu;
   int device = 0;
   /// On the GPU, a decode step (one new token per sequence) is recorded as
