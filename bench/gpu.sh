@@ -9,6 +9,8 @@
 #     as PyTorch's are);
 #   - GPT-2 greedy decode tokens/s after a 128-token prompt, batch 1 and 16
 #     (each step replayed as a CUDA graph; f16 batch 1 also without);
+#   - for the f16 and int8-f16 models, the time per step kind of those
+#     (megatron-bench --profile);
 # and the same models in PyTorch (bench/gpu_torch_peer.py: eager in f32,
 # f16 and bf16, with --compile also torch.compile), with the device's copy
 # bandwidth for the decode floor. Every result is one JSON line in
@@ -82,6 +84,16 @@ done
 # What the decode steps' CUDA graphs bring: f16 batch 1 launched kernel by kernel.
 ours f16-no-graphs "$outdir/gpt2_f16.mtc" decode --batch 1 --prompt 128 --new-tokens 128 --iters 3 \
   --cuda-graphs 0
+# Where the time goes, per step kind (megatron-bench --profile: a table on
+# stderr), in the 16-bit models.
+for p in f16 int8-f16; do
+  ours "$p-profile" "$outdir/bert_$p.mtc" forward --batch 1 --seq 128 --warmup 1 --iters 5 --profile 1
+  ours "$p-profile" "$outdir/bert_$p.mtc" forward --batch 32 --seq 512 --warmup 1 --iters 2 --profile 1
+  for batch in 1 16; do
+    ours "$p-profile" "$outdir/gpt2_$p.mtc" decode --batch "$batch" --prompt 128 --new-tokens 32 \
+      --iters 1 --profile 1
+  done
+done
 "$py" bench/gpu_torch_peer.py --dtypes float32,float16,bfloat16 "${peer_flags[@]}" | tee -a "$results" ||
   failures=$((failures + 1))
 

@@ -28,6 +28,7 @@
 #endif
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -152,6 +153,19 @@ struct RankRunner {
   /// Runs the bound entry's steps.
   Status execute();
   Status readOutputs(Outputs &outputs) const;
+
+  /// SessionOptions::profile, on the first rank of this process: per
+  /// (entry, step label) the steps timed and their seconds; per entry its
+  /// calls timed.
+  bool profiling = false;
+  std::map<std::pair<std::string, std::string>, std::pair<int64_t, double>> stepTimes;
+  std::map<std::string, int64_t> callsTimed;
+  std::string stepLabel(const fb::Step &step) const;
+  void recordStepTime(const fb::Step &step, double seconds) {
+    auto &[count, total] = stepTimes[{bound->name()->str(), stepLabel(step)}];
+    ++count;
+    total += seconds;
+  }
 
   /// The call bound last.
   const fb::Entry *bound = nullptr;
@@ -954,13 +968,34 @@ Status RankRunner::execute() {
     past = symbols[4];
     cacheBatch = symbols[0];
   }
+  if (profiling)
+    ++callsTimed[bound->name()->str()];
   return Status::success();
 }
 
+std::string RankRunner::stepLabel(const fb::Step &step) const {
+  std::string label = stepSignature(static_cast<unsigned>(step.kind()))->name;
+  if (step.kind() == fb::StepKind::Linear || step.kind() == fb::StepKind::LinearAddLayerNorm) {
+    uint32_t w = step.inputs()->Get(1);
+    label += std::string(" ") + fb::EnumNameDType(buffer(w).dtype()) + " " + shapeText(shapes[w]);
+  }
+  return label;
+}
+
 Status RankRunner::runSteps() {
-  for (const fb::Step *step : *bound->steps())
+  for (const fb::Step *step : *bound->steps()) {
+#ifdef MEGATRON_HAVE_CUDA_BACKEND
+    if (profiling && onGpu) // the step's start on the device
+      if (Status s = gpu->mark(); !s.ok())
+        return s;
+#endif
+    auto start = std::chrono::steady_clock::now();
     if (Status s = runStep(*step, symbols[3]); !s.ok())
       return s;
+    if (profiling && !onGpu)
+      recordStepTime(*step,
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
   return Status::success();
 }
 
@@ -980,16 +1015,25 @@ Status RankRunner::executeOnGpu() {
     if (Status s = gpu->upload(id, data[id], bytes(id)); !s.ok())
       return s;
   // A decode step of one token per sequence: the same launches each step.
-  bool graph = gpuGraphs && decodeCall && symbols[1] == 1;
+  bool graph = gpuGraphs && !profiling && decodeCall && symbols[1] == 1;
   if (Status s = gpu->beginCall(symbols[3], graph ? bound : nullptr, symbols[0]); !s.ok())
     return s;
   Status s = runSteps();
+  if (s.ok() && profiling) // the last step's end
+    s = gpu->mark();
   if (Status ended = gpu->endCall(s.ok()); s.ok())
     s = ended;
   if (!s.ok())
     return s;
   // A kernel's failure shows here; readOutputs copies the outputs.
-  return gpu->synchronize();
+  if (Status synchronized = gpu->synchronize(); !synchronized.ok() || !profiling)
+    return synchronized;
+  std::vector<double> seconds;
+  if (Status timed = gpu->markIntervals(seconds); !timed.ok())
+    return timed;
+  for (size_t i = 0; i < seconds.size() && i < bound->steps()->size(); ++i)
+    recordStepTime(*bound->steps()->Get(i), seconds[i]);
+  return Status::success();
 #else
   return Status::error("no CUDA backend in this build");
 #endif
@@ -1150,6 +1194,7 @@ Status Session::create(const Artifact &artifact, const SessionOptions &options,
     if (Status s = impl->ranks.back()->prepare(device, options.cudaGraphs); !s.ok())
       return s;
   }
+  impl->first().profiling = options.profile;
   out.reset(new Session(std::move(impl)));
   return Status::success();
 }
@@ -1227,6 +1272,25 @@ Status Session::traffic(const std::string &entryName, int64_t batch, int64_t seq
 }
 
 uint64_t Session::collectiveBytes() const { return impl_->first().collectiveBytes; }
+
+std::vector<StepTime> Session::profile() const {
+  const RankRunner &r = impl_->first();
+  std::vector<StepTime> times;
+  for (const auto &[key, timed] : r.stepTimes) {
+    auto calls = r.callsTimed.find(key.first);
+    times.push_back({key.first, key.second, timed.first,
+                     calls == r.callsTimed.end() ? 0 : calls->second, timed.second});
+  }
+  std::sort(times.begin(), times.end(), [](const StepTime &a, const StepTime &b) {
+    return a.entry != b.entry ? a.entry < b.entry : a.seconds > b.seconds;
+  });
+  return times;
+}
+
+void Session::resetProfile() {
+  impl_->first().stepTimes.clear();
+  impl_->first().callsTimed.clear();
+}
 Session::LinearCounts Session::linearCounts(const std::string &entryName) const {
   LinearCounts counts;
   RankRunner &r = *impl_->ranks.front();

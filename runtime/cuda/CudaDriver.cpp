@@ -5,6 +5,7 @@
 #include <cuda.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <unordered_map>
 
 using namespace megatron::runtime;
@@ -21,6 +22,7 @@ struct Device::Api {
   CUstream stream = nullptr;
   std::unordered_map<std::string, CUfunction> functions;
   std::vector<CUgraphExec> graphs;
+  std::vector<CUevent> events;
 #define MEGATRON_CUDA_FUNCTIONS(X)                                             \
   X(cuInit, "cuInit")                                                          \
   X(cuDeviceGetCount, "cuDeviceGetCount")                                      \
@@ -48,6 +50,10 @@ struct Device::Api {
   X(cuGraphDestroy, "cuGraphDestroy")                                          \
   X(cuGraphExecDestroy, "cuGraphExecDestroy")                                  \
   X(cuGraphLaunch, "cuGraphLaunch")                                            \
+  X(cuEventCreate, "cuEventCreate")                                            \
+  X(cuEventDestroy, "cuEventDestroy_v2")                                       \
+  X(cuEventRecord, "cuEventRecord")                                            \
+  X(cuEventElapsedTime, "cuEventElapsedTime")                                  \
   X(cuGetErrorString, "cuGetErrorString")
 #define MEGATRON_CUDA_POINTER(name, symbol) decltype(&::name) name = nullptr;
   MEGATRON_CUDA_FUNCTIONS(MEGATRON_CUDA_POINTER)
@@ -99,6 +105,8 @@ Device::~Device() {
     (void)api_->current();
   for (CUgraphExec g : api_->graphs)
     api_->cuGraphExecDestroy(g);
+  for (CUevent e : api_->events)
+    api_->cuEventDestroy(e);
   if (api_->stream)
     api_->cuStreamDestroy(api_->stream);
   if (api_->module)
@@ -240,6 +248,27 @@ Status Device::synchronize() {
 }
 
 void *Device::stream() const { return api_->stream; }
+
+Status Device::recordEvent(size_t index) {
+  while (api_->events.size() <= index) {
+    CUevent event = nullptr;
+    if (Status s = api_->check(api_->cuEventCreate(&event, CU_EVENT_DEFAULT), "cuEventCreate");
+        !s.ok())
+      return s;
+    api_->events.push_back(event);
+  }
+  return api_->check(api_->cuEventRecord(api_->events[index], api_->stream), "cuEventRecord");
+}
+
+Status Device::eventSeconds(size_t from, size_t to, double &seconds) {
+  if (std::max(from, to) >= api_->events.size())
+    return Status::error("timing events that were never recorded");
+  float ms = 0;
+  Status s = api_->check(api_->cuEventElapsedTime(&ms, api_->events[from], api_->events[to]),
+                         "cuEventElapsedTime");
+  seconds = ms * 1e-3;
+  return s;
+}
 
 Status Device::beginCapture() {
   // Relaxed: cuBLASLt may pick its algorithms (host-side calls) meanwhile.

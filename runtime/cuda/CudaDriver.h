@@ -56,6 +56,12 @@ public:
   /// The CUstream everything is queued on (for cuBLASLt).
   void *stream() const;
 
+  /// Records timing event `index` after the work queued so far.
+  Status recordEvent(size_t index);
+  /// The time between two recorded events, once the device has passed both
+  /// (after synchronize()).
+  Status eventSeconds(size_t from, size_t to, double &seconds);
+
   /// From here to endCapture() the queued work is recorded, not run (a
   /// CUDA graph); nothing may wait for the device meanwhile.
   Status beginCapture();

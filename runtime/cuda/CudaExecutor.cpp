@@ -553,8 +553,17 @@ Status Executor::decodeKeysFit(int64_t keys) const {
                        std::to_string(kMaxDecodeKeys));
 }
 
+Status Executor::markIntervals(std::vector<double> &seconds) const {
+  seconds.assign(marks_ ? marks_ - 1 : 0, 0.0);
+  for (size_t i = 0; i < seconds.size(); ++i)
+    if (Status s = device_->eventSeconds(i, i + 1, seconds[i]); !s.ok())
+      return s;
+  return Status::success();
+}
+
 Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t batch) {
   mode_ = Mode::Eager;
+  marks_ = 0;
   nextCopy_ = kNoBuffer;
   if (Status s = device_->copyToDevice(past_, &past, sizeof(past)); !s.ok())
     return s;

@@ -70,6 +70,11 @@ public:
   /// Queues one step; `shapes` are the call's buffer shapes, checked.
   Status run(const artifact::Step &step, const std::vector<Shape> &shapes, int64_t past);
   Status synchronize() { return device_->synchronize(); }
+  /// Profiling: a timestamp after the work queued so far in this call;
+  /// after synchronize(), markIntervals() gives the seconds between its
+  /// consecutive marks.
+  Status mark() { return device_->recordEvent(marks_++); }
+  Status markIntervals(std::vector<double> &seconds) const;
   /// Bytes of weights the steps read (what bounds a memory-bound decode).
   uint64_t weightBytesRead() const { return weightBytesRead_; }
   /// The device's compute capability, "sm_90".
@@ -135,6 +140,8 @@ private:
   std::map<std::pair<const artifact::Entry *, int64_t>, uint32_t> graphs_;
   std::set<std::pair<const artifact::Entry *, int64_t>> warmedUp_;
   enum class Mode { Eager, Capturing, Replaying } mode_ = Mode::Eager;
+  /// mark()s in this call.
+  size_t marks_ = 0;
   std::pair<const artifact::Entry *, int64_t> graphKey_;
   uint32_t graph_ = 0;
   /// Per buffer: a weight's f32 copy in weights_, and a 16-bit matrix's

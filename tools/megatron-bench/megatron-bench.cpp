@@ -38,10 +38,10 @@ namespace {
 
 const char *const kUsage = R"(usage:
   megatron-bench MODEL.mtc forward [--batch 1] [--seq 128] [--warmup 3] [--iters 20]
-                 [--threads N] [--seed S] [--vocab V] [--cuda-device N]
+                 [--threads N] [--seed S] [--vocab V] [--cuda-device N] [--profile 0]
   megatron-bench MODEL.mtc decode [--batch 1] [--prompt 32] [--new-tokens 64] [--warmup 1]
                  [--iters 3] [--threads N] [--seed S] [--vocab V] [--cuda-device N]
-                 [--cuda-graphs 1]
+                 [--cuda-graphs 1] [--profile 0]
   megatron-bench bandwidth [--threads N]
 
 forward   times the `forward` entry (BERT) on random ids [batch, seq]; reports
@@ -61,6 +61,10 @@ bandwidth the machine's streaming read rate on the runtime's threads (the
               the device).
 --cuda-graphs 0   launch each decode step's kernels one by one instead of
               replaying the step as a CUDA graph.
+--profile 1   also time each step of the timed runs (on the GPU between
+              events around its launches, decode steps without graphs): a
+              table on stderr per entry, by step kind (a linear's with its
+              weight's type and shape), and "profile" in the JSON line.
 )";
 
 [[noreturn]] void fail(const std::string &message) {
@@ -80,6 +84,7 @@ struct Options {
   int64_t threads = 0, vocab = 0;
   int64_t cudaDevice = -1; // the CPU
   int64_t cudaGraphs = 1;
+  int64_t profile = 0;
   uint64_t seed = 0;
 };
 
@@ -103,7 +108,8 @@ Options parseArgs(int argc, char **argv) {
       {"--prompt", &opts.prompt},   {"--new-tokens", &opts.newTokens},
       {"--warmup", &opts.warmup},   {"--iters", &opts.iters},
       {"--threads", &opts.threads}, {"--vocab", &opts.vocab},
-      {"--cuda-device", &opts.cudaDevice}, {"--cuda-graphs", &opts.cudaGraphs}};
+      {"--cuda-device", &opts.cudaDevice}, {"--cuda-graphs", &opts.cudaGraphs},
+      {"--profile", &opts.profile}};
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -227,6 +233,25 @@ std::string number(double v) {
   return os.str();
 }
 
+/// The session's step times per call of each entry, the longest first: a
+/// table on stderr, and a JSON list. Empty without profiling.
+std::string profileOf(const Session &session) {
+  std::vector<StepTime> times = session.profile();
+  std::map<std::string, double> perCall; // ms per call of each entry
+  for (const StepTime &t : times)
+    perCall[t.entry] += t.seconds * 1e3 / double(std::max<int64_t>(t.calls, 1));
+  std::string json;
+  for (const StepTime &t : times) {
+    double calls = double(std::max<int64_t>(t.calls, 1)), ms = t.seconds * 1e3 / calls;
+    std::fprintf(stderr, "profile %-8s %-34s %4.0f x %10.4f ms %5.1f%%\n", t.entry.c_str(),
+                 t.step.c_str(), double(t.count) / calls, ms, 100 * ms / perCall[t.entry]);
+    json += std::string(json.empty() ? "" : ", ") + "{\"entry\": \"" + t.entry +
+            "\", \"step\": \"" + t.step + "\", \"steps_per_call\": " +
+            number(double(t.count) / calls) + ", \"ms_per_call\": " + number(ms) + "}";
+  }
+  return "[" + json + "]";
+}
+
 Fields benchForward(Session &session, const Options &opts) {
   requireEntries(session, {"forward"});
   Inputs in;
@@ -243,11 +268,14 @@ Fields benchForward(Session &session, const Options &opts) {
   std::vector<double> times;
   uint64_t bytesBefore = session.collectiveBytes();
   for (int64_t i = 0; i < opts.warmup + opts.iters; ++i) {
+    if (i == opts.warmup)
+      session.resetProfile();
     auto start = std::chrono::steady_clock::now();
     check(session.run("forward", in, out));
     if (i >= opts.warmup)
       times.push_back(msSince(start));
   }
+  std::string profile = profileOf(session);
   double perCall = double(session.collectiveBytes() - bytesBefore) /
                    double(opts.warmup + opts.iters);
   Fields fields = {{"batch", std::to_string(opts.batch)},
@@ -259,6 +287,8 @@ Fields benchForward(Session &session, const Options &opts) {
                    {"ranks", std::to_string(session.ranks())},
                    {"collective_bytes_per_token",
                     number(perCall / double(opts.batch * opts.seq))}};
+  if (opts.profile)
+    fields.emplace_back("profile", profile);
   if (opts.cudaDevice >= 0) {
     // The device's work alone, the logits left there (as a PyTorch model's
     // stay on its device).
@@ -324,6 +354,8 @@ Fields benchDecode(Session &session, const Options &opts) {
       idTensor(opts.batch, randomIds(opts.batch * opts.prompt, vocab, opts.seed));
   std::vector<Generation> runs;
   for (int64_t i = 0; i < opts.warmup + opts.iters; ++i) {
+    if (i == opts.warmup)
+      session.resetProfile();
     Generation g = generate(session, prompt, opts.newTokens);
     if (i >= opts.warmup)
       runs.push_back(std::move(g));
@@ -337,7 +369,8 @@ Fields benchDecode(Session &session, const Options &opts) {
   std::string tokens;
   for (int64_t t : runs.front().tokens)
     tokens += (tokens.empty() ? "" : ", ") + std::to_string(t);
-  return {{"batch", std::to_string(opts.batch)},
+  std::string profile = profileOf(session);
+  Fields fields = {{"batch", std::to_string(opts.batch)},
           {"prompt", std::to_string(opts.prompt)},
           {"new_tokens", std::to_string(opts.newTokens)},
           {"vocab", std::to_string(vocab)},
@@ -349,6 +382,9 @@ Fields benchDecode(Session &session, const Options &opts) {
           {"collective_bytes_per_token",
            number(double(runs.front().decodeBytes) / double(opts.batch * opts.newTokens))},
           {"tokens", "[" + tokens + "]"}};
+  if (opts.profile)
+    fields.emplace_back("profile", profile);
+  return fields;
 }
 
 } // namespace
@@ -374,6 +410,7 @@ int main(int argc, char **argv) {
     sessionOptions.device = static_cast<int>(opts.cudaDevice);
     sessionOptions.cudaGraphs = opts.cudaGraphs != 0;
   }
+  sessionOptions.profile = opts.profile != 0;
   std::unique_ptr<Session> session;
   check(Session::create(*artifact, sessionOptions, session));
 
@@ -382,7 +419,7 @@ int main(int argc, char **argv) {
   std::printf("{\"impl\": \"megatron\", \"mode\": \"%s\", \"backend\": \"%s\", "
               "\"cuda_graphs\": %s, \"threads\": %lld, \"warmup\": %lld, \"iters\": %lld",
               opts.mode.c_str(), opts.cudaDevice >= 0 ? "cuda" : "cpu",
-              opts.cudaDevice >= 0 && opts.cudaGraphs ? "true" : "false", threads,
+              opts.cudaDevice >= 0 && opts.cudaGraphs && !opts.profile ? "true" : "false", threads,
               static_cast<long long>(opts.warmup), static_cast<long long>(opts.iters));
   for (const auto &[key, value] : fields)
     std::printf(", \"%s\": %s", key.c_str(), value.c_str());

@@ -213,6 +213,29 @@ TEST_F(CudaSession, Gpt2PrefillAndDecodeMatchTheCpu) {
   prefillAndDecode(2);
 }
 
+// Profiling on the GPU: events around each step's launches (decode steps
+// then run without graphs), and the same results.
+TEST_F(CudaSession, ProfileTimesEachStepOnTheDevice) {
+  SessionOptions options;
+  options.profile = true;
+  open("gpt2-cuda.mtc", options);
+  if (IsSkipped() || HasFatalFailure())
+    return;
+  prefillAndDecode(3);
+  std::vector<StepTraffic> steps;
+  ASSERT_TRUE(gpu->traffic("decode", 2, 1, steps).ok());
+  int64_t timed = 0;
+  double seconds = 0;
+  for (const StepTime &t : gpu->profile())
+    if (t.entry == "decode") {
+      EXPECT_EQ(t.calls, 3) << t.step;
+      timed += t.count;
+      seconds += t.seconds;
+    }
+  EXPECT_EQ(timed, 3 * int64_t(steps.size()));
+  EXPECT_GT(seconds, 0);
+}
+
 // A prompt run without its outputs (they stay on the device) still fills
 // the cache the decode steps read.
 TEST_F(CudaSession, PrefillWithoutOutputsFillsTheCache) {

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 
 #include <cmath>
+#include <map>
 
 using namespace megatron::runtime;
 
@@ -149,6 +150,41 @@ TEST_F(SessionTest, PrefillThenDecodeEqualsOneForward) {
     EXPECT_LT(worst, 1e-5) << "token " << t;
   }
   EXPECT_EQ(session->cachedTokens(), 8);
+}
+
+// SessionOptions::profile: every step of every call timed, per entry and
+// step label (a linear's with its weight's type and shape); nothing
+// without it, nothing after resetProfile().
+TEST_F(SessionTest, ProfileTimesEveryStep) {
+  open("gpt2.mtc");
+  run("prefill", {{"input_ids", {{1, 3}, {3, 1, 4}}}});
+  EXPECT_TRUE(session->profile().empty());
+  SessionOptions options;
+  options.profile = true;
+  ASSERT_TRUE(Session::create(*artifact, options, session).ok());
+  run("prefill", {{"input_ids", {{1, 3}, {3, 1, 4}}}});
+  for (int64_t token : {1, 5})
+    run("decode", {{"input_ids", {{1, 1}, {token}}}});
+  std::map<std::string, int64_t> steps, calls;
+  std::map<std::string, double> seconds;
+  bool linearLabelled = false;
+  for (const StepTime &t : session->profile()) {
+    steps[t.entry] += t.count;
+    calls[t.entry] = t.calls;
+    seconds[t.entry] += t.seconds;
+    EXPECT_GE(t.seconds, 0) << t.step;
+    linearLabelled |= t.step.rfind("linear F32 [", 0) == 0;
+  }
+  EXPECT_TRUE(linearLabelled);
+  for (auto [entry, callsOf] : std::map<std::string, int64_t>{{"prefill", 1}, {"decode", 2}}) {
+    std::vector<StepTraffic> entrySteps;
+    ASSERT_TRUE(session->traffic(entry, 1, 1, entrySteps).ok());
+    EXPECT_EQ(calls[entry], callsOf) << entry;
+    EXPECT_EQ(steps[entry], callsOf * int64_t(entrySteps.size())) << entry;
+    EXPECT_GT(seconds[entry], 0) << entry;
+  }
+  session->resetProfile();
+  EXPECT_TRUE(session->profile().empty());
 }
 
 TEST_F(SessionTest, DecodeChecksItsCache) {

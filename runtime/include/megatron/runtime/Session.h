@@ -53,6 +53,16 @@ struct StepTraffic {
   uint64_t bytesRead = 0, bytesWritten = 0;
 };
 
+/// Where rank 0's time went (SessionOptions::profile), per entry and step
+/// label: the step's kind, a linear's with its weight's type and shape
+/// ("linear I8 [3072, 1024]").
+struct StepTime {
+  std::string entry, step;
+  int64_t count = 0; ///< such steps timed: the entry's calls x their number
+  int64_t calls = 0; ///< calls of the entry timed
+  double seconds = 0;
+};
+
 using Inputs = std::map<std::string, IdTensor>;
 using Outputs = std::map<std::string, FloatTensor>;
 
@@ -80,6 +90,10 @@ struct SessionOptions {
   /// after: one launch instead of hundreds. Not for ranks whose
   /// collectives go through host memory (threads, MPI).
   bool cudaGraphs = true;
+  /// Times each step of rank 0 (Session::profile): on the CPU around the
+  /// step, on the GPU between CUDA events queued around it (decode steps
+  /// then run without graphs, which would hide the steps).
+  bool profile = false;
 };
 
 class Session {
@@ -119,6 +133,11 @@ public:
     int64_t linears = 0, int8Weights = 0, int8Inputs = 0;
   };
   LinearCounts linearCounts(const std::string &entry) const;
+
+  /// Rank 0's step times since the session started or resetProfile(), per
+  /// entry the longest first; empty without SessionOptions::profile.
+  std::vector<StepTime> profile() const;
+  void resetProfile();
 
   /// Tensor-parallel ranks of the artifact.
   int ranks() const;
