@@ -2,7 +2,7 @@
 
 #include "compiler/cuda/CudaCodegen.h"
 #include "compiler/cuda/FlashAttention.h"
-#include "compiler/cuda/Int8Matmul.h"
+#include "compiler/cuda/Int8Linear.h"
 
 #include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
@@ -94,10 +94,12 @@ megatron::generateCudaKernels(llvm::ArrayRef<std::string> archs,
       mlir::parseSourceString<mlir::ModuleOp>(kKernelSource, &context);
   if (!module)
     return llvm::createStringError("the CUDA kernel library does not parse: " + diagnostics);
-  // The tensor-core kernels of 16-bit artifacts, per operand type: the
-  // attention per head size (other sizes take the SIMT kernel), and the
+  // The kernels built with OpBuilder: the int8-weight GEMV, and the
+  // tensor-core kernels of 16-bit artifacts per operand type: the
+  // attention per head size (other sizes take the SIMT kernel) and the
   // int8-weight matmul of a few rows.
   auto library = *module->getOps<mlir::gpu::GPUModuleOp>().begin();
+  addInt8GemvKernel(library);
   for (bool bf16 : {false, true}) {
     for (int64_t dim : {64, 128})
       addFlashAttentionKernel(library, bf16, dim);

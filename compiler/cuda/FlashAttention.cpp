@@ -8,17 +8,17 @@
 // folds them into the running row maxima and sums, and multiplies the
 // probabilities (re-packed from the score registers as A fragments, no
 // trip through memory) by V into its 16 x dim accumulators. The fragment
-// layouts are in MmaEmitter.h.
+// layouts are in KernelEmitter.h.
 //
 //===----------------------------------------------------------------------===//
 
 #include "compiler/cuda/FlashAttention.h"
-#include "compiler/cuda/MmaEmitter.h"
+#include "compiler/cuda/KernelEmitter.h"
 
 #include <limits>
 
 using namespace mlir;
-using megatron::cuda::MmaEmitter;
+using megatron::cuda::KernelEmitter;
 using megatron::cuda::Tile;
 
 namespace {
@@ -39,7 +39,7 @@ void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64
   MLIRContext *ctx = module.getContext();
   ImplicitLocOpBuilder b(module.getLoc(), ctx);
   b.setInsertionPointToEnd(module.getBody());
-  MmaEmitter e(b, bf16);
+  KernelEmitter e(b, bf16);
   Type f32 = b.getF32Type(), index = b.getIndexType(), i32 = b.getI32Type();
   auto dynamic = [](Type t) { return MemRefType::get({ShapedType::kDynamic}, t); };
   auto shared = [&](int64_t words) {
@@ -195,7 +195,7 @@ void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64
       for (int64_t n = 0; n < kFlashKeys / 8; ++n)
         for (int64_t j = 0; j < 2; ++j)
           tileMax = e.fmax(tileMax, s[n][2 * r + j]);
-      tileMax = e.rowReduce(tileMax, &MmaEmitter::fmax);
+      tileMax = e.rowReduce(tileMax, &KernelEmitter::fmax);
       Value m = carried[r], newMax = e.fmax(m, tileMax);
       correction[r] = e.exp(arith::SubFOp::create(b, m, newMax));
       Value sum = e.fmul(carried[2 + r], correction[r]);
@@ -232,7 +232,7 @@ void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64
   // out = acc / the row's sum, rows inside the sequence only.
   ValueRange result = keyLoop.getResults();
   for (int64_t r = 0; r < 2; ++r) {
-    Value inverse = arith::DivFOp::create(b, e.f(1), e.rowReduce(result[2 + r], &MmaEmitter::fadd));
+    Value inverse = arith::DivFOp::create(b, e.f(1), e.rowReduce(result[2 + r], &KernelEmitter::fadd));
     Value q = e.add(e.add(q0, rowA), 8 * r);
     e.ifThen(e.less(q, seq), [&] {
       Value base = e.add(e.add(e.mul(e.add(e.mul(batch, seq), q), width), headOffset),

@@ -69,11 +69,12 @@ constexpr int64_t kMaxHeadDim = 128, kMaxDecodeKeys = 4096;
 constexpr uint64_t kWorkspaceBytes = 32 << 20;
 /// Up to this many rows (decode) an int8 linear reads its weights in the
 /// GEMV kernel; up to kInt8MatmulRows, in a 16-bit artifact, in the
-/// tensor-core one (compiler/cuda/Int8Matmul.h: blocks of kInt8MatmulThreads
-/// threads, kInt8MatmulChannels output channels each, 16 columns a step);
-/// more widen them for cuBLASLt.
+/// tensor-core one (compiler/cuda/Int8Linear.h: the GEMV's blocks of
+/// kInt8GemvThreads threads, a channel per warp; the other's of
+/// kInt8MatmulThreads, kInt8MatmulChannels channels each); more, or rows
+/// of other than a multiple of 16 columns, widen them for cuBLASLt.
 constexpr int64_t kInt8GemvRows = 8;
-constexpr unsigned kInt8GemvBlock = 128;
+constexpr unsigned kInt8GemvThreads = 128;
 constexpr int64_t kInt8MatmulRows = 32, kInt8MatmulChannels = 8;
 constexpr unsigned kInt8MatmulThreads = 128;
 
@@ -379,11 +380,12 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
     return Status::error("int8 weight of " + std::to_string(columns) + " columns in groups of " +
                          std::to_string(group) +
                          ": the CUDA kernels take multiples of 4 (--group-size)");
-  // The GEMV and tensor-core kernels take the same operands but x: f32,
-  // or rounded to 16 bits (words of two).
-  auto readingInt8 = [&](uint64_t input, int64_t inputElements) {
+  // The GEMV and tensor-core kernels take the same operands but for the
+  // elements of x (f32 in vectors of four, or 16-bit in words of two) and
+  // of q (vectors of sixteen weights, or words of four).
+  auto readingInt8 = [&](uint64_t input, int64_t xElements, int64_t qElements) {
     Args a;
-    a.buffer(input, inputElements).buffer(pointer(w), out * columns / 4);
+    a.buffer(input, xElements).buffer(pointer(w), qElements);
     a.buffer(pointer(scales), out * groups);
     // The kernels read neither pointer when told there is none.
     a.buffer(bias ? bias : pointer(x), out).buffer(addend ? addend : pointer(x), rows * out);
@@ -391,18 +393,21 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
     a.flag(bias != 0).flag(addend != 0);
     return a;
   };
-  if (rows <= kInt8GemvRows) {
-    int64_t perBlock = kInt8GemvBlock / 32; // one warp per output channel
-    return launch("linear_int8", (out + perBlock - 1) / perBlock, kInt8GemvBlock,
-                  readingInt8(pointer(x), rows * columns).params());
+  // Both read sixteen weights of a row at a time.
+  if (rows <= kInt8GemvRows && columns % 16 == 0) {
+    int64_t perBlock = kInt8GemvThreads / 32; // one warp per output channel
+    return launch("linear_int8", (out + perBlock - 1) / perBlock, kInt8GemvThreads,
+                  readingInt8(pointer(x), rows * columns / 4, out * columns / 16).params());
   }
   std::string tensorCores = tensorCoreKernel("matmul_w8a16");
-  if (rows <= kInt8MatmulRows && columns % 16 == 0 && !tensorCores.empty()) {
+  if (rows > kInt8GemvRows && rows <= kInt8MatmulRows && columns % 16 == 0 &&
+      !tensorCores.empty()) {
     uint64_t input = 0;
     if (Status s = roundInput(halfType_, x, rows * columns, input); !s.ok())
       return s;
     return launch(tensorCores.c_str(), (out + kInt8MatmulChannels - 1) / kInt8MatmulChannels,
-                  kInt8MatmulThreads, readingInt8(input, rows * columns / 2).params());
+                  kInt8MatmulThreads,
+                  readingInt8(input, rows * columns / 2, out * columns / 4).params());
   }
   // Many rows: the matrix widened once per call, then cuBLASLt; in a
   // 16-bit artifact to its type, for the tensor cores (the input rounded

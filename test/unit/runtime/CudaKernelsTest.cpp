@@ -58,15 +58,15 @@ protected:
     unsigned grid[3] = {unsigned((n + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
     return device->launch(name, grid, block, 0, params);
   }
-  /// The operands linear_int8 and matmul_w8a16 take: x f32 or, for the
-  /// second, 16-bit in words of two (xElements of them either way).
+  /// The operands linear_int8 and matmul_w8a16 take: x and q as vectors
+  /// of four (f32, words) or words (of 16-bit pairs, of four int8).
   struct Int8Linear {
     uint64_t x, q, scales, bias, addend, y;
-    int64_t xElements, rows, in, out, group;
+    int64_t xElements, qElements, rows, in, out, group;
     uint8_t hasBias, hasAddend;
   };
   Status launchInt8Linear(const char *kernel, unsigned blocks, Int8Linear l) {
-    cuda::MemRef1D mx(l.x, l.xElements), mq(l.q, l.out * l.in / 4),
+    cuda::MemRef1D mx(l.x, l.xElements), mq(l.q, l.qElements),
         ms(l.scales, l.out * l.in / l.group), mb(l.bias, l.out), ma(l.addend, l.rows * l.out),
         my(l.y, l.rows * l.out);
     std::vector<void *> params;
@@ -218,51 +218,73 @@ TEST_F(CudaKernels, AddThenLayerNormMatchesTheCpu) {
   }
 }
 
-// linear_int8 (1 to 8 rows, bias and residual) and dequantize_int8 (to
-// f32, f16 and bf16) against a double-precision product of the dequantized
-// weights. 200 columns: words a lane's stride does not divide; groups of
-// 20.
-TEST_F(CudaKernels, Int8LinearAndDequantizeMatchADoubleReference) {
-  const int64_t out = 77, in = 200, group = 20, groups = in / group, maxRows = 8;
-  std::mt19937 rng(9);
-  std::uniform_int_distribution<int> value(-127, 127);
-  std::vector<int8_t> q(out * in);
-  for (int8_t &v : q)
-    v = static_cast<int8_t>(value(rng));
-  q[0] = -128; // the sign of a full byte
-  std::vector<float> scales = random(out * groups, 10), bias = random(out, 11),
-                     x = random(maxRows * in, 12), addend = random(maxRows * out, 13);
-  std::vector<double> weight(out * in);
-  for (int64_t o = 0; o < out; ++o)
-    for (int64_t k = 0; k < in; ++k)
-      weight[o * in + k] = double(q[o * in + k]) * scales[o * groups + k / group];
-  uint64_t dq = upload(q.data(), q.size()), ds = upload(scales.data(), scales.size() * 4),
-           db = upload(bias.data(), out * 4), dx = upload(x.data(), x.size() * 4),
-           da = upload(addend.data(), addend.size() * 4);
-  std::vector<float> y(maxRows * out), wide(out * in);
-  uint64_t dy = upload(y.data(), y.size() * 4), dw = upload(wide.data(), wide.size() * 4);
-  for (int64_t rows = 1; rows <= maxRows; ++rows) {
-    uint8_t hasBias = 1, hasAddend = rows % 2; // with and without the residual
-    Status s = launchInt8Linear("linear_int8", unsigned((out + 3) / 4),
-                                {dx, dq, ds, db, da, dy, rows * in, rows, in, out, group, hasBias,
-                                 hasAddend});
-    ASSERT_TRUE(s.ok()) << s.message();
-    ASSERT_TRUE(device->copyToHost(y.data(), dy, rows * out * 4).ok());
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t c = 0; c < out; ++c) {
-        double want = bias[c] + (hasAddend ? addend[i * out + c] : 0.0);
-        for (int64_t k = 0; k < in; ++k)
-          want += double(x[i * in + k]) * weight[c * in + k];
-        ASSERT_NEAR(y[i * out + c], want, 1e-4 * (1 + std::fabs(want)))
-            << rows << " rows, row " << i << ", channel " << c;
-      }
+/// A random int8 matrix [out, in] with positive scales per `group` columns.
+struct Int8Matrix {
+  int64_t out, in, group;
+  std::vector<int8_t> q;
+  std::vector<float> scales;
+  Int8Matrix(int64_t out, int64_t in, int64_t group, unsigned seed)
+      : out(out), in(in), group(group), q(out * in), scales(random(out * (in / group), seed)) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> value(-127, 127);
+    for (int8_t &v : q)
+      v = static_cast<int8_t>(value(rng));
+    q[0] = -128; // the sign of a full byte
+    for (float &v : scales)
+      v = std::fabs(v) / 64;
   }
-  // Widened to f32 (exact), and rounded to f16 and bf16 (to nearest even).
-  std::vector<uint16_t> narrow(out * in);
-  uint64_t dn = upload(narrow.data(), narrow.size() * 2);
+  float weight(int64_t o, int64_t k) const {
+    return float(q[o * in + k]) * scales[o * (in / group) + k / group];
+  }
+};
+
+// linear_int8 (1 to 8 rows, bias and residual) against a double-precision
+// product of the dequantized weights: 240 columns (15 vectors of 16: lanes
+// with none), groups of 20; and a row of 2304 columns, more than a chunk
+// of the row (2048) takes, per channel.
+TEST_F(CudaKernels, Int8GemvMatchesADoubleReference) {
+  const int64_t maxRows = 8;
+  for (Int8Matrix w : {Int8Matrix(77, 240, 20, 9), Int8Matrix(6, 2304, 2304, 10)}) {
+    SCOPED_TRACE(std::to_string(w.in) + " columns");
+    std::vector<float> bias = random(w.out, 11), x = random(maxRows * w.in, 12),
+                       addend = random(maxRows * w.out, 13), y(maxRows * w.out);
+    uint64_t dq = upload(w.q.data(), w.q.size()), ds = upload(w.scales.data(), w.scales.size() * 4),
+             db = upload(bias.data(), bias.size() * 4), dx = upload(x.data(), x.size() * 4),
+             da = upload(addend.data(), addend.size() * 4), dy = upload(y.data(), y.size() * 4);
+    for (int64_t rows = 1; rows <= maxRows; ++rows) {
+      uint8_t hasBias = rows != 2, hasAddend = rows % 2; // with and without either
+      Status s = launchInt8Linear("linear_int8", unsigned((w.out + 3) / 4),
+                                  {dx, dq, ds, db, da, dy, rows * w.in / 4, w.out * w.in / 16, rows,
+                                   w.in, w.out, w.group, hasBias, hasAddend});
+      ASSERT_TRUE(s.ok()) << s.message();
+      ASSERT_TRUE(device->copyToHost(y.data(), dy, rows * w.out * 4).ok());
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t c = 0; c < w.out; ++c) {
+          double want = (hasBias ? bias[c] : 0.0) + (hasAddend ? addend[i * w.out + c] : 0.0);
+          double magnitude = std::fabs(want);
+          for (int64_t k = 0; k < w.in; ++k) {
+            double term = double(x[i * w.in + k]) * w.weight(c, k);
+            want += term;
+            magnitude += std::fabs(term);
+          }
+          ASSERT_NEAR(y[i * w.out + c], want, 1e-5 * magnitude + 1e-6)
+              << rows << " rows, row " << i << ", channel " << c;
+        }
+    }
+  }
+}
+
+// dequantize_int8: widened to f32 (exact), and rounded to f16 and bf16 (to
+// nearest even), as the CPU rounds.
+TEST_F(CudaKernels, DequantizeInt8MatchesTheCpu) {
+  Int8Matrix w(77, 200, 20, 14);
+  std::vector<float> wide(w.out * w.in);
+  std::vector<uint16_t> narrow(w.out * w.in);
+  uint64_t dq = upload(w.q.data(), w.q.size()), ds = upload(w.scales.data(), w.scales.size() * 4),
+           dw = upload(wide.data(), wide.size() * 4), dn = upload(narrow.data(), narrow.size() * 2);
   for (int32_t half : {0, 1, 2}) {
-    cuda::MemRef1D mq(dq, out * in), ms(ds, out * groups), mw(dw, out * in), mn(dn, out * in);
-    int64_t n = out * in, columns = in, g = group;
+    int64_t n = w.out * w.in, columns = w.in, g = w.group;
+    cuda::MemRef1D mq(dq, n), ms(ds, int64_t(w.scales.size())), mw(dw, n), mn(dn, n);
     std::vector<void *> params;
     for (cuda::MemRef1D *m : {&mq, &ms, &mw, &mn})
       m->append(params);
@@ -274,8 +296,8 @@ TEST_F(CudaKernels, Int8LinearAndDequantizeMatchADoubleReference) {
     ASSERT_TRUE(s.ok()) << s.message();
     ASSERT_TRUE(device->copyToHost(wide.data(), dw, wide.size() * 4).ok());
     ASSERT_TRUE(device->copyToHost(narrow.data(), dn, narrow.size() * 2).ok());
-    for (int64_t i = 0; i < out * in; ++i) {
-      float exact = float(weight[i]);
+    for (int64_t i = 0; i < n; ++i) {
+      float exact = w.weight(i / w.in, i % w.in);
       if (half == 0) {
         ASSERT_EQ(wide[i], exact) << i;
       } else {
@@ -294,30 +316,21 @@ TEST_F(CudaKernels, Int8LinearAndDequantizeMatchADoubleReference) {
 // four warps do not split evenly), per-channel scales and groups of 8.
 TEST_F(CudaKernels, Int8MatmulMatchesADoubleReference) {
   const int64_t out = 77, in = 208, maxRows = 32;
-  std::mt19937 rng(21);
-  std::uniform_int_distribution<int> value(-127, 127);
-  std::vector<int8_t> q(out * in);
-  for (int8_t &v : q)
-    v = static_cast<int8_t>(value(rng));
-  q[5] = -128;
   std::vector<float> bias = random(out, 22), x = random(maxRows * in, 23),
-                     addend = random(maxRows * out, 24);
-  std::vector<float> y(maxRows * out);
-  uint64_t dq = upload(q.data(), q.size()), db = upload(bias.data(), out * 4),
-           da = upload(addend.data(), addend.size() * 4), dy = upload(y.data(), y.size() * 4);
+                     addend = random(maxRows * out, 24), y(maxRows * out);
+  uint64_t db = upload(bias.data(), out * 4), da = upload(addend.data(), addend.size() * 4),
+           dy = upload(y.data(), y.size() * 4);
   for (bool bf16 : {false, true})
     for (int64_t group : {in, int64_t(8)}) {
-      int64_t groups = in / group;
-      std::vector<float> scales = random(out * groups, 25);
-      for (float &v : scales)
-        v = std::fabs(v) / 64;
+      Int8Matrix w(out, in, group, 21);
       auto round = [&](float v) {
         return bf16 ? bfloat16ToFloat(floatToBFloat16(v)) : halfToFloat(floatToHalf(v));
       };
       std::vector<uint16_t> narrowX(x.size());
       for (size_t i = 0; i < x.size(); ++i)
         narrowX[i] = bf16 ? floatToBFloat16(x[i]) : floatToHalf(x[i]);
-      uint64_t ds = upload(scales.data(), scales.size() * 4),
+      uint64_t dq = upload(w.q.data(), w.q.size()),
+               ds = upload(w.scales.data(), w.scales.size() * 4),
                dx = upload(narrowX.data(), narrowX.size() * 2);
       for (int64_t rows : {9, 16, 17, 25, 32}) {
         SCOPED_TRACE(std::string(bf16 ? "bf16" : "f16") + ", groups of " +
@@ -325,8 +338,8 @@ TEST_F(CudaKernels, Int8MatmulMatchesADoubleReference) {
         uint8_t hasBias = rows % 2, hasAddend = rows != 16;
         Status s = launchInt8Linear(bf16 ? "matmul_w8a16_bf16" : "matmul_w8a16_f16",
                                     unsigned((out + 7) / 8),
-                                    {dx, dq, ds, db, da, dy, rows * in / 2, rows, in, out, group,
-                                     hasBias, hasAddend});
+                                    {dx, dq, ds, db, da, dy, rows * in / 2, out * in / 4, rows, in,
+                                     out, group, hasBias, hasAddend});
         ASSERT_TRUE(s.ok()) << s.message();
         ASSERT_TRUE(device->copyToHost(y.data(), dy, rows * out * 4).ok());
         for (int64_t i = 0; i < rows; ++i)
@@ -334,8 +347,7 @@ TEST_F(CudaKernels, Int8MatmulMatchesADoubleReference) {
             double want = (hasBias ? bias[c] : 0.0) + (hasAddend ? addend[i * out + c] : 0.0);
             double magnitude = std::fabs(want);
             for (int64_t k = 0; k < in; ++k) {
-              double term = double(round(x[i * in + k])) *
-                            round(float(q[c * in + k]) * scales[c * groups + k / group]);
+              double term = double(round(x[i * in + k])) * round(w.weight(c, k));
               want += term;
               magnitude += std::fabs(term);
             }

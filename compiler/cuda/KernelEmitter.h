@@ -1,8 +1,9 @@
-//===- MmaEmitter.h - building tensor-core kernels with OpBuilder -*- C++ -*-===//
+//===- KernelEmitter.h - building GPU kernels with OpBuilder ---*- C++ -*-===//
 //
-// What the OpBuilder-built kernels (FlashAttention.cpp, Int8Matmul.cpp)
-// share: index, f32 and 32-bit word arithmetic, 16-bit packing, and
-// mma.sync m16n8k16 with f16 or bf16 operands and f32 accumulators.
+// What the OpBuilder-built kernels (FlashAttention.cpp, Int8Linear.cpp)
+// share: index, f32 and 32-bit word arithmetic, warp reductions, 16-bit
+// packing, int8 unpacking, and mma.sync m16n8k16 with f16 or bf16
+// operands and f32 accumulators.
 //
 // Fragment layouts of mma.sync.m16n8k16 (PTX ISA, "Matrix Fragments for
 // mma.m16n8k16"), lane = 4 g + t: A (16 x 16, row-major) pairs (g, 2t),
@@ -13,8 +14,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef MEGATRON_COMPILER_CUDA_MMAEMITTER_H
-#define MEGATRON_COMPILER_CUDA_MMAEMITTER_H
+#ifndef MEGATRON_COMPILER_CUDA_KERNELEMITTER_H
+#define MEGATRON_COMPILER_CUDA_KERNELEMITTER_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -26,6 +27,7 @@
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
 #include <array>
+#include <initializer_list>
 
 namespace megatron::cuda {
 
@@ -35,9 +37,9 @@ using mlir::Value;
 using Tile = std::array<Value, 4>;
 
 /// A kernel's arithmetic, in index, f32 and 32-bit words.
-class MmaEmitter {
+class KernelEmitter {
 public:
-  MmaEmitter(mlir::ImplicitLocOpBuilder &b, bool bf16) : b(b), bf16(bf16) {}
+  KernelEmitter(mlir::ImplicitLocOpBuilder &b, bool bf16) : b(b), bf16(bf16) {}
 
   Value c(int64_t v) { return mlir::arith::ConstantIndexOp::create(b, v); }
   Value f(float v) {
@@ -65,15 +67,40 @@ public:
     mlir::memref::StoreOp::create(b, v, m, mlir::ValueRange{i});
   }
 
-  /// x combined with its xor-1 and xor-2 neighbours: the four lanes that
-  /// hold one row of a C fragment.
-  Value rowReduce(Value x, Value (MmaEmitter::*combine)(Value, Value)) {
-    for (int32_t offset : {1, 2}) {
+  /// x combined with the lanes `offsets` away (xor), in turn.
+  Value butterfly(Value x, Value (KernelEmitter::*combine)(Value, Value),
+                  std::initializer_list<int32_t> offsets) {
+    for (int32_t offset : offsets) {
       Value other =
           mlir::gpu::ShuffleOp::create(b, x, offset, 32, mlir::gpu::ShuffleMode::XOR).getResult(0);
       x = (this->*combine)(x, other);
     }
     return x;
+  }
+  /// x combined over the four lanes that hold one row of a C fragment.
+  Value rowReduce(Value x, Value (KernelEmitter::*combine)(Value, Value)) {
+    return butterfly(x, combine, {1, 2});
+  }
+  /// The sum of x over the warp, in every lane.
+  Value warpSum(Value x) { return butterfly(x, &KernelEmitter::fadd, {16, 8, 4, 2, 1}); }
+
+  /// Byte `i` (little-endian) of a 32-bit word, sign-extended, as f32.
+  Value byteAsFloat(Value word, int32_t i) {
+    auto constant = [&](int32_t v) { return mlir::arith::ConstantIntOp::create(b, v, 32); };
+    Value top = i == 3 ? word : mlir::arith::ShLIOp::create(b, word, constant(24 - 8 * i));
+    Value v = mlir::arith::ShRSIOp::create(b, top, constant(24));
+    return mlir::arith::SIToFPOp::create(b, b.getF32Type(), v);
+  }
+
+  /// memref[i] where `cond` holds, else 0 (f32; the load only then).
+  Value loadIf(Value cond, Value memref, Value i) {
+    auto op = mlir::scf::IfOp::create(b, mlir::TypeRange{b.getF32Type()}, cond, true);
+    mlir::OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(op.thenBlock());
+    mlir::scf::YieldOp::create(b, load(memref, i));
+    b.setInsertionPointToStart(op.elseBlock());
+    mlir::scf::YieldOp::create(b, f(0));
+    return op.getResult(0);
   }
 
   /// Two f32 rounded to the operand type, packed in a word (lo first).
@@ -141,4 +168,4 @@ public:
 
 } // namespace megatron::cuda
 
-#endif // MEGATRON_COMPILER_CUDA_MMAEMITTER_H
+#endif // MEGATRON_COMPILER_CUDA_KERNELEMITTER_H

@@ -1,6 +1,15 @@
-//===- Int8Matmul.cpp - int8 weights on the tensor cores ------------------===//
+//===- Int8Linear.cpp - linears with int8 weights on the GPU --------------===//
 //
-// A block takes 8 output channels (one n8 tile) and every row (up to two
+// linear_int8: warp w of a block takes output channel 4 blk + w. Its row
+// of q is in / 16 vectors of 16 weights; lane l takes vectors l, l + 32,
+// ..., kInt8GemvVectors of them at once (a chunk: 4 KB of the row per
+// warp), all loaded before any is used; then for each row of x it sums
+// their weights' products (with their scales: one per word, a group being
+// a multiple of 4), and the warp adds up its lanes. Lane 0 writes y after
+// the first chunk (with the bias and residual) and adds to it after the
+// others: a row of more than 4096 columns takes several chunks.
+//
+// matmul_w8a16: a block takes 8 output channels (one n8 tile) and every row (up to two
 // m16 tiles); its four warps split the input columns into contiguous runs
 // of 16-column steps and add up their partial tiles through shared memory
 // at the end. Per step a lane reads one word of W: the four int8 weights
@@ -15,11 +24,11 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "compiler/cuda/Int8Matmul.h"
-#include "compiler/cuda/MmaEmitter.h"
+#include "compiler/cuda/Int8Linear.h"
+#include "compiler/cuda/KernelEmitter.h"
 
 using namespace mlir;
-using megatron::cuda::MmaEmitter;
+using megatron::cuda::KernelEmitter;
 using megatron::cuda::Tile;
 
 namespace {
@@ -33,7 +42,112 @@ static_assert(megatron::kInt8MatmulRows * megatron::kInt8MatmulChannels %
                   0,
               "the epilogue's threads take the block's outputs evenly");
 
+/// The parameters both kernels take: x, q, scales, bias, addend, y (x and
+/// q of the element types given), rows, in, out, group, has_bias,
+/// has_addend.
+SmallVector<Type> int8LinearParameters(OpBuilder &b, Type xElement, Type qElement) {
+  auto dynamic = [](Type t) { return MemRefType::get({ShapedType::kDynamic}, t); };
+  Type f32 = b.getF32Type(), index = b.getIndexType(), i1 = b.getI1Type();
+  return {dynamic(xElement), dynamic(qElement), dynamic(f32), dynamic(f32), dynamic(f32),
+          dynamic(f32),      index,             index,        index,        index,
+          i1,                i1};
+}
+
 } // namespace
+
+void megatron::addInt8GemvKernel(gpu::GPUModuleOp module) {
+  MLIRContext *ctx = module.getContext();
+  ImplicitLocOpBuilder b(module.getLoc(), ctx);
+  b.setInsertionPointToEnd(module.getBody());
+  KernelEmitter e(b, /*bf16=*/false);
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  auto func = gpu::GPUFuncOp::create(
+      b, "linear_int8",
+      b.getFunctionType(int8LinearParameters(b, VectorType::get({4}, f32),
+                                             VectorType::get({4}, i32)),
+                        {}));
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  auto arg = [&](unsigned i) -> Value { return entry.getArgument(i); };
+  Value x = arg(0), q = arg(1), scales = arg(2), bias = arg(3), addend = arg(4), y = arg(5),
+        rows = arg(6), in = arg(7), out = arg(8), group = arg(9), hasBias = arg(10),
+        hasAddend = arg(11);
+  auto element = [&](Value vector, int32_t i) -> Value {
+    return LLVM::ExtractElementOp::create(b, vector, arith::ConstantIntOp::create(b, i, 32));
+  };
+
+  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value blk = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  Value lane = e.rem(tid, 32);
+  Value o = e.add(e.mul(blk, kInt8GemvThreads / 32), e.div(tid, 32));
+  e.ifThen(e.less(o, out), [&] {
+    Value vectors = e.div(in, 16), lastVector = e.add(vectors, -1);
+    Value qRow = e.mul(o, vectors), xVectors = e.div(in, 4);
+    Value groups = e.div(in, group), scaleRow = e.mul(o, groups);
+    Value perChannel = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, groups, e.c(1));
+    Value channelScale = e.load(scales, scaleRow);
+    Value firstLane = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, e.c(0));
+    constexpr int64_t chunkVectors = 32 * kInt8GemvVectors;
+    e.forEach(e.div(e.add(vectors, chunkVectors - 1), chunkVectors), [&](Value chunk) {
+      // The lane's vectors of this chunk (a lane past the row's end repeats
+      // its last, then counts nothing) and each word's scale.
+      std::array<Value, kInt8GemvVectors> index, inside, weights;
+      SmallVector<Type> scaleTypes(4 * kInt8GemvVectors, f32);
+      for (int64_t j = 0; j < kInt8GemvVectors; ++j) {
+        Value v = e.add(e.add(e.mul(chunk, chunkVectors), lane), 32 * j);
+        inside[j] = e.less(v, vectors);
+        index[j] = e.min(v, lastVector);
+        weights[j] = e.load(q, e.add(qRow, index[j]));
+      }
+      auto scaleIf = scf::IfOp::create(b, scaleTypes, perChannel, true);
+      {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(scaleIf.thenBlock());
+        scf::YieldOp::create(b, SmallVector<Value>(4 * kInt8GemvVectors, channelScale));
+        b.setInsertionPointToStart(scaleIf.elseBlock());
+        SmallVector<Value> grouped;
+        for (int64_t j = 0; j < kInt8GemvVectors; ++j)
+          for (int64_t w = 0; w < 4; ++w) {
+            Value column = e.add(e.mul(index[j], 16), 4 * w);
+            grouped.push_back(e.load(scales, e.add(scaleRow, e.div(column, group))));
+          }
+        scf::YieldOp::create(b, grouped);
+      }
+      Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, chunk, e.c(0));
+      e.forEach(rows, [&](Value r) {
+        Value sum = e.f(0);
+        for (int64_t j = 0; j < kInt8GemvVectors; ++j) {
+          Value xBase = e.add(e.mul(r, xVectors), e.mul(index[j], 4));
+          Value partial = e.f(0);
+          for (int32_t w = 0; w < 4; ++w) {
+            Value word = element(weights[j], w), xs = e.load(x, e.add(xBase, w));
+            Value dot = e.fmul(element(xs, 0), e.byteAsFloat(word, 0));
+            for (int32_t k = 1; k < 4; ++k)
+              dot = math::FmaOp::create(b, element(xs, k), e.byteAsFloat(word, k), dot);
+            partial = math::FmaOp::create(b, dot, scaleIf.getResult(4 * j + w), partial);
+          }
+          sum = e.fadd(sum, e.select(inside[j], partial, e.f(0)));
+        }
+        sum = e.warpSum(sum);
+        e.ifThen(firstLane, [&] {
+          Value at = e.add(e.mul(r, out), o);
+          auto before = scf::IfOp::create(b, TypeRange{f32}, first, true);
+          {
+            OpBuilder::InsertionGuard guard(b);
+            b.setInsertionPointToStart(before.thenBlock());
+            scf::YieldOp::create(
+                b, e.fadd(e.loadIf(hasBias, bias, o), e.loadIf(hasAddend, addend, at)));
+            b.setInsertionPointToStart(before.elseBlock());
+            scf::YieldOp::create(b, e.load(y, at));
+          }
+          e.store(e.fadd(before.getResult(0), sum), y, at);
+        });
+      });
+    });
+  });
+  gpu::ReturnOp::create(b);
+}
 
 std::string megatron::int8MatmulKernelName(bool bf16) {
   return std::string("matmul_w8a16_") + (bf16 ? "bf16" : "f16");
@@ -43,19 +157,15 @@ void megatron::addInt8MatmulKernel(gpu::GPUModuleOp module, bool bf16) {
   MLIRContext *ctx = module.getContext();
   ImplicitLocOpBuilder b(module.getLoc(), ctx);
   b.setInsertionPointToEnd(module.getBody());
-  MmaEmitter e(b, bf16);
-  Type f32 = b.getF32Type(), i32 = b.getI32Type(), index = b.getIndexType(),
-       i1 = b.getI1Type();
-  auto dynamic = [](Type t) { return MemRefType::get({ShapedType::kDynamic}, t); };
+  KernelEmitter e(b, bf16);
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
   // Each warp's partial tiles, [warp][row][channel].
   constexpr int64_t tileOutputs = kInt8MatmulRows * kInt8MatmulChannels;
   auto shared = MemRefType::get({kWarps * tileOutputs}, f32, MemRefLayoutAttrInterface{},
                                 gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
-  SmallVector<Type> params = {dynamic(i32), dynamic(i32), dynamic(f32), dynamic(f32),
-                              dynamic(f32), dynamic(f32), index,        index,
-                              index,        index,        i1,           i1};
-  auto func = gpu::GPUFuncOp::create(b, int8MatmulKernelName(bf16),
-                                     b.getFunctionType(params, {}), TypeRange{shared});
+  auto func = gpu::GPUFuncOp::create(
+      b, int8MatmulKernelName(bf16),
+      b.getFunctionType(int8LinearParameters(b, i32, i32), {}), TypeRange{shared});
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
@@ -64,7 +174,6 @@ void megatron::addInt8MatmulKernel(gpu::GPUModuleOp module, bool bf16) {
         rows = arg(6), in = arg(7), out = arg(8), group = arg(9), hasBias = arg(10),
         hasAddend = arg(11);
   Value partial = func.getWorkgroupAttributions()[0];
-  auto i32Constant = [&](int32_t v) { return arith::ConstantIntOp::create(b, v, 32); };
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value blk = gpu::BlockIdOp::create(b, gpu::Dimension::x);
@@ -101,13 +210,9 @@ void megatron::addInt8MatmulKernel(gpu::GPUModuleOp module, bool bf16) {
     Value word = e.load(q, e.add(e.add(qRow, e.mul(s, 4)), t));
     Value column = e.add(e.mul(s, 16), e.mul(t, 4));
     Value scale = e.load(scales, e.add(scaleRow, e.div(column, group)));
-    // The word's bytes, little-endian, sign-extended, scaled.
     std::array<Value, 4> w;
-    for (int32_t i = 0; i < 4; ++i) {
-      Value top = i == 3 ? word : arith::ShLIOp::create(b, word, i32Constant(24 - 8 * i));
-      Value v = arith::ShRSIOp::create(b, top, i32Constant(24));
-      w[i] = e.fmul(arith::SIToFPOp::create(b, f32, v), scale);
-    }
+    for (int32_t i = 0; i < 4; ++i)
+      w[i] = e.fmul(e.byteAsFloat(word, i), scale);
     Value b0 = e.pack(w[0], w[1]), b1 = e.pack(w[2], w[3]);
     Value xStep = e.mul(s, 8);
     SmallVector<Value> next;
@@ -151,15 +256,6 @@ void megatron::addInt8MatmulKernel(gpu::GPUModuleOp module, bool bf16) {
               e.add(warpBase, e.add(e.mul(row, kInt8MatmulChannels), col)));
     }
   gpu::BarrierOp::create(b);
-  auto loadIf = [&](Value cond, Value memref, Value i) {
-    auto op = scf::IfOp::create(b, TypeRange{f32}, cond, true);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(op.thenBlock());
-    scf::YieldOp::create(b, e.load(memref, i));
-    b.setInsertionPointToStart(op.elseBlock());
-    scf::YieldOp::create(b, e.f(0));
-    return op.getResult(0);
-  };
   for (int64_t j = 0; j < tileOutputs / kInt8MatmulThreads; ++j) {
     Value i = e.add(tid, j * kInt8MatmulThreads);
     Value row = e.div(i, kInt8MatmulChannels);
@@ -170,8 +266,8 @@ void megatron::addInt8MatmulKernel(gpu::GPUModuleOp module, bool bf16) {
       for (int64_t k = 1; k < kWarps; ++k)
         sum = e.fadd(sum, e.load(partial, e.add(i, k * tileOutputs)));
       Value at = e.add(e.mul(row, out), o);
-      sum = e.fadd(sum, loadIf(hasBias, bias, o));
-      sum = e.fadd(sum, loadIf(hasAddend, addend, at));
+      sum = e.fadd(sum, e.loadIf(hasBias, bias, o));
+      sum = e.fadd(sum, e.loadIf(hasAddend, addend, at));
       e.store(sum, y, at);
     });
   }
