@@ -137,7 +137,7 @@ for name, mode, key, field in (('BERT 1x128, ms', 'forward', (1, 128), copied),
     cells = ' | '.join('-' if x is None else f'{x:.1f}' for x in a + b)
     print(f'| {name} | {cells} | {ratio} |')
 for r in ours:
-    if r['mode'] == 'decode' and r['batch'] == 1 and bandwidth:
+    if r['mode'] == 'decode' and r['batch'] == 1 and bandwidth and 'profile' not in r['precision']:
         step = 1e3 / r['tokens_per_s']
         print(f"decode b1 {r['precision']}: {r['weight_bytes'] / 1e9:.2f} GB per step, floor "
               f"{r['weight_bytes'] / bandwidth * 1e3:.3f} ms at {bandwidth / 1e12:.2f} TB/s, ours {step:.3f} ms "

@@ -12,14 +12,12 @@
 #define MEGATRON_COMPILER_CUDA_FLASHATTENTION_H
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "runtime/cuda/KernelShapes.h"
 
 #include <cstdint>
 #include <string>
 
 namespace megatron {
-
-/// Queries per block (four warps of 16 rows) and keys per tile.
-constexpr int64_t kFlashQueries = 64, kFlashKeys = 64, kFlashThreads = 128;
 
 /// "flash_attention_bf16_d64": the kernel for `element` (f16 or bf16)
 /// operands and heads of `dim` dimensions.

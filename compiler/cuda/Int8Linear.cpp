@@ -2,12 +2,12 @@
 //
 // linear_int8: warp w of a block takes output channel 4 blk + w. Its row
 // of q is in / 16 vectors of 16 weights; lane l takes vectors l, l + 32,
-// ..., kInt8GemvVectors of them at once (a chunk: 4 KB of the row per
+// ..., kInt8GemvVectors of them at once (a chunk: 2 KB of the row per
 // warp), all loaded before any is used; then for each row of x it sums
 // their weights' products (with their scales: one per word, a group being
 // a multiple of 4), and the warp adds up its lanes. Lane 0 writes y after
 // the first chunk (with the bias and residual) and adds to it after the
-// others: a row of more than 4096 columns takes several chunks.
+// others: a row of more than 2048 columns takes several chunks.
 //
 // matmul_w8a16: a block takes 8 output channels (one n8 tile) and every row (up to two
 // m16 tiles); its four warps split the input columns into contiguous runs

@@ -20,19 +20,12 @@
 #define MEGATRON_COMPILER_CUDA_INT8LINEAR_H
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "runtime/cuda/KernelShapes.h"
 
 #include <cstdint>
 #include <string>
 
 namespace megatron {
-
-/// The GEMV's rows at most; threads per block (a warp per channel); the
-/// 16-byte pieces of a row a lane holds at once.
-constexpr int64_t kInt8GemvRows = 8, kInt8GemvThreads = 128, kInt8GemvVectors = 4;
-
-/// Rows (x's) at most, output channels per block, threads per block (its
-/// warps split the input dimension).
-constexpr int64_t kInt8MatmulRows = 32, kInt8MatmulChannels = 8, kInt8MatmulThreads = 128;
 
 /// Appends linear_int8 to `module`. Parameters: x (rows x in f32, as
 /// vectors of four), q (out x in int8, as vectors of four words: sixteen

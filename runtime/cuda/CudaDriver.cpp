@@ -250,6 +250,8 @@ Status Device::synchronize() {
 void *Device::stream() const { return api_->stream; }
 
 Status Device::recordEvent(size_t index) {
+  if (Status s = api_->current(); !s.ok())
+    return s;
   while (api_->events.size() <= index) {
     CUevent event = nullptr;
     if (Status s = api_->check(api_->cuEventCreate(&event, CU_EVENT_DEFAULT), "cuEventCreate");

@@ -4,6 +4,7 @@
 
 #include "megatron/runtime/StepSignature.h"
 #include "runtime/DTypes.h"
+#include "runtime/cuda/KernelShapes.h"
 
 #include <deque>
 #include <optional>
@@ -59,24 +60,10 @@ constexpr const char *kKernels[] = {
     "linear_int8", "dequantize_int8", "embedding"};
 
 constexpr unsigned kElementwiseBlock = 256, kRowBlock = 256, kAttentionBlock = 128;
-/// The tensor-core attention's launch (compiler/cuda/FlashAttention.h):
-/// blocks of this many threads, each taking this many queries of a head.
-constexpr unsigned kFlashThreads = 128;
-constexpr int64_t kFlashQueries = 64;
 /// The attention kernel's lanes hold four dimensions of a head each; the
 /// decode kernel keeps a row of scores in shared memory.
 constexpr int64_t kMaxHeadDim = 128, kMaxDecodeKeys = 4096;
 constexpr uint64_t kWorkspaceBytes = 32 << 20;
-/// Up to this many rows (decode) an int8 linear reads its weights in the
-/// GEMV kernel; up to kInt8MatmulRows, in a 16-bit artifact, in the
-/// tensor-core one (compiler/cuda/Int8Linear.h: the GEMV's blocks of
-/// kInt8GemvThreads threads, a channel per warp; the other's of
-/// kInt8MatmulThreads, kInt8MatmulChannels channels each); more, or rows
-/// of other than a multiple of 16 columns, widen them for cuBLASLt.
-constexpr int64_t kInt8GemvRows = 8;
-constexpr unsigned kInt8GemvThreads = 128;
-constexpr int64_t kInt8MatmulRows = 32, kInt8MatmulChannels = 8;
-constexpr unsigned kInt8MatmulThreads = 128;
 
 /// The kernels' %half for a 16-bit type (1 f16, 2 bf16), 0 for f32.
 int32_t halfKind(fb::DType type) {
@@ -393,7 +380,9 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
     a.flag(bias != 0).flag(addend != 0);
     return a;
   };
-  // Both read sixteen weights of a row at a time.
+  // Up to kInt8GemvRows (decode) the GEMV; up to kInt8MatmulRows, in a
+  // 16-bit artifact, the tensor-core kernel; both read sixteen weights of
+  // a row at a time. Otherwise the matrix is widened for cuBLASLt.
   if (rows <= kInt8GemvRows && columns % 16 == 0) {
     int64_t perBlock = kInt8GemvThreads / 32; // one warp per output channel
     return launch("linear_int8", (out + perBlock - 1) / perBlock, kInt8GemvThreads,

@@ -62,9 +62,11 @@ bandwidth the machine's streaming read rate on the runtime's threads (the
 --cuda-graphs 0   launch each decode step's kernels one by one instead of
               replaying the step as a CUDA graph.
 --profile 1   also time each step of the timed runs (on the GPU between
-              events around its launches, decode steps without graphs): a
-              table on stderr per entry, by step kind (a linear's with its
-              weight's type and shape), and "profile" in the JSON line.
+              events around its launches, decode steps without graphs, so
+              a step whose launches take longer than its kernels shows
+              their time): a table on stderr per entry, by step kind (a
+              linear's with its weight's type and shape), and "profile" in
+              the JSON line.
 )";
 
 [[noreturn]] void fail(const std::string &message) {
