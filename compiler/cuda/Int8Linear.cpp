@@ -42,16 +42,36 @@ static_assert(megatron::kInt8MatmulRows * megatron::kInt8MatmulChannels %
                   0,
               "the epilogue's threads take the block's outputs evenly");
 
-/// The parameters both kernels take: x, q, scales, bias, addend, y (x and
-/// q of the element types given), rows, in, out, group, has_bias,
-/// has_addend.
-SmallVector<Type> int8LinearParameters(OpBuilder &b, Type xElement, Type qElement) {
-  auto dynamic = [](Type t) { return MemRefType::get({ShapedType::kDynamic}, t); };
-  Type f32 = b.getF32Type(), index = b.getIndexType(), i1 = b.getI1Type();
-  return {dynamic(xElement), dynamic(qElement), dynamic(f32), dynamic(f32), dynamic(f32),
-          dynamic(f32),      index,             index,        index,        index,
-          i1,                i1};
-}
+/// A kernel of the parameters both take: x, q, scales, bias, addend, y (x
+/// and q of the element types given), rows, in, out, group, has_bias,
+/// has_addend; the builder then at the start of its body.
+struct Int8LinearKernel {
+  gpu::GPUFuncOp func;
+  Value x, q, scales, bias, addend, y, rows, in, out, group, hasBias, hasAddend;
+
+  Int8LinearKernel(ImplicitLocOpBuilder &b, const std::string &name, Type xElement,
+                   Type qElement, TypeRange workgroup = {}) {
+    auto dynamic = [](Type t) { return MemRefType::get({ShapedType::kDynamic}, t); };
+    Type f32 = b.getF32Type(), index = b.getIndexType(), i1 = b.getI1Type();
+    SmallVector<Type> params = {dynamic(xElement), dynamic(qElement), dynamic(f32), dynamic(f32),
+                                dynamic(f32),      dynamic(f32),      index,        index,
+                                index,             index,             i1,           i1};
+    func = gpu::GPUFuncOp::create(b, name, b.getFunctionType(params, {}), workgroup);
+    func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+    Block &entry = func.getBody().front();
+    b.setInsertionPointToStart(&entry);
+    auto arg = [&](unsigned i) -> Value { return entry.getArgument(i); };
+    x = arg(0), q = arg(1), scales = arg(2), bias = arg(3), addend = arg(4), y = arg(5);
+    rows = arg(6), in = arg(7), out = arg(8), group = arg(9), hasBias = arg(10),
+    hasAddend = arg(11);
+  }
+
+  /// The bias of channel o plus the residual at y's index `at`, each where
+  /// the kernel has it.
+  Value biasAndResidual(KernelEmitter &e, Value o, Value at) {
+    return e.fadd(e.loadIf(hasBias, bias, o), e.loadIf(hasAddend, addend, at));
+  }
+};
 
 } // namespace
 
@@ -61,18 +81,9 @@ void megatron::addInt8GemvKernel(gpu::GPUModuleOp module) {
   b.setInsertionPointToEnd(module.getBody());
   KernelEmitter e(b, /*bf16=*/false);
   Type f32 = b.getF32Type(), i32 = b.getI32Type();
-  auto func = gpu::GPUFuncOp::create(
-      b, "linear_int8",
-      b.getFunctionType(int8LinearParameters(b, VectorType::get({4}, f32),
-                                             VectorType::get({4}, i32)),
-                        {}));
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  Block &entry = func.getBody().front();
-  b.setInsertionPointToStart(&entry);
-  auto arg = [&](unsigned i) -> Value { return entry.getArgument(i); };
-  Value x = arg(0), q = arg(1), scales = arg(2), bias = arg(3), addend = arg(4), y = arg(5),
-        rows = arg(6), in = arg(7), out = arg(8), group = arg(9), hasBias = arg(10),
-        hasAddend = arg(11);
+  Int8LinearKernel k(b, "linear_int8", VectorType::get({4}, f32), VectorType::get({4}, i32));
+  Value x = k.x, q = k.q, scales = k.scales, y = k.y, rows = k.rows, in = k.in, out = k.out,
+        group = k.group;
   auto element = [&](Value vector, int32_t i) -> Value {
     return LLVM::ExtractElementOp::create(b, vector, arith::ConstantIntOp::create(b, i, 32));
   };
@@ -136,8 +147,7 @@ void megatron::addInt8GemvKernel(gpu::GPUModuleOp module) {
           {
             OpBuilder::InsertionGuard guard(b);
             b.setInsertionPointToStart(before.thenBlock());
-            scf::YieldOp::create(
-                b, e.fadd(e.loadIf(hasBias, bias, o), e.loadIf(hasAddend, addend, at)));
+            scf::YieldOp::create(b, k.biasAndResidual(e, o, at));
             b.setInsertionPointToStart(before.elseBlock());
             scf::YieldOp::create(b, e.load(y, at));
           }
@@ -163,17 +173,10 @@ void megatron::addInt8MatmulKernel(gpu::GPUModuleOp module, bool bf16) {
   constexpr int64_t tileOutputs = kInt8MatmulRows * kInt8MatmulChannels;
   auto shared = MemRefType::get({kWarps * tileOutputs}, f32, MemRefLayoutAttrInterface{},
                                 gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
-  auto func = gpu::GPUFuncOp::create(
-      b, int8MatmulKernelName(bf16),
-      b.getFunctionType(int8LinearParameters(b, i32, i32), {}), TypeRange{shared});
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  Block &entry = func.getBody().front();
-  b.setInsertionPointToStart(&entry);
-  auto arg = [&](unsigned i) -> Value { return entry.getArgument(i); };
-  Value x = arg(0), q = arg(1), scales = arg(2), bias = arg(3), addend = arg(4), y = arg(5),
-        rows = arg(6), in = arg(7), out = arg(8), group = arg(9), hasBias = arg(10),
-        hasAddend = arg(11);
-  Value partial = func.getWorkgroupAttributions()[0];
+  Int8LinearKernel k(b, int8MatmulKernelName(bf16), i32, i32, TypeRange{shared});
+  Value x = k.x, q = k.q, scales = k.scales, rows = k.rows, in = k.in, out = k.out,
+        group = k.group;
+  Value partial = k.func.getWorkgroupAttributions()[0];
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value blk = gpu::BlockIdOp::create(b, gpu::Dimension::x);
@@ -266,9 +269,7 @@ void megatron::addInt8MatmulKernel(gpu::GPUModuleOp module, bool bf16) {
       for (int64_t k = 1; k < kWarps; ++k)
         sum = e.fadd(sum, e.load(partial, e.add(i, k * tileOutputs)));
       Value at = e.add(e.mul(row, out), o);
-      sum = e.fadd(sum, e.loadIf(hasBias, bias, o));
-      sum = e.fadd(sum, e.loadIf(hasAddend, addend, at));
-      e.store(sum, y, at);
+      e.store(e.fadd(sum, k.biasAndResidual(e, o, at)), k.y, at);
     });
   }
   gpu::ReturnOp::create(b);
