@@ -93,7 +93,8 @@ kernels() {
 e2e() {
   (cd test/e2e && MEGATRON_FIXTURES=\$here/fixtures MEGATRON_BIN=\$here/bin \\
      python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision test_e2e.CudaInt8 \\
-       test_e2e.CudaTensorParallel test_e2e.TensorParallelJobs.test_nccl_collectives_run_or_say_why_not) || status=1
+       test_e2e.CudaUnfused test_e2e.CudaTensorParallel \\
+       test_e2e.TensorParallelJobs.test_nccl_collectives_run_or_say_why_not) || status=1
 }
 bench() { bash bench/gpu.sh --bin "\$here/bin" "\$@" || status=1; }
 for phase in "\${phases[@]}"; do

@@ -559,6 +559,215 @@ module attributes {gpu.container_module} {
       gpu.return
     }
 
+    // The primitive steps of an unfused graph (--no-fuse), as the CPU
+    // runs them; simple rather than fast.
+
+    // y[t, i, j] = sum_l a[t, i, l] b_t[l, j], b_t = b[t] ([k, n]) or, with
+    // %transpose_b, b[t]^T ([n, k]); b's matrices are %b_stride apart (a
+    // KV cache's have spare rows). One thread per element of y.
+    gpu.func @batched_matmul(%a: memref<?xf32>, %b: memref<?xf32>, %y: memref<?xf32>,
+                             %total: index, %m: index, %k: index, %n: index,
+                             %b_stride: index, %transpose_b: i1) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %total : index
+      scf.if %inside {
+        %c0 = arith.constant 0 : index
+        %c1 = arith.constant 1 : index
+        %zero = arith.constant 0.0 : f32
+        %j = arith.remui %i, %n : index
+        %tr = arith.divui %i, %n : index
+        %t = arith.divui %tr, %m : index
+        %abase = arith.muli %tr, %k : index
+        %bbase = arith.muli %t, %b_stride : index
+        %sum = scf.for %l = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {
+          %ai = arith.addi %abase, %l : index
+          %av = memref.load %a[%ai] : memref<?xf32>
+          %jk = arith.muli %j, %k : index
+          %tb = arith.addi %jk, %l : index
+          %ln = arith.muli %l, %n : index
+          %nb = arith.addi %ln, %j : index
+          %off = arith.select %transpose_b, %tb, %nb : index
+          %bi = arith.addi %bbase, %off : index
+          %bv = memref.load %b[%bi] : memref<?xf32>
+          %next = math.fma %av, %bv, %acc : f32
+          scf.yield %next : f32
+        }
+        memref.store %sum, %y[%i] : memref<?xf32>
+      }
+      gpu.return
+    }
+
+    gpu.func @scale(%x: memref<?xf32>, %y: memref<?xf32>, %n: index, %factor: f32) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %n : index
+      scf.if %inside {
+        %v = memref.load %x[%i] : memref<?xf32>
+        %s = arith.mulf %v, %factor : f32
+        memref.store %s, %y[%i] : memref<?xf32>
+      }
+      gpu.return
+    }
+
+    // Softmax over each row of %cols: a block per row.
+    gpu.func @softmax(%x: memref<?xf32>, %y: memref<?xf32>, %cols: index) kernel {
+      %row = gpu.block_id x
+      %tid = gpu.thread_id x
+      %threads = gpu.block_dim x
+      %zero = arith.constant 0.0 : f32
+      %lowest = arith.constant -3.40282347E+38 : f32
+      %base = arith.muli %row, %cols : index
+      %partial = scf.for %j = %tid to %cols step %threads iter_args(%acc = %lowest) -> (f32) {
+        %k = arith.addi %base, %j : index
+        %v = memref.load %x[%k] : memref<?xf32>
+        %next = arith.maximumf %acc, %v : f32
+        scf.yield %next : f32
+      }
+      %largest = gpu.all_reduce maximumf %partial uniform {} : (f32) -> (f32)
+      %terms = scf.for %j = %tid to %cols step %threads iter_args(%acc = %zero) -> (f32) {
+        %k = arith.addi %base, %j : index
+        %v = memref.load %x[%k] : memref<?xf32>
+        %d = arith.subf %v, %largest : f32
+        %e = math.exp %d : f32
+        memref.store %e, %y[%k] : memref<?xf32>
+        %next = arith.addf %acc, %e : f32
+        scf.yield %next : f32
+      }
+      %sum = gpu.all_reduce add %terms uniform {} : (f32) -> (f32)
+      scf.for %j = %tid to %cols step %threads {
+        %k = arith.addi %base, %j : index
+        %e = memref.load %y[%k] : memref<?xf32>
+        %p = arith.divf %e, %sum : f32
+        memref.store %p, %y[%k] : memref<?xf32>
+      }
+      gpu.return
+    }
+
+    // scores [batch, heads, queries, keys] with the lowest float where
+    // mask[b, key] == 0 (%has_mask) or, %causal, key > query + keys -
+    // queries (the keys cached before). One thread per score.
+    gpu.func @attention_mask(%x: memref<?xf32>, %y: memref<?xf32>, %mask: memref<?xi64>,
+                             %total: index, %heads: index, %queries: index, %keys: index,
+                             %causal: i1, %has_mask: i1) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %total : index
+      scf.if %inside {
+        %key = arith.remui %i, %keys : index
+        %r = arith.divui %i, %keys : index
+        %q = arith.remui %r, %queries : index
+        %hq = arith.muli %heads, %queries : index
+        %b = arith.divui %r, %hq : index
+        %cached = arith.subi %keys, %queries : index
+        %last = arith.addi %q, %cached : index
+        %future = arith.cmpi ugt, %key, %last : index
+        %hidden = arith.andi %causal, %future : i1
+        %padded = scf.if %has_mask -> (i1) {
+          %bk = arith.muli %b, %keys : index
+          %mi = arith.addi %bk, %key : index
+          %mv = memref.load %mask[%mi] : memref<?xi64>
+          %none = arith.constant 0 : i64
+          %off = arith.cmpi eq, %mv, %none : i64
+          scf.yield %off : i1
+        } else {
+          %no = arith.constant false
+          scf.yield %no : i1
+        }
+        %masked = arith.ori %hidden, %padded : i1
+        %v = memref.load %x[%i] : memref<?xf32>
+        %lowest = arith.constant -3.40282347E+38 : f32
+        %o = arith.select %masked, %lowest, %v : f32
+        memref.store %o, %y[%i] : memref<?xf32>
+      }
+      gpu.return
+    }
+
+    // y[a, c, b, d] = x[a, b, c, d]: splitting heads off or merging them.
+    // One thread per element.
+    gpu.func @swap_middle_axes(%x: memref<?xf32>, %y: memref<?xf32>, %total: index,
+                               %nb: index, %nc: index, %nd: index) kernel {
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %total : index
+      scf.if %inside {
+        %d = arith.remui %i, %nd : index
+        %r1 = arith.divui %i, %nd : index
+        %b = arith.remui %r1, %nb : index
+        %r2 = arith.divui %r1, %nb : index
+        %c = arith.remui %r2, %nc : index
+        %a = arith.divui %r2, %nc : index
+        %ab = arith.muli %a, %nb : index
+        %ab2 = arith.addi %ab, %b : index
+        %abc = arith.muli %ab2, %nc : index
+        %abc2 = arith.addi %abc, %c : index
+        %src0 = arith.muli %abc2, %nd : index
+        %src = arith.addi %src0, %d : index
+        %v = memref.load %x[%src] : memref<?xf32>
+        memref.store %v, %y[%i] : memref<?xf32>
+      }
+      gpu.return
+    }
+
+    // cache[r, past + s, :] = x[r, s, :] for x [rows, seq, dim] and the
+    // cache [rows, capacity, dim]: new keys or values appended after the
+    // cached ones. One thread per element of x.
+    gpu.func @cache_write(%x: memref<?xf32>, %cache: memref<?xf32>, %total: index,
+                          %seq_dim: index, %capacity: index, %dim: index,
+                          %past_ref: memref<?xi64>) kernel {
+      %past = func.call @cached_tokens(%past_ref) : (memref<?xi64>) -> index
+      %i = gpu.global_id x
+      %inside = arith.cmpi slt, %i, %total : index
+      scf.if %inside {
+        %r = arith.divui %i, %seq_dim : index
+        %rest = arith.remui %i, %seq_dim : index
+        %rc = arith.muli %r, %capacity : index
+        %rp = arith.addi %rc, %past : index
+        %base = arith.muli %rp, %dim : index
+        %to = arith.addi %base, %rest : index
+        %v = memref.load %x[%i] : memref<?xf32>
+        memref.store %v, %cache[%to] : memref<?xf32>
+      }
+      gpu.return
+    }
+
+    // y[r, :] = x[r, :] quantized to int8 and back, as the CPU's dynamic
+    // W8A8 takes a linear's input (QuantizedLinear.h): q = x * 127 / max|x|
+    // rounded to the nearest (ties to even) and y = q * max|x| / 127; a row
+    // with a NaN or infinity becomes NaNs. A block per row.
+    gpu.func @quantize_rows(%x: memref<?xf32>, %y: memref<?xf32>, %cols: index) kernel {
+      %row = gpu.block_id x
+      %tid = gpu.thread_id x
+      %threads = gpu.block_dim x
+      %zero = arith.constant 0.0 : f32
+      %base = arith.muli %row, %cols : index
+      %partial = scf.for %j = %tid to %cols step %threads iter_args(%acc = %zero) -> (f32) {
+        %k = arith.addi %base, %j : index
+        %v = memref.load %x[%k] : memref<?xf32>
+        %a = math.absf %v : f32
+        %next = arith.maximumf %acc, %a : f32
+        scf.yield %next : f32
+      }
+      %largest = gpu.all_reduce maximumf %partial uniform {} : (f32) -> (f32)
+      %limit = arith.constant 127.0 : f32
+      %low = arith.constant -127.0 : f32
+      %inf = arith.constant 0x7F800000 : f32
+      %nan = arith.constant 0x7FC00000 : f32
+      %finite = arith.cmpf olt, %largest, %inf : f32
+      %positive = arith.cmpf ogt, %largest, %zero : f32
+      %ratio = arith.divf %limit, %largest : f32
+      %inverse = arith.select %positive, %ratio, %zero : f32
+      %scale = arith.divf %largest, %limit : f32
+      scf.for %j = %tid to %cols step %threads {
+        %k = arith.addi %base, %j : index
+        %v = memref.load %x[%k] : memref<?xf32>
+        %p = arith.mulf %v, %inverse : f32
+        %r = math.roundeven %p : f32
+        %c = arith.minimumf %r, %limit : f32
+        %q = arith.maximumf %c, %low : f32
+        %d = arith.mulf %q, %scale : f32
+        %o = arith.select %finite, %d, %nan : f32
+        memref.store %o, %y[%k] : memref<?xf32>
+      }
+      gpu.return
+    }
+
     // w[o, k] = q[o, k] scales[o, k / group]: an int8 matrix widened for a
     // GEMM of many rows, one thread per weight, n = out * in: to f32 in w,
     // or with %half 1 (f16) / 2 (bf16) rounded to that in w16 (raw bits).

@@ -53,7 +53,8 @@ private:
   std::vector<void *> params_;
 };
 
-/// The kernels this executor launches (compiler/cuda/kernels.mlir).
+/// The kernels every artifact's steps need (compiler/cuda/kernels.mlir);
+/// those of rarer steps (unfused graphs, W8A8) are checked when launched.
 constexpr const char *kKernels[] = {
     "gelu",       "add",         "tanh",          "to_bf16",   "to_f16",
     "layer_norm", "positions",   "kv_append",     "attention", "decode_attention",
@@ -97,7 +98,7 @@ const KernelModuleInfo *cuda::moduleFor(const std::vector<KernelModuleInfo> &mod
 Executor::~Executor() {
   if (!device_)
     return;
-  for (uint64_t p : {staging_, scratch_, workspace_, arena_, past_, weights_})
+  for (uint64_t p : {quantizedRows_, staging_, scratch_, workspace_, arena_, past_, weights_})
     if (p)
       (void)device_->free(p);
 }
@@ -144,7 +145,9 @@ Status Executor::create(const Artifact &artifact, uint32_t rankIndex, int ordina
                                 std::pair{&e->workspace_, kWorkspaceBytes},
                                 std::pair{&e->scratch_, std::max<uint64_t>(e->scratchBytes_, 64)},
                                 std::pair{&e->staging_,
-                                          std::max<uint64_t>(e->stagingBytes_, 64)}})
+                                          std::max<uint64_t>(e->stagingBytes_, 64)},
+                                std::pair{&e->quantizedRows_,
+                                          std::max<uint64_t>(e->quantizedRowsBytes_, 64)}})
     if (Status s = d.allocate(bytes, *pointer); !s.ok())
       return Status::error(s.message() + " (" + std::to_string(bytes) + " bytes)");
   const uint8_t *stored = artifact.weights(rankIndex);
@@ -188,8 +191,13 @@ Status Executor::placeWeights() {
       if (linear)
         linears.emplace_back(step->inputs()->Get(0), step->inputs()->Get(1));
       if (linear && step->ints() && step->ints()->size() > 1 && step->ints()->Get(1) != 0)
-        return Status::error("int8 activations (--quantize-activations) are not on the CUDA "
-                             "backend yet");
+        quantizedRowsBytes_ =
+            std::max<uint64_t>(quantizedRowsBytes_, buffers.Get(step->inputs()->Get(0))->size());
+      // An unfused attention's launches take the number of keys from the
+      // host, which a recorded graph would keep.
+      if (step->kind() == fb::StepKind::Matmul || step->kind() == fb::StepKind::Softmax ||
+          step->kind() == fb::StepKind::AttentionMask)
+        graphable_ = false;
       if (step->kind() == fb::StepKind::AllGather && deviceCollectives_)
         stagingBytes_ = std::max<uint64_t>(stagingBytes_,
                                            buffers.Get(step->outputs()->Get(0))->size());
@@ -280,8 +288,13 @@ Status Executor::download(void *host, uint32_t buffer, size_t bytes) {
 
 Status Executor::launch(const char *kernel, int64_t blocks, unsigned threads,
                         std::vector<void *> params) {
-  if (uint32_t want = parameters_.at(kernel); params.size() != want)
-    return Status::error(std::string("kernel '") + kernel + "' takes " + std::to_string(want) +
+  auto found = parameters_.find(kernel);
+  if (found == parameters_.end())
+    return Status::error(std::string("the artifact's GPU code lacks kernel '") + kernel +
+                         "' (compile it again with this release)");
+  if (params.size() != found->second)
+    return Status::error(std::string("kernel '") + kernel + "' takes " +
+                         std::to_string(found->second) +
                          " parameters in this artifact; this runtime passes " +
                          std::to_string(params.size()) + " (compile the artifact again)");
   unsigned grid[3] = {unsigned(blocks), 1, 1}, block[3] = {threads, 1, 1};
@@ -370,6 +383,18 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
   // The GEMV and tensor-core kernels take the same operands but for the
   // elements of x (f32 in vectors of four, or 16-bit in words of two) and
   // of q (vectors of sixteen weights, or words of four).
+  // Dynamic W8A8 (--quantize-activations): x quantized per row as the CPU
+  // does and multiplied from there in f32, never rounded to 16 bits.
+  uint64_t wide = pointer(x);
+  fb::DType inputType = halfType_;
+  if (step.ints()->size() > 1 && step.ints()->Get(1) != 0) {
+    Args q;
+    q.buffer(pointer(x), rows * columns).buffer(quantizedRows_, rows * columns).index(columns);
+    if (Status s = launch("quantize_rows", rows, kRowBlock, q.params()); !s.ok())
+      return s;
+    wide = quantizedRows_;
+    inputType = fb::DType::F32;
+  }
   auto readingInt8 = [&](uint64_t input, int64_t xElements, int64_t qElements) {
     Args a;
     a.buffer(input, xElements).buffer(pointer(w), qElements);
@@ -386,11 +411,11 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
   if (rows <= kInt8GemvRows && columns % 16 == 0) {
     int64_t perBlock = kInt8GemvThreads / 32; // one warp per output channel
     return launch("linear_int8", (out + perBlock - 1) / perBlock, kInt8GemvThreads,
-                  readingInt8(pointer(x), rows * columns / 4, out * columns / 16).params());
+                  readingInt8(wide, rows * columns / 4, out * columns / 16).params());
   }
   std::string tensorCores = tensorCoreKernel("matmul_w8a16");
   if (rows > kInt8GemvRows && rows <= kInt8MatmulRows && columns % 16 == 0 &&
-      !tensorCores.empty()) {
+      inputType != fb::DType::F32 && !tensorCores.empty()) {
     uint64_t input = 0;
     if (Status s = roundInput(halfType_, x, rows * columns, input); !s.ok())
       return s;
@@ -405,15 +430,15 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
   Args a;
   a.buffer(pointer(w), weights).buffer(pointer(scales), out * groups);
   a.buffer(staging_, weights).buffer(staging_, weights);
-  a.index(weights).index(columns).index(group).i32(halfKind(halfType_));
+  a.index(weights).index(columns).index(group).i32(halfKind(inputType));
   if (Status s = elementwise("dequantize_int8", a.params(), weights); !s.ok())
     return s;
-  uint64_t input = pointer(x);
-  if (halfType_ != fb::DType::F32)
-    if (Status s = roundInput(halfType_, x, rows * columns, input); !s.ok())
+  uint64_t input = wide;
+  if (inputType != fb::DType::F32)
+    if (Status s = roundInput(inputType, x, rows * columns, input); !s.ok())
       return s;
   return blas_->linear(input, staging_, bias, addend, pointer(y), rows, columns, out,
-                       operandsOf(halfType_), workspace_, kWorkspaceBytes);
+                       operandsOf(inputType), workspace_, kWorkspaceBytes);
 }
 
 Status Executor::attention(const fb::Step &step, const std::vector<Shape> &shapes,
@@ -561,7 +586,7 @@ Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t ba
   nextCopy_ = kNoBuffer;
   if (Status s = device_->copyToDevice(past_, &past, sizeof(past)); !s.ok())
     return s;
-  if (!graphEntry || (comm_ && comm_->size() > 1 && !deviceCollectives_))
+  if (!graphEntry || !graphable_ || (comm_ && comm_->size() > 1 && !deviceCollectives_))
     return Status::success();
   // What a replay skips of attention(): its one past-dependent check.
   if (Status s = decodeKeysFit(past + 1); !s.ok())
@@ -690,12 +715,60 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
   case fb::StepKind::AllReduce:
   case fb::StepKind::AllGather:
     return collective(step, shapes);
+  // The primitive steps of an unfused graph (--no-fuse).
+  case fb::StepKind::Matmul: {
+    const Shape &a = shapes[in(0)], &b = shapes[in(1)];
+    int64_t m = a[a.size() - 2], k = a.back(), columns = last(out);
+    int64_t batch = span(a, 0, a.size() - 2), stride = b[b.size() - 2] * b.back();
+    Args args;
+    args.buffer(pointer(in(0)), batch * m * k).buffer(pointer(in(1)), batch * stride);
+    args.buffer(pointer(outId), n).index(n).index(m).index(k).index(columns).index(stride);
+    return elementwise("batched_matmul", args.flag(step.ints()->Get(0) != 0).params(), n);
+  }
+  case fb::StepKind::Scale: {
+    Args a;
+    a.buffer(pointer(in(0)), n).buffer(pointer(outId), n).index(n);
+    return elementwise("scale", a.f32(static_cast<float>(step.floats()->Get(0))).params(), n);
+  }
+  case fb::StepKind::Softmax: {
+    Args a;
+    a.buffer(pointer(in(0)), n).buffer(pointer(outId), n).index(last(out));
+    return launch("softmax", n / std::max<int64_t>(last(out), 1), kRowBlock, a.params());
+  }
+  case fb::StepKind::AttentionMask: {
+    // scores [batch, heads, queries, keys] [, mask [batch, keys]]
+    bool hasMask = step.inputs()->size() == 2;
+    Args a;
+    a.buffer(pointer(in(0)), n).buffer(pointer(outId), n);
+    a.buffer(hasMask ? pointer(in(1)) : pointer(in(0)), hasMask ? out[0] * out[3] : 0);
+    a.index(n).index(out[1]).index(out[2]).index(out[3]);
+    a.flag(step.ints()->Get(0) != 0).flag(hasMask);
+    return elementwise("attention_mask", a.params(), n);
+  }
+  case fb::StepKind::SwapMiddleAxes: {
+    // [a, b, c*d] -> [a, c, b, d] when splitting heads; [a, b, c, d] ->
+    // [a, c, b*d] when merging (the session checked one side is 4-D).
+    const Shape &x = shapes[in(0)];
+    Shape dims = x.size() == 4 ? x : Shape{out[0], out[2], out[1], out[3]};
+    Args a;
+    a.buffer(pointer(in(0)), n).buffer(pointer(outId), n).index(n);
+    a.index(dims[1]).index(dims[2]).index(dims[3]);
+    return elementwise("swap_middle_axes", a.params(), n);
+  }
+  case fb::StepKind::CacheWrite: {
+    // x [batch, heads, seq, dim] after the cached rows of [batch, heads,
+    // capacity, dim].
+    const Shape &x = shapes[in(0)];
+    int64_t count = elements(x);
+    Args a;
+    a.buffer(pointer(in(0)), count).buffer(pointer(outId), n).index(count);
+    a.index(x[2] * x[3]).index(out[2]).index(x[3]).buffer(past_, 1);
+    return elementwise("cache_write", a.params(), count);
+  }
   case fb::StepKind::Copy:
     return device_->copyOnDevice(pointer(outId), pointer(in(0)),
                                  n * elementSize(rank_->buffers()->Get(outId)->dtype()));
-  default:
-    return Status::error(std::string("the CUDA backend does not run '") +
-                         stepSignature(unsigned(step.kind()))->name +
-                         "' steps yet (they come from --no-fuse; compile without)");
   }
+  return Status::error(std::string("the CUDA backend does not run '") +
+                       stepSignature(unsigned(step.kind()))->name + "' steps");
 }

@@ -60,7 +60,9 @@ public:
   /// them), whose launches are the same every step: the second of that
   /// entry and batch is recorded as a CUDA graph (the first runs as it
   /// comes), and later ones replay it (their run()s queue nothing); not
-  /// where collectives stage through the host, which a graph cannot hold.
+  /// where collectives stage through the host, which a graph cannot hold,
+  /// nor for an unfused graph (--no-fuse), whose launches change with the
+  /// cached tokens.
   Status beginCall(int64_t past, const artifact::Entry *graphEntry, int64_t batch);
   /// Ends the call: queues the recorded graph, or with !ok (a step failed)
   /// drops what was being recorded.
@@ -140,6 +142,8 @@ private:
   std::map<std::pair<const artifact::Entry *, int64_t>, uint32_t> graphs_;
   std::set<std::pair<const artifact::Entry *, int64_t>> warmedUp_;
   enum class Mode { Eager, Capturing, Replaying } mode_ = Mode::Eager;
+  /// Whether decode steps may be recorded: not an unfused graph's.
+  bool graphable_ = true;
   /// mark()s in this call.
   size_t marks_ = 0;
   std::pair<const artifact::Entry *, int64_t> graphKey_;
@@ -163,6 +167,8 @@ private:
   /// An int8 matrix widened (to f32, or halfType_), for a linear of many
   /// rows; an all-gather's rank-major blocks.
   uint64_t staging_ = 0, stagingBytes_ = 0;
+  /// A linear's input quantized per row (dynamic W8A8), in f32.
+  uint64_t quantizedRows_ = 0, quantizedRowsBytes_ = 0;
 };
 
 } // namespace megatron::runtime::cuda

@@ -433,11 +433,8 @@ class Int8(EveryFamily, EndToEnd):
 
 class CudaInt8(OnGpu, Int8):
     """int8 weights on the GPU (its GEMV kernel for decode, widened for
-    cuBLASLt beyond), int8 embedding tables too, with the variants the CUDA
-    backend takes (single rank, int8 weights only)."""
-
-    VARIANTS = (('--group-size', '16'), ('--group-size', '8'), ('--quantize-embeddings',),
-                ('--group-size', '8', '--quantize-embeddings'))
+    cuBLASLt beyond), with every variant: int8 embedding tables, tensor
+    parallelism, dynamic int8 activations, unfused graphs."""
 
 
 class Unfused(EveryFamily, EndToEnd):
@@ -465,6 +462,11 @@ class Unfused(EveryFamily, EndToEnd):
                 self.assertLessEqual(fused['steps_per_layer'], 6, fused)
                 self.assertGreaterEqual(unfused['bytes_per_layer'] / fused['bytes_per_layer'], 2.0,
                                         (fused, unfused))
+
+
+class CudaUnfused(OnGpu, Unfused):
+    """The primitive steps of --no-fuse on the GPU (simple kernels; decode
+    steps without graphs)."""
 
 
 class TensorParallel(EveryFamily, EndToEnd):

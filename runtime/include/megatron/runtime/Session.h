@@ -79,8 +79,8 @@ struct SessionOptions {
   /// How long a rank waits in a collective for the others (in-process).
   double collectiveTimeoutSeconds = 60;
   /// Where the steps run: the CPU, or CUDA device `device` (a runtime built
-  /// with the CUDA toolkit; an artifact compiled with --target cuda,
-  /// without int8 activations). A tensor-parallel artifact's rank r takes
+  /// with the CUDA toolkit; an artifact compiled with --target cuda). A
+  /// tensor-parallel artifact's rank r takes
   /// device (`device` + r) mod the devices there are (one GPU can run them
   /// all), or the communicator's device for it (NCCL).
   enum class Backend { Cpu, Cuda } backend = Backend::Cpu;
