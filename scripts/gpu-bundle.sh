@@ -10,8 +10,9 @@
 #   mkdir -p /tmp/gpu && tar -xJf BUNDLE -C /tmp/gpu && bash /tmp/gpu/run.sh [PHASE] [--compile]
 # runs the phases in turn, or PHASE alone (each fits a device call of 10
 # minutes): kernels (cuda-tests, each in its own process, none skipped but
-# for want of more GPUs), e2e (the e2e suite's CUDA classes against the
-# reference), bench (bench/gpu.sh, its flags passed on).
+# for want of more GPUs), e2e and e2e-more (the e2e suite's CUDA classes
+# against the reference, in two halves), bench (bench/gpu.sh, its flags
+# passed on).
 # Usage: scripts/gpu-bundle.sh OUT.tar.xz   (BUILD_DIR as for scripts/build.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,8 +75,8 @@ if [ ! -e $openblas ]; then
     { echo "error: cannot install OpenBLAS at $openblas (run as root)" >&2; exit 1; }
 fi
 nvidia-smi -L || { echo "error: no NVIDIA GPU visible (nvidia-smi)" >&2; exit 1; }
-phases=(kernels e2e bench)
-case \${1:-} in kernels|e2e|bench) phases=("\$1"); shift ;; esac
+phases=(kernels e2e e2e_more bench)
+case \${1:-} in kernels|e2e|bench) phases=("\$1"); shift ;; e2e-more) phases=(e2e_more); shift ;; esac
 status=0
 kernels() {
   # Each GPU test in a process of its own: a kernel's fault poisons its
@@ -90,11 +91,14 @@ kernels() {
     fi
   done
 }
-e2e() {
-  (cd test/e2e && MEGATRON_FIXTURES=\$here/fixtures MEGATRON_BIN=\$here/bin \\
-     python3 -m unittest test_e2e.CudaFixtures test_e2e.CudaHalfPrecision test_e2e.CudaInt8 \\
-       test_e2e.CudaUnfused test_e2e.CudaTensorParallel \\
-       test_e2e.TensorParallelJobs.test_nccl_collectives_run_or_say_why_not) || status=1
+unittests() {
+  (cd test/e2e && MEGATRON_FIXTURES=\$here/fixtures MEGATRON_BIN=\$here/bin python3 -m unittest "\$@") ||
+    status=1
+}
+e2e() { unittests test_e2e.CudaFixtures test_e2e.CudaHalfPrecision test_e2e.CudaInt8; }
+e2e_more() {
+  unittests test_e2e.CudaUnfused test_e2e.CudaTensorParallel \
+    test_e2e.TensorParallelJobs.test_nccl_collectives_run_or_say_why_not
 }
 bench() { bash bench/gpu.sh --bin "\$here/bin" "\$@" || status=1; }
 for phase in "\${phases[@]}"; do
