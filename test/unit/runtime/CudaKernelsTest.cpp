@@ -17,6 +17,7 @@
 
 #include "gtest/gtest.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -214,6 +215,50 @@ TEST_F(CudaKernels, AddThenLayerNormMatchesTheCpu) {
         ASSERT_EQ(rounded[i], half == 1 ? floatToHalf(out[i]) : floatToBFloat16(out[i]))
             << "half " << half << " at " << i;
       }
+    }
+  }
+}
+
+// quantize_rows against the CPU's row quantization for W8A8, bit for bit:
+// q = x * (127 / max|x|) rounded to the nearest (ties to even), clamped,
+// times max|x| / 127. Rows of ties, of zeros, with infinity or NaN (all
+// NaN), and a random row longer than a block's threads.
+TEST_F(CudaKernels, QuantizeRowsMatchesTheCpu) {
+  const int64_t cols = 300;
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  std::vector<std::vector<float>> rows = {{127, 2.5f, 3.5f, -2.5f, -0.5f, 0.5f, 126.5f},
+                                          {0, 0, 0},
+                                          {1, -inf, 2},
+                                          {1, nan, 2},
+                                          random(cols, 31)};
+  std::vector<float> x(rows.size() * cols, 0.0f), y(x.size());
+  for (size_t r = 0; r < rows.size(); ++r)
+    std::copy(rows[r].begin(), rows[r].end(), x.begin() + r * cols);
+  uint64_t dx = upload(x.data(), x.size() * 4), dy = upload(y.data(), y.size() * 4);
+  cuda::MemRef1D mx(dx, int64_t(x.size())), my(dy, int64_t(y.size()));
+  int64_t width = cols;
+  std::vector<void *> params;
+  mx.append(params);
+  my.append(params);
+  params.push_back(&width);
+  unsigned grid[3] = {unsigned(rows.size()), 1, 1}, block[3] = {256, 1, 1};
+  ASSERT_TRUE(device->launch("quantize_rows", grid, block, 0, params).ok());
+  ASSERT_TRUE(device->copyToHost(y.data(), dy, y.size() * 4).ok());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const float *row = x.data() + r * cols;
+    float largest = 0;
+    for (int64_t k = 0; k < cols; ++k)
+      largest = std::isnan(row[k]) ? row[k] : std::max(largest, std::fabs(row[k]));
+    float inverse = largest > 0 ? 127.0f / largest : 0.0f, scale = largest / 127.0f;
+    for (int64_t k = 0; k < cols; ++k) {
+      float got = y[r * cols + k];
+      if (!std::isfinite(largest)) {
+        EXPECT_TRUE(std::isnan(got)) << "row " << r << " at " << k;
+        continue;
+      }
+      float product = row[k] * inverse; // rounded to f32 before its rounding to an integer
+      float q = std::clamp(std::nearbyint(product), -127.0f, 127.0f);
+      ASSERT_EQ(got, q * scale) << "row " << r << " at " << k;
     }
   }
 }

@@ -121,6 +121,13 @@ TEST(CudaBackend, TheArtifactRecordsEachKernelsParameters) {
     EXPECT_EQ(count["linear_int8"], 6 * 5 + 4 + 2u);
     EXPECT_EQ(count["layer_norm"], 5 * 5 + 1 + 1 + 1u); // x, gamma, beta, out, out16; cols, eps, half
     EXPECT_EQ(count["decode_attention"], 7 * 5 + 6 + 1 + 3 + 1u);
+    EXPECT_EQ(count["quantize_rows"], 2 * 5 + 1u);          // x, y; cols
+    EXPECT_EQ(count["batched_matmul"], 3 * 5 + 5 + 1u);     // a, b, y; 5 sizes; transpose
+    EXPECT_EQ(count["scale"], 2 * 5 + 1 + 1u);              // x, y; n, factor
+    EXPECT_EQ(count["softmax"], 2 * 5 + 1u);                // x, y; cols
+    EXPECT_EQ(count["attention_mask"], 3 * 5 + 4 + 2u);     // x, y, mask; 4 sizes; 2 flags
+    EXPECT_EQ(count["swap_middle_axes"], 2 * 5 + 4u);       // x, y; 4 sizes
+    EXPECT_EQ(count["cache_write"], 2 * 5 + 4 + 5u);        // x, cache; 4 sizes; past
   }
 }
 
