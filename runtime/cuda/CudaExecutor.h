@@ -12,9 +12,9 @@
 // weights stay int8 (a GEMV kernel for decode's few rows; in a 16-bit
 // artifact a tensor-core kernel that widens them in registers for up to
 // 32 rows; widened for cuBLASLt beyond, to the artifact's 16-bit type in a
-// 16-bit artifact);
-// every other 16-bit weight is widened to f32 once, when copied to the
-// device.
+// 16-bit artifact); every other 16-bit weight is widened to f32 once, when
+// copied to the device. A tensor-parallel rank's collectives go through
+// its communicator, on the device with NCCL.
 //
 //===----------------------------------------------------------------------===//
 
