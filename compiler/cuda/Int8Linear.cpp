@@ -116,14 +116,30 @@ void megatron::addInt8GemvKernel(gpu::GPUModuleOp module) {
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPointToStart(scaleIf.thenBlock());
         scf::YieldOp::create(b, SmallVector<Value>(4 * kInt8GemvVectors, channelScale));
+        // Groups of a multiple of 16 columns give a vector's four words one
+        // scale: a division per vector rather than per word.
         b.setInsertionPointToStart(scaleIf.elseBlock());
-        SmallVector<Value> grouped;
-        for (int64_t j = 0; j < kInt8GemvVectors; ++j)
-          for (int64_t w = 0; w < 4; ++w) {
-            Value column = e.add(e.mul(index[j], 16), 4 * w);
-            grouped.push_back(e.load(scales, e.add(scaleRow, e.div(column, group))));
+        Value wholeVectors = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                                   e.rem(group, 16), e.c(0));
+        auto groupedIf = scf::IfOp::create(b, scaleTypes, wholeVectors, true);
+        scf::YieldOp::create(b, groupedIf.getResults());
+        auto scalesOf = [&](bool perVector) {
+          SmallVector<Value> grouped;
+          for (int64_t j = 0; j < kInt8GemvVectors; ++j) {
+            Value column = e.mul(index[j], 16);
+            Value vectorScale = e.load(scales, e.add(scaleRow, e.div(column, group)));
+            for (int64_t w = 0; w < 4; ++w)
+              grouped.push_back(
+                  perVector || w == 0
+                      ? vectorScale
+                      : e.load(scales, e.add(scaleRow, e.div(e.add(column, 4 * w), group))));
           }
-        scf::YieldOp::create(b, grouped);
+          scf::YieldOp::create(b, grouped);
+        };
+        b.setInsertionPointToStart(groupedIf.thenBlock());
+        scalesOf(true);
+        b.setInsertionPointToStart(groupedIf.elseBlock());
+        scalesOf(false);
       }
       Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, chunk, e.c(0));
       e.forEach(rows, [&](Value r) {

@@ -285,11 +285,13 @@ struct Int8Matrix {
 
 // linear_int8 (1 to 8 rows, bias and residual) against a double-precision
 // product of the dequantized weights: 240 columns (15 vectors of 16: lanes
-// with none), groups of 20; and a row of 2304 columns, more than a chunk
-// of the row (2048) takes, per channel.
+// with none) in groups of 20 (a scale per word), 256 in groups of 32 (a
+// scale per vector), and a row of 2304 columns, more than a chunk of the
+// row (2048) takes, per channel.
 TEST_F(CudaKernels, Int8GemvMatchesADoubleReference) {
   const int64_t maxRows = 8;
-  for (Int8Matrix w : {Int8Matrix(77, 240, 20, 9), Int8Matrix(6, 2304, 2304, 10)}) {
+  for (Int8Matrix w : {Int8Matrix(77, 240, 20, 9), Int8Matrix(40, 256, 32, 15),
+                       Int8Matrix(6, 2304, 2304, 10)}) {
     SCOPED_TRACE(std::to_string(w.in) + " columns");
     std::vector<float> bias = random(w.out, 11), x = random(maxRows * w.in, 12),
                        addend = random(maxRows * w.out, 13), y(maxRows * w.out);
