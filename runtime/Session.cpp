@@ -22,6 +22,7 @@
 #include "runtime/cpu/Parallel.h"
 #include "runtime/DTypes.h"
 #include "runtime/Shape.h"
+#include "runtime/Steps.h"
 #include "runtime/schema/artifact_generated.h"
 #ifdef MEGATRON_HAVE_CUDA_BACKEND
 #include "runtime/cuda/CudaExecutor.h"
@@ -49,14 +50,6 @@ std::string shapeText(const Shape &shape) {
   return text + "]";
 }
 
-
-/// Whether a step is a linear (alone or fused with the residual and
-/// LayerNorm) that quantizes its input to int8: its second parameter.
-bool quantizesInput(const fb::Step &step) {
-  return (step.kind() == fb::StepKind::Linear ||
-          step.kind() == fb::StepKind::LinearAddLayerNorm) &&
-         step.ints()->Get(1) != 0;
-}
 
 struct FreeDeleter {
   void operator()(void *p) const { std::free(p); }

@@ -4,6 +4,7 @@
 
 #include "megatron/runtime/StepSignature.h"
 #include "runtime/DTypes.h"
+#include "runtime/Steps.h"
 #include "runtime/cuda/KernelShapes.h"
 
 #include <deque>
@@ -181,7 +182,7 @@ Status Executor::placeWeights() {
   // How each weight is used: as the matrix of a linear, or otherwise.
   enum : uint8_t { kMatrix = 1, kOther = 2 };
   std::vector<uint8_t> use(buffers.size(), 0);
-  std::vector<std::pair<uint32_t, uint32_t>> linears; // (input, matrix)
+  std::vector<const fb::Step *> linears;
   for (const fb::Entry *e : *rank_->entries())
     for (const fb::Step *step : *e->steps()) {
       bool linear = step->kind() == fb::StepKind::Linear ||
@@ -189,8 +190,8 @@ Status Executor::placeWeights() {
       for (uint32_t k = 0; k < step->inputs()->size(); ++k)
         use[step->inputs()->Get(k)] |= linear && k == 1 ? kMatrix : kOther;
       if (linear)
-        linears.emplace_back(step->inputs()->Get(0), step->inputs()->Get(1));
-      if (linear && step->ints() && step->ints()->size() > 1 && step->ints()->Get(1) != 0)
+        linears.push_back(step);
+      if (quantizesInput(*step))
         quantizedRowsBytes_ =
             std::max<uint64_t>(quantizedRowsBytes_, buffers.Get(step->inputs()->Get(0))->size());
       // An unfused attention's launches take the number of keys from the
@@ -238,15 +239,19 @@ Status Executor::placeWeights() {
     weightBytesRead_ += narrow ? b.size() : wide;
   }
   // A linear with a 16-bit matrix (or, in a 16-bit artifact, an int8 one
-  // beyond the GEMV's rows) multiplies its input rounded to 16 bits, here.
-  auto roundedInput = [&](uint32_t matrix) {
+  // beyond the GEMV's rows, unless it quantizes its input: W8A8)
+  // multiplies its input rounded to 16 bits, here.
+  auto roundedInput = [&](const fb::Step &linear) {
+    uint32_t matrix = linear.inputs()->Get(1);
     if (narrowOffsets_[matrix] >= 0)
       return buffers.Get(matrix)->dtype();
-    return buffers.Get(matrix)->dtype() == fb::DType::I8 ? halfType_ : fb::DType::F32;
+    bool int8 = buffers.Get(matrix)->dtype() == fb::DType::I8 && !quantizesInput(linear);
+    return int8 ? halfType_ : fb::DType::F32;
   };
-  for (auto [x, matrix] : linears)
-    if (roundedInput(matrix) != fb::DType::F32)
-      scratchBytes_ = std::max<uint64_t>(scratchBytes_, buffers.Get(x)->size() / 2);
+  for (const fb::Step *linear : linears)
+    if (roundedInput(*linear) != fb::DType::F32)
+      scratchBytes_ =
+          std::max<uint64_t>(scratchBytes_, buffers.Get(linear->inputs()->Get(0))->size() / 2);
   // A LayerNorm, GELU or decode attention whose result the next step's
   // 16-bit linear takes writes it rounded too (its copy in scratch_),
   // sparing that linear's rounding launch: a layer's QKV, fc1 and fc2
@@ -267,7 +272,7 @@ Status Executor::placeWeights() {
                     next.kind() == fb::StepKind::LinearAddLayerNorm;
       if (!result || !linear || next.inputs()->Get(0) != *result)
         continue;
-      if (fb::DType type = roundedInput(next.inputs()->Get(1)); type != fb::DType::F32)
+      if (fb::DType type = roundedInput(next); type != fb::DType::F32)
         sixteenBitCopies_[&step] = halfKind(type);
     }
   return Status::success();
@@ -380,14 +385,11 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
     return Status::error("int8 weight of " + std::to_string(columns) + " columns in groups of " +
                          std::to_string(group) +
                          ": the CUDA kernels take multiples of 4 (--group-size)");
-  // The GEMV and tensor-core kernels take the same operands but for the
-  // elements of x (f32 in vectors of four, or 16-bit in words of two) and
-  // of q (vectors of sixteen weights, or words of four).
   // Dynamic W8A8 (--quantize-activations): x quantized per row as the CPU
   // does and multiplied from there in f32, never rounded to 16 bits.
   uint64_t wide = pointer(x);
   fb::DType inputType = halfType_;
-  if (step.ints()->size() > 1 && step.ints()->Get(1) != 0) {
+  if (quantizesInput(step)) {
     Args q;
     q.buffer(pointer(x), rows * columns).buffer(quantizedRows_, rows * columns).index(columns);
     if (Status s = launch("quantize_rows", rows, kRowBlock, q.params()); !s.ok())
@@ -395,6 +397,9 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
     wide = quantizedRows_;
     inputType = fb::DType::F32;
   }
+  // The GEMV and tensor-core kernels take the same operands but for the
+  // elements of x (f32 in vectors of four, or 16-bit in words of two) and
+  // of q (vectors of sixteen weights, or words of four).
   auto readingInt8 = [&](uint64_t input, int64_t xElements, int64_t qElements) {
     Args a;
     a.buffer(input, xElements).buffer(pointer(w), qElements);
@@ -414,8 +419,8 @@ Status Executor::linearInt8(const fb::Step &step, const std::vector<Shape> &shap
                   readingInt8(wide, rows * columns / 4, out * columns / 16).params());
   }
   std::string tensorCores = tensorCoreKernel("matmul_w8a16");
-  if (rows > kInt8GemvRows && rows <= kInt8MatmulRows && columns % 16 == 0 &&
-      inputType != fb::DType::F32 && !tensorCores.empty()) {
+  if (rows <= kInt8MatmulRows && columns % 16 == 0 && inputType != fb::DType::F32 &&
+      !tensorCores.empty()) {
     uint64_t input = 0;
     if (Status s = roundInput(halfType_, x, rows * columns, input); !s.ok())
       return s;
@@ -592,15 +597,16 @@ Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t ba
   if (Status s = decodeKeysFit(past + 1); !s.ok())
     return s;
   graphKey_ = {graphEntry, batch};
-  if (auto found = graphs_.find(graphKey_); found != graphs_.end()) {
-    mode_ = Mode::Replaying;
-    graph_ = found->second;
-    return Status::success();
-  }
   // The first call runs as it comes, so that nothing is first done inside
   // a capture: NCCL connecting its channels, the driver loading a kernel.
-  if (warmedUp_.insert(graphKey_).second)
+  auto [found, first] = graphs_.try_emplace(graphKey_);
+  if (first)
     return Status::success();
+  if (found->second) {
+    mode_ = Mode::Replaying;
+    graph_ = *found->second;
+    return Status::success();
+  }
   if (Status s = device_->beginCapture(); !s.ok())
     return s;
   mode_ = Mode::Capturing;

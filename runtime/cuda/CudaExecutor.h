@@ -31,7 +31,7 @@
 
 #include <cstdint>
 #include <map>
-#include <set>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -138,9 +138,9 @@ private:
   uint64_t weights_ = 0, arena_ = 0, workspace_ = 0;
   /// The call's past tokens (one i64), which the kernels read from here.
   uint64_t past_ = 0;
-  /// Per decode entry and batch, its recorded graph.
-  std::map<std::pair<const artifact::Entry *, int64_t>, uint32_t> graphs_;
-  std::set<std::pair<const artifact::Entry *, int64_t>> warmedUp_;
+  /// Per decode entry and batch seen, its recorded graph; none yet after
+  /// its first call, which runs as it comes.
+  std::map<std::pair<const artifact::Entry *, int64_t>, std::optional<uint32_t>> graphs_;
   enum class Mode { Eager, Capturing, Replaying } mode_ = Mode::Eager;
   /// Whether decode steps may be recorded: not an unfused graph's.
   bool graphable_ = true;
