@@ -195,9 +195,9 @@ class Peer:
         h = F.gelu(self.mlm_dense(hidden), approximate=self.head_gelu)
         return F.linear(self.ln(h, self.mlm_ln), self.decoder, self.mlm_bias)
 
-    def lm_logits(self, ids, cache=None):
+    def lm_logits(self, ids, cache=None, last_only=False):
         hidden, cache = self.encode(ids, cache)
-        return F.linear(hidden, self.decoder), cache
+        return F.linear(hidden[:, -1:] if last_only else hidden, self.decoder), cache
 
 
 def bench_forward(peer, opts):
@@ -215,9 +215,11 @@ def bench_forward(peer, opts):
 
 def generate(peer, prompt, new_tokens):
     """Greedy: prefill, then new_tokens decode steps of one token per row.
+    The prefill's LM head takes the last position only, as megatron-bench's
+    prefill_last and Transformers' generate (logits_to_keep=1) do.
     Returns (prefill s, decode s, the ids generated for row 0)."""
     start = time.perf_counter()
-    logits, cache = peer.lm_logits(prompt)
+    logits, cache = peer.lm_logits(prompt, last_only=True)
     token = logits[:, -1].argmax(dim=-1, keepdim=True)
     prefilled = time.perf_counter()
     tokens = [int(token[0])]

@@ -127,4 +127,14 @@ def LowerToPlan : Pass<"megatron-lower-to-plan", "::mlir::ModuleOp"> {
   ];
 }
 
+def AddPrefillLast : Pass<"megatron-add-prefill-last", "::mlir::ModuleOp"> {
+  let summary = "a prefill entry that returns the last position's logits only";
+  let description = [{
+    Clones each rank's `prefill` entry as `prefill_last`, which slices the
+    final hidden states to their last position before the LM head (and its
+    tensor-parallel all-gather): what generation reads, at a fraction of
+    the LM head's work. Its output is `last_logits`, [Batch, 1, vocab].
+  }];
+}
+
 #endif // MEGATRON_COMPILER_PASSES_TD

@@ -62,6 +62,7 @@ void megatron::buildPipeline(mlir::OpPassManager &pm, Phase last,
   lower.maxChoices = options.maxChoices;
   lower.weightType = options.weightType;
   pm.addPass(createLowerToPlan(lower));
+  pm.addPass(createAddPrefillLast());
 }
 
 void megatron::registerPipelines() {

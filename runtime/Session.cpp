@@ -754,16 +754,17 @@ Status RankRunner::runStep(const fb::Step &step, int64_t pastTokens) {
   case fb::StepKind::Slice:
   case fb::StepKind::Concat: {
     // Both are block copies along `dim`: slice reads [start, start + size)
-    // of its input; concat writes each input after the previous one.
+    // of its input (start counted from the end when negative); concat
+    // writes each input after the previous one.
     int64_t dim = step.ints()->Get(0);
     if (dim < 0 || static_cast<size_t>(dim) >= out.size())
       return mismatch("the dimension is out of range");
     int64_t outer = span(out, 0, dim), inner = span(out, dim + 1, out.size());
-    int64_t offset = step.kind() == fb::StepKind::Slice ? step.ints()->Get(1) : 0;
+    bool slice = step.kind() == fb::StepKind::Slice;
     int64_t filled = 0;
     for (size_t i = 0; i < step.inputs()->size(); ++i) {
       const Shape &x = shapes[in(i)];
-      bool slice = step.kind() == fb::StepKind::Slice;
+      int64_t offset = slice && x.size() == out.size() ? sliceStart(step, x[dim]) : 0;
       int64_t extent = slice ? out[dim] : (x.size() == out.size() ? x[dim] : -1);
       if (x.size() != out.size() || span(x, 0, dim) != outer ||
           span(x, dim + 1, x.size()) != inner || offset < 0 ||
@@ -875,7 +876,8 @@ Status RankRunner::bind(const std::string &entryName, const Inputs &inputs) {
     if (d <= 0)
       return Status::error("input_ids " + shapeText(idShape) + " is empty");
 
-  bool decode = entryName == "decode", cached = decode || entryName == "prefill";
+  bool decode = entryName == "decode",
+       cached = decode || entryName == "prefill" || entryName == "prefill_last";
   symbols[0] = idShape[0];
   symbols[1] = idShape.back();
   symbols[2] = idShape.size() == 3 ? idShape[1] : 1;

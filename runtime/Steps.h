@@ -20,6 +20,13 @@ inline bool quantizesInput(const artifact::Step &step) {
          step.ints()->Get(1) != 0;
 }
 
+/// Where a slice step starts along its dimension of `extent`: its second
+/// parameter, counted from the end when negative (-1: the last position).
+inline int64_t sliceStart(const artifact::Step &step, int64_t extent) {
+  int64_t start = step.ints()->Get(1);
+  return start < 0 ? extent + start : start;
+}
+
 } // namespace megatron::runtime
 
 #endif // MEGATRON_RUNTIME_STEPS_H

@@ -294,12 +294,18 @@ Status TextModel::generate(const std::string &prompt, const GenerationOptions &o
     emitted = std::max(emitted, upTo);
   };
 
+  // prefill_last computes only the logits generation reads (artifacts from
+  // before it have prefill alone).
+  bool lastOnly = std::find(entries.begin(), entries.end(), "prefill_last") != entries.end();
   Outputs outputs;
   Inputs inputs{{"input_ids", IdTensor{{1, static_cast<int64_t>(ids.size())}, ids}}};
-  if (Status s = session_->run(cached ? "prefill" : "forward", inputs, outputs); !s.ok())
+  if (Status s = session_->run(!cached ? "forward" : lastOnly ? "prefill_last" : "prefill",
+                               inputs, outputs);
+      !s.ok())
     return s;
   for (;;) {
-    const FloatTensor &logits = outputs.at("logits");
+    auto last = outputs.find("last_logits");
+    const FloatTensor &logits = last != outputs.end() ? last->second : outputs.at("logits");
     int64_t width = logits.shape.back();
     int64_t next = choose(logits.data.data() + logits.data.size() - width, width);
     out.ids.push_back(next);

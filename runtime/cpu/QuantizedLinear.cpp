@@ -433,13 +433,13 @@ template <typename Q> inline void quantizeRowTo(const float *x, int64_t in, Q *q
   float largest;
   std::memcpy(&largest, &largestBits, sizeof(largest));
   const float inverse = largest > 0.0f ? kLimit / largest : 0.0f;
-  // Adding and taking away 1.5 * 2^23 rounds |v| < 2^22 to the nearest
-  // integer, ties to even, in a way the compiler vectorizes.
-  constexpr float kRound = 12582912.0f;
-  for (int64_t k = 0; k < in; ++k) {
-    const float v = std::clamp((x[k] * inverse + kRound) - kRound, -kLimit, kLimit);
-    q[k] = static_cast<Q>(static_cast<int32_t>(v));
-  }
+  // nearbyint rounds the float product, ties to even, as the GPU does
+  // (vroundps in the AVX2 clone). Rounding by adding and taking away
+  // 1.5 * 2^23 would let GCC contract the product into an FMA there, which
+  // rounds the exact product instead: another integer near a tie.
+  for (int64_t k = 0; k < in; ++k)
+    q[k] = static_cast<Q>(
+        static_cast<int32_t>(std::clamp(std::nearbyint(x[k] * inverse), -kLimit, kLimit)));
   *scale = largest / kLimit;
 }
 

@@ -37,8 +37,9 @@ void linearInt8(const float *x, int64_t rows, int64_t in, const int8_t *q,
 
 /// linearInt8 with x quantized as well (dynamic W8A8, like PyTorch's
 /// dynamic quantization but with a scale per row rather than per tensor):
-/// row r of x becomes xq[r, k] = x[r, k] * 127 / m_r rounded to the nearest
-/// integer (to float rounding) with scale s_r = m_r / 127,
+/// row r of x becomes xq[r, k] = x[r, k] * (127 / m_r), the product in
+/// float, rounded to the nearest integer (ties to even; as the GPU's
+/// quantize_rows does), with scale s_r = m_r / 127,
 /// m_r = max_k |x[r, k]|, and
 ///   y[r, o] = beta * y[r, o] + s_r * scales[o] * sum_k xq[r, k] q[o, k] + bias[o].
 /// Per-channel scales only. Many rows sum the int8 products exactly where

@@ -704,11 +704,11 @@ Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int
     size_t dim = size_t(step.ints()->Get(0));
     int64_t outer = span(out, 0, dim), inner = span(out, dim + 1, out.size());
     bool slice = step.kind() == fb::StepKind::Slice;
-    int64_t offset = slice ? step.ints()->Get(1) : 0, filled = 0;
+    int64_t filled = 0;
     constexpr size_t f = sizeof(float);
     for (size_t i = 0; i < step.inputs()->size(); ++i) {
       const Shape &x = shapes[in(i)];
-      int64_t extent = slice ? out[dim] : x[dim];
+      int64_t extent = slice ? out[dim] : x[dim], offset = slice ? sliceStart(step, x[dim]) : 0;
       if (Status s = device_->copyRows(pointer(outId) + filled * inner * f, out[dim] * inner * f,
                                        pointer(in(i)) + offset * inner * f, x[dim] * inner * f,
                                        extent * inner * f, outer);

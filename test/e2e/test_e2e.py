@@ -77,9 +77,13 @@ GPT2_CASES = {
                           '--attention-mask': '1,1,1,1,1,1,1;1,1,1,1,1,0,0', '--decode-last': '2'},
     'padded-decode-last-3': {'--input-ids': f'{ROW1};{ROW2}', '--attention-mask': PADDED,
                              '--decode-last': '3'},
+    # prefill_last: the reference's logits at the last position of each row.
+    'padded-last-logits': {'--input-ids': f'{ROW1};{ROW2}', '--attention-mask': PADDED,
+                           '--last-logits': None},
 }
-# megatron-run flags that are not model inputs (the reference has none of them).
-RUN_ONLY_FLAGS = ('--decode-last',)
+# megatron-run flags that are not model inputs (the reference has none of
+# them); None marks a flag without a value.
+RUN_ONLY_FLAGS = ('--decode-last', '--last-logits')
 
 ONE_ERROR_LINE = re.compile(r'error: [^\n]+\n')
 
@@ -201,7 +205,7 @@ class EndToEnd(unittest.TestCase):
     def run_artifact(self, artifact, case, out):
         argv = [self.runner, artifact, 'forward', '--output-dir', out, *self.RUN_FLAGS]
         for flag, value in case.items():
-            argv += [flag, value]
+            argv += [flag] if value is None else [flag, value]
         r = run(*argv)
         self.assertEqual(r.returncode, 0, f'{" ".join(argv[1:])}: {r.stderr.strip()}')
 
@@ -210,7 +214,10 @@ class EndToEnd(unittest.TestCase):
         out = os.path.join(os.path.dirname(artifact), 'out-' + case_name)
         self.run_artifact(artifact, case, out)
         errors = {}
-        for name, want in self.reference(entry, task, case, reference_flags).items():
+        wanted = self.reference(entry, task, case, reference_flags)
+        if '--last-logits' in case:
+            wanted = {'last_logits': wanted['logits'][:, -1:]}
+        for name, want in wanted.items():
             path = os.path.join(out, name + '.npy')
             self.assertTrue(os.path.isfile(path), f'megatron-run wrote no {name}.npy '
                                                   f'(it wrote {sorted(os.listdir(out))})')
@@ -639,7 +646,7 @@ class Info(EndToEnd):
     def test_info_json(self):
         entries = {e['path']: e for e in good_fixtures()}
         for path, task, want in (('megatron/bert_v3_tp1', 'pretraining', {'forward'}),
-                                 ('megatron/gpt2_v3_tp1', 'causal-lm', {'prefill', 'decode'})):
+                                 ('megatron/gpt2_v3_tp1', 'causal-lm', {'prefill', 'prefill_last', 'decode'})):
             with self.subTest(fixture=path):
                 r = run(self.runner, self.compile(entries[path], task), 'info', '--json')
                 self.assertEqual(r.returncode, 0, r.stderr)
@@ -763,10 +770,14 @@ class Errors(EndToEnd):
             'empty input': ['--input-ids', ''],
             'empty row': ['--input-ids', '1,2;'],
             'decode-last on BERT': ['--input-ids', '1,2,3,4', '--decode-last', '1'],
+            'last-logits on BERT': ['--input-ids', '1,2,3,4', '--last-logits'],
         }
         for name, flags in cases.items():
             with self.subTest(name):
                 self.forward_error(bert, *flags)
+        gpt2 = self.artifact('megatron/gpt2_v3_tp1', 'causal-lm')
+        self.assertIn('do not combine', self.forward_error(gpt2, '--input-ids', '1,2,3,4', '--last-logits',
+                                                           '--decode-last', '1'))
 
     def test_decode_past_the_context(self):
         # Prefill fits; the decode steps then run past the position table.

@@ -41,14 +41,14 @@ const char *const kUsage = R"(usage:
                  [--threads N] [--seed S] [--vocab V] [--cuda-device N] [--profile 0]
   megatron-bench MODEL.mtc decode [--batch 1] [--prompt 32] [--new-tokens 64] [--warmup 1]
                  [--iters 3] [--threads N] [--seed S] [--vocab V] [--cuda-device N]
-                 [--cuda-graphs 1] [--profile 0]
+                 [--cuda-graphs 1] [--profile 0] [--all-logits 0]
   megatron-bench bandwidth [--threads N]
 
 forward   times the `forward` entry (BERT) on random ids [batch, seq]; reports
           the median, min and max latency of the timed runs.
-decode    per run: `prefill` of random prompts [batch, prompt], then new-tokens
-          greedy `decode` steps of one token per row (argmax of the last
-          logits); reports the median prefill and decode times, tokens/s of
+decode    per run: `prefill_last` (`prefill` in artifacts without it) of
+          random prompts [batch, prompt], then new-tokens greedy `decode`
+          steps of one token per row (argmax of the last logits); reports the median prefill and decode times, tokens/s of
           the decode steps (all rows), and the tokens the first timed run
           generated for row 0.
 bandwidth the machine's streaming read rate on the runtime's threads (the
@@ -59,6 +59,8 @@ bandwidth the machine's streaming read rate on the runtime's threads (the
               cuda); times include copying inputs to it and outputs back
               (forward also reports its median with the outputs left on
               the device).
+--all-logits 1    decode: prefill with `prefill`, which computes every
+              position's logits, as artifacts before `prefill_last` did.
 --cuda-graphs 0   launch each decode step's kernels one by one instead of
               replaying the step as a CUDA graph.
 --profile 1   also time each step of the timed runs (on the GPU between
@@ -87,6 +89,7 @@ struct Options {
   int64_t cudaDevice = -1; // the CPU
   int64_t cudaGraphs = 1;
   int64_t profile = 0;
+  int64_t allLogits = 0;
   uint64_t seed = 0;
 };
 
@@ -111,7 +114,7 @@ Options parseArgs(int argc, char **argv) {
       {"--warmup", &opts.warmup},   {"--iters", &opts.iters},
       {"--threads", &opts.threads}, {"--vocab", &opts.vocab},
       {"--cuda-device", &opts.cudaDevice}, {"--cuda-graphs", &opts.cudaGraphs},
-      {"--profile", &opts.profile}};
+      {"--profile", &opts.profile}, {"--all-logits", &opts.allLogits}};
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -180,7 +183,9 @@ IdTensor idTensor(int64_t batch, std::vector<int64_t> ids) {
 }
 
 const FloatTensor &logitsOf(const Outputs &outputs) {
-  auto it = outputs.find("logits");
+  auto it = outputs.find("last_logits"); // prefill_last's
+  if (it == outputs.end())
+    it = outputs.find("logits");
   if (it == outputs.end() || it->second.shape.empty())
     fail("the artifact has no `logits` output to take the vocabulary or the "
          "next token from (pass --vocab for a model without one)");
@@ -311,23 +316,30 @@ struct Generation {
   std::vector<int64_t> tokens; ///< row 0's
 };
 
+/// The prefill generation runs: prefill_last where the artifact has it
+/// (only the last position's logits) unless --all-logits, else prefill.
+std::string prefillEntry(const Session &session, const Options &opts) {
+  std::vector<std::string> have = session.entries();
+  bool last = !opts.allLogits && std::find(have.begin(), have.end(), "prefill_last") != have.end();
+  return last ? "prefill_last" : "prefill";
+}
+
 /// Greedy generation: prefill (which restarts the KV cache), then
-/// `newTokens` decode steps of one token per row.
-Generation generate(Session &session, const IdTensor &prompt,
-                    int64_t newTokens) {
+/// `--new-tokens` decode steps of one token per row.
+Generation generate(Session &session, const Options &opts, const IdTensor &prompt) {
   Generation g;
   int64_t batch = prompt.shape[0];
   Inputs in{{"input_ids", prompt}};
   uint64_t bytesBefore = 0;
   Outputs out;
   auto start = std::chrono::steady_clock::now();
-  check(session.run("prefill", in, out));
+  check(session.run(prefillEntry(session, opts), in, out));
   std::vector<int64_t> next = lastArgmax(out, batch);
   g.tokens.push_back(next[0]);
   g.prefillMs = msSince(start);
   bytesBefore = session.collectiveBytes();
   start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < newTokens; ++i) {
+  for (int64_t i = 0; i < opts.newTokens; ++i) {
     in["input_ids"] = IdTensor{{batch, 1}, next};
     check(session.run("decode", in, out));
     next = lastArgmax(out, batch);
@@ -349,7 +361,7 @@ Fields benchDecode(Session &session, const Options &opts) {
   if (vocab == 0) {
     Inputs in{{"input_ids", idTensor(opts.batch, std::vector<int64_t>(opts.batch * opts.prompt, 0))}};
     Outputs out;
-    check(session.run("prefill", in, out));
+    check(session.run(prefillEntry(session, opts), in, out));
     vocab = logitsOf(out).shape.back();
   }
   IdTensor prompt =
@@ -358,7 +370,7 @@ Fields benchDecode(Session &session, const Options &opts) {
   for (int64_t i = 0; i < opts.warmup + opts.iters; ++i) {
     if (i == opts.warmup)
       session.resetProfile();
-    Generation g = generate(session, prompt, opts.newTokens);
+    Generation g = generate(session, opts, prompt);
     if (i >= opts.warmup)
       runs.push_back(std::move(g));
   }
@@ -376,6 +388,7 @@ Fields benchDecode(Session &session, const Options &opts) {
           {"prompt", std::to_string(opts.prompt)},
           {"new_tokens", std::to_string(opts.newTokens)},
           {"vocab", std::to_string(vocab)},
+          {"prefill_entry", "\"" + prefillEntry(session, opts) + "\""},
           {"prefill_ms", number(median(prefill))},
           {"decode_ms", number(median(decode))},
           {"tokens_per_s", number(median(rate))},

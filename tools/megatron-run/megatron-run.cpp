@@ -46,7 +46,8 @@ namespace {
 
 const char *const kUsage = R"(usage:
   megatron-run ARTIFACT forward --input-ids IDS [--token-type-ids IDS]
-               [--attention-mask IDS] --output-dir DIR [--decode-last N]
+               [--attention-mask IDS] --output-dir DIR
+               [--decode-last N | --last-logits]
   megatron-run ARTIFACT info [--json]
   megatron-run ARTIFACT tokenize TEXT [--pair TEXT] [--json]
   megatron-run ARTIFACT detokenize IDS [--keep-special] [--json]
@@ -85,6 +86,10 @@ IDS       batch items separated by ';', values by ',': "101,2003,102;101,7592,10
 --decode-last N   GPT-2: prefill all but the last N tokens of each row, then
           decode them one at a time; the outputs hold every token, as a
           plain forward's do.
+--last-logits     GPT-2: run `prefill_last`, which computes only the last
+          position's logits of each row (what the next token needs; the LM
+          head's work shrinks by the sequence length): DIR/last_logits.npy,
+          [batch, 1, vocab].
 --threads N       kernel and GEMM threads (0: all cores).
 --backend         where the steps run: cpu (the default) or cuda[:N], CUDA
           device N (default 0) for an artifact compiled with --target cuda.
@@ -291,6 +296,7 @@ const std::map<std::string, std::set<std::string>> kValueFlags = {
 // Flags without a value.
 const std::map<std::string, std::set<std::string>> kSwitches = {
     {"--steps", {"info"}},
+    {"--last-logits", {"forward"}},
     {"--greedy", {"generate"}},
     {"--last-hidden", {"embed"}},
     {"--keep-special", {"detokenize"}},
@@ -617,6 +623,15 @@ int runForward(const Options &opts, Session &session) {
   if (entry.empty())
     fail("the artifact has neither a forward nor a prefill entry (it has: " +
          joined(entries) + ")");
+  if (opts.switches.count("--last-logits")) {
+    if (!has(entries, "prefill_last"))
+      fail("--last-logits needs a GPT-2 artifact with a prefill_last entry (one compiled "
+           "since it came); this one has: " + joined(entries));
+    if (v.count("--decode-last"))
+      fail("--last-logits and --decode-last do not combine: the first returns one position, "
+           "the second every one");
+    entry = "prefill_last";
+  }
   std::vector<std::string> accepted = session.inputNames(entry);
   for (const auto &[name, tensor] : inputs)
     if (!has(accepted, name))

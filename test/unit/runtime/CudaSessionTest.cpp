@@ -77,10 +77,12 @@ protected:
                            {"attention_mask", {{2, 7}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0}}}});
   }
 
-  /// A batch of two prompts, then `steps` decode steps through the cache
-  /// (`tolerance` as expectSame's).
+  /// A batch of two prompts (their last positions' logits, then all), then
+  /// `steps` decode steps through the cache (`tolerance` as expectSame's).
   void prefillAndDecode(int64_t steps, float tolerance = 0) {
-    expectSame("prefill", {{"input_ids", {{2, 5}, {1, 7, 3, 9, 4, 2, 2, 8, 6, 5}}}}, tolerance);
+    Inputs prompt{{"input_ids", {{2, 5}, {1, 7, 3, 9, 4, 2, 2, 8, 6, 5}}}};
+    expectSame("prefill_last", prompt, tolerance);
+    expectSame("prefill", prompt, tolerance);
     for (int64_t t = 0; t < steps && !HasFatalFailure(); ++t)
       expectSame("decode", {{"input_ids", {{2, 1}, {3 + t, 11 - t}}}}, tolerance);
   }

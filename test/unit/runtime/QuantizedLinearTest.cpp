@@ -312,6 +312,41 @@ void checkQuantizedRows(int64_t rows, int64_t in, int64_t out, float beta, bool 
 
 // A few rows take the register kernel on the rows' dequantized values, more
 // oneDNN's int8 matmul (where the CPU has VNNI) in chunks of rows.
+// A row's values round their float product x * (127 / max|x|) to the
+// nearest integer, ties to even, on every path and CPU clone, as the GPU's
+// quantize_rows does. With max|x| = 3 these products are ties in float
+// (0.5, 8.5) while the exact ones lie just above: an FMA would round up.
+TEST(QuantizedLinear, QuantizedRowsRoundTheFloatProduct) {
+  cpu::setThreads(2);
+  const float ties[] = {0x1.83060ep-7f, 0x1.9b366ep-3f}; // 0.5 and 8.5 in float
+  const float inverse = 127.0f / 3.0f;
+  ASSERT_EQ(ties[0] * inverse, 0.5f);
+  ASSERT_EQ(ties[1] * inverse, 8.5f);
+  const int64_t in = 64;
+  std::vector<float> row(in, 0.0f);
+  row[0] = 3.0f;
+  for (int64_t k = 1; k < in; ++k)
+    row[k] = (k % 2 ? 1.0f : -1.0f) * ties[k % 2];
+  // The identity as the weight: y[r, o] = xq[r, o] * s_r.
+  std::vector<int8_t> q(in * in, 0);
+  for (int64_t o = 0; o < in; ++o)
+    q[o * in + o] = 1;
+  std::vector<float> scales(in, 1.0f);
+  for (int64_t rows : {1, 40}) {
+    std::vector<float> x, y(rows * in);
+    for (int64_t r = 0; r < rows; ++r)
+      x.insert(x.end(), row.begin(), row.end());
+    cpu::linearInt8QuantizedRows(x.data(), rows, in, q.data(), scales.data(), nullptr, in, 0.0f,
+                                 y.data());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < in; ++k) {
+        float product = x[r * in + k] * inverse;
+        EXPECT_EQ(std::lround(y[r * in + k] / (3.0f / 127.0f)), std::lround(std::nearbyint(product)))
+            << rows << " rows, at [" << r << ", " << k << "]";
+      }
+  }
+}
+
 TEST(QuantizedLinear, QuantizedRowsMatchDefinition) {
   cpu::setThreads(2);
   for (int64_t rows : {1, 3, 4, 5, 8, 33, 200})

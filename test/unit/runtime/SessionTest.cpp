@@ -152,6 +152,30 @@ TEST_F(SessionTest, PrefillThenDecodeEqualsOneForward) {
   EXPECT_EQ(session->cachedTokens(), 8);
 }
 
+// prefill_last: prefill's logits at each row's last position, from a cache
+// that decode continues as it does after prefill.
+TEST_F(SessionTest, PrefillLastReturnsTheLastPositionAndFillsTheCache) {
+  open("gpt2.mtc");
+  EXPECT_EQ(session->entries(), (std::vector<std::string>{"prefill", "prefill_last", "decode"}));
+  EXPECT_EQ(session->outputNames("prefill_last"), std::vector<std::string>{"last_logits"});
+  Inputs prompt{{"input_ids", {{2, 6}, {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8}}}};
+  Outputs full = run("prefill", prompt);
+  Outputs next = run("decode", {{"input_ids", {{2, 1}, {7, 9}}}});
+  Outputs last = run("prefill_last", prompt);
+  const FloatTensor &logits = full["logits"], &lastLogits = last["last_logits"];
+  int64_t vocab = logits.shape[2];
+  ASSERT_EQ(lastLogits.shape, (std::vector<int64_t>{2, 1, vocab}));
+  EXPECT_EQ(session->cachedTokens(), 6);
+  for (int64_t row = 0; row < 2; ++row)
+    for (int64_t v = 0; v < vocab; ++v)
+      EXPECT_NEAR(lastLogits.data[row * vocab + v], logits.data[(row * 6 + 5) * vocab + v], 1e-5)
+          << "row " << row << " logit " << v;
+  EXPECT_LT(maxDifference(run("decode", {{"input_ids", {{2, 1}, {7, 9}}}})["logits"],
+                          next["logits"]),
+            1e-5);
+  EXPECT_EQ(session->cachedTokens(), 7);
+}
+
 // SessionOptions::profile: every step of every call timed, per entry and
 // step label (a linear's with its weight's type and shape); nothing
 // without it, nothing after resetProfile().

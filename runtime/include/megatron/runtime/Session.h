@@ -11,8 +11,10 @@
 //   if (Status s = session->run("forward", in, out)) ...
 //   out["logits"].shape, out["logits"].data
 //
-// GPT-2 artifacts have `prefill` (starts a sequence: fills the KV cache) and
-// `decode` (appends tokens to it); BERT artifacts have `forward`. An omitted
+// GPT-2 artifacts have `prefill` (starts a sequence: fills the KV cache),
+// `prefill_last` (the same, returning only the last position's logits, as
+// `last_logits`: what generation reads) and `decode` (appends tokens to the
+// cache); BERT artifacts have `forward`. An omitted
 // `token_type_ids` is all zeros and an omitted `attention_mask` all ones, as
 // in Hugging Face. For `decode` the attention mask covers the cached tokens
 // and the new ones.
@@ -104,7 +106,7 @@ public:
                        std::unique_ptr<Session> &out);
   ~Session();
 
-  /// The entries this artifact has, e.g. {"forward"} or {"prefill", "decode"}.
+  /// The entries this artifact has, e.g. {"forward"} or {"prefill", "prefill_last", "decode"}.
   std::vector<std::string> entries() const;
   /// Names of an entry's inputs and outputs, in order.
   std::vector<std::string> inputNames(const std::string &entry) const;
