@@ -48,9 +48,10 @@ forward   times the `forward` entry (BERT) on random ids [batch, seq]; reports
           the median, min and max latency of the timed runs.
 decode    per run: `prefill_last` (`prefill` in artifacts without it) of
           random prompts [batch, prompt], then new-tokens greedy `decode`
-          steps of one token per row (argmax of the last logits); reports the median prefill and decode times, tokens/s of
-          the decode steps (all rows), and the tokens the first timed run
-          generated for row 0.
+          steps of one token per row (argmax of the last logits); reports
+          the median prefill and decode times, tokens/s of the decode
+          steps (all rows), and the tokens the first timed run generated
+          for row 0.
 bandwidth the machine's streaming read rate on the runtime's threads (the
           best of five passes over 1 GiB), which bounds memory-bound decode.
 --threads N   kernel and GEMM threads (0, the default: all cores).
