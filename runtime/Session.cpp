@@ -134,6 +134,13 @@ struct RankRunner {
            buffer(step.inputs()->Get(q)).dtype() == fb::DType::I8;
   }
   Status runStep(const fb::Step &step, int64_t pastTokens);
+  /// Before an abort of the collectives: see cuda::Executor::dropGraphs.
+  void dropGraphs() {
+#ifdef MEGATRON_HAVE_CUDA_BACKEND
+    if (gpu)
+      gpu->dropGraphs();
+#endif
+  }
   Status runOnGpu(const fb::Step &step, int64_t pastTokens);
   /// The bound entry's steps, in order.
   Status runSteps();
@@ -1010,7 +1017,7 @@ Status RankRunner::executeOnGpu() {
     if (Status s = gpu->upload(id, data[id], bytes(id)); !s.ok())
       return s;
   // A decode step of one token per sequence: the same launches each step.
-  bool graph = gpuGraphs && !profiling && decodeCall && symbols[1] == 1;
+  bool graph = gpuGraphs && decodeCall && symbols[1] == 1;
   if (Status s = gpu->beginCall(symbols[3], graph ? bound : nullptr, symbols[0]); !s.ok())
     return s;
   Status s = runSteps();
@@ -1096,9 +1103,11 @@ Status Session::Impl::run(const std::string &entry, const Inputs &inputs,
   auto runRank = [&](size_t i) {
     cpu::setThreads(threadsPerRank);
     results[i] = ranks[i]->execute();
-    if (!results[i].ok()) // wake the ranks waiting for this one
-      comm->abort("rank " + std::to_string(ranks[i]->index) + " failed: " +
-                  results[i].message());
+    if (results[i].ok())
+      return;
+    ranks[i]->dropGraphs(); // which an NCCL abort would wait for
+    // Wake the ranks waiting for this one.
+    comm->abort("rank " + std::to_string(ranks[i]->index) + " failed: " + results[i].message());
   };
   std::vector<std::thread> threads;
   for (size_t i = 1; i < ranks.size(); ++i)
@@ -1114,8 +1123,9 @@ Status Session::Impl::run(const std::string &entry, const Inputs &inputs,
 
 /// The CUDA device rank `r` of `ranks` runs on: the communicator's for it
 /// (NCCL); else options.device for a single rank, and for more, devices
-/// from options.device on, one per rank, wrapping around (the ranks of an
-/// MPI job so too: one GPU each on a host of as many, a shared GPU on one).
+/// from options.device on, one per rank, wrapping around (the processes
+/// of an MPI job so too, by their index on the host: one GPU each on a
+/// host of as many, a shared GPU on one).
 static Status deviceOfRank(const SessionOptions &options, Communicator *comm, int r, int ranks,
                            int &device) {
   if (DeviceCollectives *collectives = comm ? comm->deviceCollectives() : nullptr) {
@@ -1135,7 +1145,8 @@ static Status deviceOfRank(const SessionOptions &options, Communicator *comm, in
   if (options.device >= count)
     return Status::error("no CUDA device " + str(options.device) + " (this machine has " +
                          str(count) + ")");
-  device = (options.device + r) % count;
+  int index = options.rank >= 0 && options.localRank >= 0 ? options.localRank : r;
+  device = (options.device + index) % count;
 #endif
   return Status::success();
 }
@@ -1186,7 +1197,14 @@ Status Session::create(const Artifact &artifact, const SessionOptions &options,
         return s;
     impl->ranks.push_back(std::make_unique<RankRunner>(
         artifact, *artifact.root().ranks()->Get(r), r, impl->comm.get()));
-    if (Status s = impl->ranks.back()->prepare(device, options.cudaGraphs); !s.ok())
+    // Profiling times steps between events, which a replayed graph has
+    // none of: every rank then launches its steps (the ranks of a decode
+    // step wait on one another in its collectives). Nor do several ranks of
+    // one process record graphs: NCCL warns that graphs of several GPUs per
+    // process may deadlock, and a failed rank could not drop the others'
+    // graphs, which NCCL's abort waits for.
+    bool graphs = options.cudaGraphs && !options.profile && mine.size() == 1;
+    if (Status s = impl->ranks.back()->prepare(device, graphs); !s.ok())
       return s;
   }
   impl->first().profiling = options.profile;

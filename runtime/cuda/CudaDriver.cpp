@@ -16,9 +16,12 @@ struct Device::Api {
   CUcontext context = nullptr;
   CUdevice device = 0;
   CUmodule module = nullptr;
-  /// Where everything is queued: a stream of its own, since the legacy
-  /// default stream cannot be captured into a graph. Created blocking, so
-  /// the synchronous copies (on the default stream) still wait for it.
+  /// Where everything is queued, copies to and from the host included: a
+  /// stream of its own, since the legacy default stream cannot be captured
+  /// into a graph. Non-blocking, and only ever synchronized by itself, so
+  /// that another user of the device's context (another session, the
+  /// application) neither waits for it nor breaks a capture in progress on
+  /// it, as the legacy stream and a context-wide synchronization would.
   CUstream stream = nullptr;
   std::unordered_map<std::string, CUfunction> functions;
   std::vector<CUgraphExec> graphs;
@@ -31,19 +34,19 @@ struct Device::Api {
   X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")                      \
   X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2")                 \
   X(cuCtxSetCurrent, "cuCtxSetCurrent")                                        \
-  X(cuCtxSynchronize, "cuCtxSynchronize")                                      \
   X(cuModuleLoadDataEx, "cuModuleLoadDataEx")                                  \
   X(cuModuleUnload, "cuModuleUnload")                                          \
   X(cuModuleGetFunction, "cuModuleGetFunction")                                \
   X(cuMemAlloc, "cuMemAlloc_v2")                                               \
   X(cuMemFree, "cuMemFree_v2")                                                 \
-  X(cuMemcpyHtoD, "cuMemcpyHtoD_v2")                                           \
-  X(cuMemcpyDtoH, "cuMemcpyDtoH_v2")                                           \
+  X(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2")                                 \
+  X(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2")                                 \
   X(cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2")                                 \
   X(cuMemcpy2DAsync, "cuMemcpy2DAsync_v2")                                     \
   X(cuLaunchKernel, "cuLaunchKernel")                                          \
   X(cuStreamCreate, "cuStreamCreate")                                          \
   X(cuStreamDestroy, "cuStreamDestroy_v2")                                     \
+  X(cuStreamSynchronize, "cuStreamSynchronize")                                \
   X(cuStreamBeginCapture, "cuStreamBeginCapture_v2")                           \
   X(cuStreamEndCapture, "cuStreamEndCapture")                                  \
   X(cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags")                \
@@ -103,8 +106,7 @@ Device::~Device() {
     return;
   if (api_->context)
     (void)api_->current();
-  for (CUgraphExec g : api_->graphs)
-    api_->cuGraphExecDestroy(g);
+  dropGraphs();
   for (CUevent e : api_->events)
     api_->cuEventDestroy(e);
   if (api_->stream)
@@ -146,7 +148,8 @@ Status Device::open(int ordinal, std::unique_ptr<Device> &out) {
     return s;
   if (Status s = api.current(); !s.ok())
     return s;
-  if (Status s = api.check(api.cuStreamCreate(&api.stream, CU_STREAM_DEFAULT), "cuStreamCreate");
+  if (Status s = api.check(api.cuStreamCreate(&api.stream, CU_STREAM_NON_BLOCKING),
+                           "cuStreamCreate");
       !s.ok())
     return s;
   out = std::move(device);
@@ -190,15 +193,23 @@ Status Device::free(uint64_t pointer) {
 Status Device::copyToDevice(uint64_t pointer, const void *host, size_t bytes) {
   if (Status s = api_->current(); !s.ok())
     return s;
-  return api_->check(api_->cuMemcpyHtoD(static_cast<CUdeviceptr>(pointer), host, bytes),
-                     "cuMemcpyHtoD");
+  if (Status s = api_->check(api_->cuMemcpyHtoDAsync(static_cast<CUdeviceptr>(pointer), host,
+                                                     bytes, api_->stream),
+                             "cuMemcpyHtoDAsync");
+      !s.ok())
+    return s;
+  return synchronize(); // the caller may reuse `host` at once
 }
 
 Status Device::copyToHost(void *host, uint64_t pointer, size_t bytes) {
   if (Status s = api_->current(); !s.ok())
     return s;
-  return api_->check(api_->cuMemcpyDtoH(host, static_cast<CUdeviceptr>(pointer), bytes),
-                     "cuMemcpyDtoH");
+  if (Status s = api_->check(api_->cuMemcpyDtoHAsync(host, static_cast<CUdeviceptr>(pointer),
+                                                     bytes, api_->stream),
+                             "cuMemcpyDtoHAsync");
+      !s.ok())
+    return s;
+  return synchronize();
 }
 
 Status Device::copyOnDevice(uint64_t to, uint64_t from, size_t bytes) {
@@ -244,7 +255,7 @@ Status Device::launch(const std::string &name, const unsigned grid[3], const uns
 Status Device::synchronize() {
   if (Status s = api_->current(); !s.ok())
     return s;
-  return api_->check(api_->cuCtxSynchronize(), "running the queued kernels");
+  return api_->check(api_->cuStreamSynchronize(api_->stream), "running the queued kernels");
 }
 
 void *Device::stream() const { return api_->stream; }
@@ -294,6 +305,14 @@ Status Device::endCapture(uint32_t *graph) {
   if (recorded)
     api_->cuGraphDestroy(recorded);
   return s;
+}
+
+void Device::dropGraphs() {
+  if (api_->graphs.empty() || !api_->current().ok())
+    return;
+  for (CUgraphExec g : api_->graphs)
+    api_->cuGraphExecDestroy(g);
+  api_->graphs.clear();
 }
 
 Status Device::launchGraph(uint32_t graph) {

@@ -38,8 +38,9 @@ public:
   Status loadModule(const std::string &ptx);
   Status allocate(size_t bytes, uint64_t &pointer);
   Status free(uint64_t pointer);
+  /// Both copies are queued after the work before them and return once
+  /// they are done.
   Status copyToDevice(uint64_t pointer, const void *host, size_t bytes);
-  /// Waits for the queued work first (as the copies to the device do).
   Status copyToHost(void *host, uint64_t pointer, size_t bytes);
   /// Queued after the work before it.
   Status copyOnDevice(uint64_t to, uint64_t from, size_t bytes);
@@ -70,6 +71,8 @@ public:
   Status endCapture(uint32_t *graph);
   /// Queues a kept graph's work, as it was recorded.
   Status launchGraph(uint32_t graph);
+  /// Destroys every kept graph (their numbers are free again).
+  void dropGraphs();
 
   Device(const Device &) = delete;
   Device &operator=(const Device &) = delete;

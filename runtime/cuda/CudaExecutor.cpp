@@ -587,6 +587,7 @@ Status Executor::markIntervals(std::vector<double> &seconds) const {
 
 Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t batch) {
   mode_ = Mode::Eager;
+  firstCall_ = false;
   marks_ = 0;
   nextCopy_ = kNoBuffer;
   if (Status s = device_->copyToDevice(past_, &past, sizeof(past)); !s.ok())
@@ -599,9 +600,11 @@ Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t ba
   graphKey_ = {graphEntry, batch};
   // The first call runs as it comes, so that nothing is first done inside
   // a capture: NCCL connecting its channels, the driver loading a kernel.
-  auto [found, first] = graphs_.try_emplace(graphKey_);
-  if (first)
+  auto found = graphs_.find(graphKey_);
+  if (found == graphs_.end()) {
+    firstCall_ = true;
     return Status::success();
+  }
   if (found->second) {
     mode_ = Mode::Replaying;
     graph_ = *found->second;
@@ -615,6 +618,8 @@ Status Executor::beginCall(int64_t past, const fb::Entry *graphEntry, int64_t ba
 
 Status Executor::endCall(bool ok) {
   Mode mode = std::exchange(mode_, Mode::Eager);
+  if (std::exchange(firstCall_, false) && ok)
+    graphs_.emplace(graphKey_, std::nullopt);
   if (mode == Mode::Capturing) {
     if (Status s = device_->endCapture(ok ? &graph_ : nullptr); !s.ok() || !ok)
       return s;
@@ -623,6 +628,11 @@ Status Executor::endCall(bool ok) {
   if (mode == Mode::Eager || !ok)
     return Status::success();
   return device_->launchGraph(graph_);
+}
+
+void Executor::dropGraphs() {
+  graphs_.clear();
+  device_->dropGraphs();
 }
 
 Status Executor::run(const fb::Step &step, const std::vector<Shape> &shapes, int64_t past) {

@@ -67,6 +67,10 @@ public:
   /// Ends the call: queues the recorded graph, or with !ok (a step failed)
   /// drops what was being recorded.
   Status endCall(bool ok);
+  /// Destroys the recorded graphs (later decode steps run as they come and
+  /// record anew): NCCL's abort of a communicator waits until no graph
+  /// holds one of its collectives.
+  void dropGraphs();
   /// Waits for the queued steps, then copies.
   Status download(void *host, uint32_t buffer, size_t bytes);
   /// Queues one step; `shapes` are the call's buffer shapes, checked.
@@ -139,9 +143,12 @@ private:
   /// The call's past tokens (one i64), which the kernels read from here.
   uint64_t past_ = 0;
   /// Per decode entry and batch seen, its recorded graph; none yet after
-  /// its first call, which runs as it comes.
+  /// its first call succeeded, which runs as it comes.
   std::map<std::pair<const artifact::Entry *, int64_t>, std::optional<uint32_t>> graphs_;
+  /// Eager also for a graph key's first call (firstCall_), whose success
+  /// makes the next one record.
   enum class Mode { Eager, Capturing, Replaying } mode_ = Mode::Eager;
+  bool firstCall_ = false;
   /// Whether decode steps may be recorded: not an unfused graph's.
   bool graphable_ = true;
   /// mark()s in this call.

@@ -466,6 +466,7 @@ SessionOptions sessionOptions(const Options &opts) {
   if (gMpi.communicator) {
     sessionOptions.communicator = gMpi.communicator;
     sessionOptions.rank = gMpi.rank;
+    sessionOptions.localRank = gMpi.localRank; // picks its GPU
     // Processes on one host share its cores.
     sessionOptions.threads =
         std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / gMpi.localRanks);

@@ -13,6 +13,7 @@
 #include "runtime/cpu/Kernels.h"
 #include "runtime/cuda/CudaDriver.h"
 #include "runtime/cuda/CudaExecutor.h"
+#include "runtime/cuda/KernelShapes.h"
 #include "test/unit/runtime/CudaTestArtifacts.h"
 
 #include "gtest/gtest.h"
@@ -22,6 +23,7 @@
 #include <limits>
 #include <random>
 
+using namespace megatron;
 using namespace megatron::runtime;
 
 namespace {
@@ -77,7 +79,8 @@ protected:
       params.push_back(v);
     params.push_back(&l.hasBias);
     params.push_back(&l.hasAddend);
-    unsigned grid[3] = {blocks, 1, 1}, block[3] = {128, 1, 1};
+    static_assert(kInt8GemvThreads == kInt8MatmulThreads);
+    unsigned grid[3] = {blocks, 1, 1}, block[3] = {unsigned(kInt8GemvThreads), 1, 1};
     return device->launch(kernel, grid, block, 0, params);
   }
   void TearDown() override {
@@ -290,8 +293,10 @@ struct Int8Matrix {
 // row (2048) takes, per channel.
 TEST_F(CudaKernels, Int8GemvMatchesADoubleReference) {
   const int64_t maxRows = 8;
+  // Partial lanes and per-word scales; per-vector scales; two chunks of a
+  // row; two chunks with groups of 128 (the usual --group-size).
   for (Int8Matrix w : {Int8Matrix(77, 240, 20, 9), Int8Matrix(40, 256, 32, 15),
-                       Int8Matrix(6, 2304, 2304, 10)}) {
+                       Int8Matrix(6, 2304, 2304, 10), Int8Matrix(5, 4096, 128, 16)}) {
     SCOPED_TRACE(std::to_string(w.in) + " columns");
     std::vector<float> bias = random(w.out, 11), x = random(maxRows * w.in, 12),
                        addend = random(maxRows * w.out, 13), y(maxRows * w.out);
@@ -300,7 +305,8 @@ TEST_F(CudaKernels, Int8GemvMatchesADoubleReference) {
              da = upload(addend.data(), addend.size() * 4), dy = upload(y.data(), y.size() * 4);
     for (int64_t rows = 1; rows <= maxRows; ++rows) {
       uint8_t hasBias = rows != 2, hasAddend = rows % 2; // with and without either
-      Status s = launchInt8Linear("linear_int8", unsigned((w.out + 3) / 4),
+      const int64_t perBlock = kInt8GemvThreads / 32; // a warp per channel
+      Status s = launchInt8Linear("linear_int8", unsigned((w.out + perBlock - 1) / perBlock),
                                   {dx, dq, ds, db, da, dy, rows * w.in / 4, w.out * w.in / 16, rows,
                                    w.in, w.out, w.group, hasBias, hasAddend});
       ASSERT_TRUE(s.ok()) << s.message();
@@ -362,14 +368,15 @@ TEST_F(CudaKernels, DequantizeInt8MatchesTheCpu) {
 // sums. 77 channels (a partial block), 208 columns (13 steps of 16, which
 // four warps do not split evenly), per-channel scales and groups of 8.
 TEST_F(CudaKernels, Int8MatmulMatchesADoubleReference) {
-  const int64_t out = 77, in = 208, maxRows = 32;
-  std::vector<float> bias = random(out, 22), x = random(maxRows * in, 23),
-                     addend = random(maxRows * out, 24), y(maxRows * out);
+  const int64_t out = 77, maxRows = 32;
+  std::vector<float> bias = random(out, 22), addend = random(maxRows * out, 24), y(maxRows * out);
   uint64_t db = upload(bias.data(), out * 4), da = upload(addend.data(), addend.size() * 4),
            dy = upload(y.data(), y.size() * 4);
-  for (bool bf16 : {false, true})
-    for (int64_t group : {in, int64_t(8)}) {
+  // Per channel; groups of 8 and of 32; 48 columns, fewer steps than warps.
+  for (auto [in, group] : {std::pair<int64_t, int64_t>{208, 208}, {208, 8}, {256, 32}, {48, 48}})
+    for (bool bf16 : {false, true}) {
       Int8Matrix w(out, in, group, 21);
+      std::vector<float> x = random(maxRows * in, 23);
       auto round = [&](float v) {
         return bf16 ? bfloat16ToFloat(floatToBFloat16(v)) : halfToFloat(floatToHalf(v));
       };
@@ -380,13 +387,15 @@ TEST_F(CudaKernels, Int8MatmulMatchesADoubleReference) {
                ds = upload(w.scales.data(), w.scales.size() * 4),
                dx = upload(narrowX.data(), narrowX.size() * 2);
       for (int64_t rows : {9, 16, 17, 25, 32}) {
-        SCOPED_TRACE(std::string(bf16 ? "bf16" : "f16") + ", groups of " +
-                     std::to_string(group) + ", " + std::to_string(rows) + " rows");
+        SCOPED_TRACE(std::string(bf16 ? "bf16" : "f16") + ", " + std::to_string(in) +
+                     " columns in groups of " + std::to_string(group) + ", " +
+                     std::to_string(rows) + " rows");
         uint8_t hasBias = rows % 2, hasAddend = rows != 16;
-        Status s = launchInt8Linear(bf16 ? "matmul_w8a16_bf16" : "matmul_w8a16_f16",
-                                    unsigned((out + 7) / 8),
-                                    {dx, dq, ds, db, da, dy, rows * in / 2, out * in / 4, rows, in,
-                                     out, group, hasBias, hasAddend});
+        Status s = launchInt8Linear(
+            bf16 ? "matmul_w8a16_bf16" : "matmul_w8a16_f16",
+            unsigned((out + kInt8MatmulChannels - 1) / kInt8MatmulChannels),
+            {dx, dq, ds, db, da, dy, rows * in / 2, out * in / 4, rows, in, out, group, hasBias,
+             hasAddend});
         ASSERT_TRUE(s.ok()) << s.message();
         ASSERT_TRUE(device->copyToHost(y.data(), dy, rows * out * 4).ok());
         for (int64_t i = 0; i < rows; ++i)

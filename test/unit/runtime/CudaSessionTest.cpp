@@ -172,7 +172,7 @@ TEST_F(CudaSession, TensorParallelRanksMatchTheCpu) {
 
 #ifdef MEGATRON_HAVE_NCCL
 // The same over NCCL, one device per rank, the collectives queued on the
-// executors' streams and the decode steps recorded as graphs with them.
+// executors' streams (no graphs: two ranks in one process).
 TEST_F(CudaSession, NcclCollectivesOnTheDevicesMatchTheCpu) {
   SessionOptions options;
   Status s = nccl::joinLocal(2, options.communicator);

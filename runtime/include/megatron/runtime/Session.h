@@ -78,23 +78,29 @@ struct SessionOptions {
   /// that rank and the communicator's other ranks run elsewhere (MPI).
   std::shared_ptr<Communicator> communicator;
   int rank = -1;
+  /// With `rank`: this process's index among the job's processes on its
+  /// host (-1: take `rank`), which picks its GPU.
+  int localRank = -1;
   /// How long a rank waits in a collective for the others (in-process).
   double collectiveTimeoutSeconds = 60;
   /// Where the steps run: the CPU, or CUDA device `device` (a runtime built
   /// with the CUDA toolkit; an artifact compiled with --target cuda). A
   /// tensor-parallel artifact's rank r takes
   /// device (`device` + r) mod the devices there are (one GPU can run them
-  /// all), or the communicator's device for it (NCCL).
+  /// all; a process of an MPI job counts by `localRank`), or the
+  /// communicator's device for it (NCCL).
   enum class Backend { Cpu, Cuda } backend = Backend::Cpu;
   int device = 0;
-  /// On the GPU, a decode step (one new token per sequence) is recorded as
-  /// a CUDA graph the first time for its entry and batch, and replayed
-  /// after: one launch instead of hundreds. Not for ranks whose
-  /// collectives go through host memory (threads, MPI).
+  /// On the GPU, a decode step (one new token per sequence) runs eagerly
+  /// the first time for its entry and batch, is recorded as a CUDA graph
+  /// the second, and replayed after: one launch instead of hundreds. Not
+  /// for ranks whose collectives go through host memory (threads, MPI),
+  /// nor where several ranks share a process (NCCL warns that graphs of
+  /// several GPUs in one process may deadlock).
   bool cudaGraphs = true;
   /// Times each step of rank 0 (Session::profile): on the CPU around the
   /// step, on the GPU between CUDA events queued around it (decode steps
-  /// then run without graphs, which would hide the steps).
+  /// of every rank then run without graphs, which would hide the steps).
   bool profile = false;
 };
 
