@@ -941,17 +941,20 @@ Status RankRunner::bind(const std::string &entryName, const Inputs &inputs) {
 
   // Ids are checked before any step runs, so a bad one cannot leave a
   // half-updated KV cache behind.
-  for (const fb::Step *step : *e->steps())
-    if (step->kind() == fb::StepKind::Embedding &&
-        buffer(step->inputs()->Get(1)).kind() == fb::BufferKind::Input) {
-      uint32_t idBuf = step->inputs()->Get(1);
-      int64_t rows = step->ints()->Get(1); // valid ids, all ranks' rows
-      const int64_t *v = reinterpret_cast<int64_t *>(data[idBuf]);
-      for (int64_t i = 0; i < elements(shapes[idBuf]); ++i)
-        if (v[i] < 0 || v[i] >= rows)
-          return Status::error(name(idBuf) + " " + str(v[i]) + " at position " +
-                               str(i) + " is outside [0, " + str(rows) + ")");
-    }
+  for (const fb::Step *step : *e->steps()) {
+    if (step->kind() != fb::StepKind::Embedding)
+      continue;
+    // The ids come last, after an int8 table's scales.
+    uint32_t idBuf = step->inputs()->Get(step->inputs()->size() - 1);
+    if (buffer(idBuf).kind() != fb::BufferKind::Input)
+      continue;
+    int64_t rows = step->ints()->Get(1); // valid ids, all ranks' rows
+    const int64_t *v = reinterpret_cast<int64_t *>(data[idBuf]);
+    for (int64_t i = 0; i < elements(shapes[idBuf]); ++i)
+      if (v[i] < 0 || v[i] >= rows)
+        return Status::error(name(idBuf) + " " + str(v[i]) + " at position " + str(i) +
+                             " is outside [0, " + str(rows) + ")");
+  }
 
   bound = e;
   cachedCall = cached;

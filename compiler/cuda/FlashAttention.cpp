@@ -166,8 +166,10 @@ void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64
                     e.load(kTile, e.add(bBase, 8 * k + 4)), acc);
       s[n] = acc;
     }
-    // Scaled; keys past the end or (causal) after the query: -inf, out of
-    // the softmax; padding: the lowest float, as on the CPU.
+    // Scaled; keys past the block's last (keyEnd): -inf, out of the
+    // softmax; (causal) after the query or padding: the lowest float, as on
+    // the CPU, so that a query that sees no key averages keys [0, keyEnd)
+    // as the CPU's does.
     Value firstRow = e.add(e.add(q0, rowA), past);
     Value query[2] = {firstRow, e.add(firstRow, 8)};
     Value one = arith::ConstantIntOp::create(b, 1, 32);
@@ -175,15 +177,15 @@ void megatron::addFlashAttentionKernel(gpu::GPUModuleOp module, bool bf16, int64
       for (int64_t j = 0; j < 2; ++j) {
         Value column = e.add(e.mul(t, 2), 8 * n + j);
         Value key = e.add(k0, column);
-        Value outside = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, key, keys);
+        Value outside = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, key, keyEnd);
         Value padded =
             arith::CmpIOp::create(b, arith::CmpIPredicate::ne, e.load(keep, column), one);
         for (int64_t r = 0; r < 2; ++r) {
           Value future = arith::AndIOp::create(
               b, causal, arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, key, query[r]));
-          Value hidden = arith::OrIOp::create(b, outside, future);
+          Value masked = arith::OrIOp::create(b, padded, future);
           Value &v = s[n][2 * r + j];
-          v = e.select(hidden, e.f(negInf), e.select(padded, e.f(lowest), e.fmul(v, scale)));
+          v = e.select(outside, e.f(negInf), e.select(masked, e.f(lowest), e.fmul(v, scale)));
         }
       }
     // Online softmax per row half (r = 0: row g, r = 1: row g + 8). The

@@ -101,8 +101,8 @@ struct CublasLt::Plan {
 CublasLt::CublasLt() = default;
 
 Status CublasLt::plan(int64_t rows, int64_t in, int64_t out, bool bias, Operands operands,
-                      uint64_t workspaceBytes, Plan *&found) {
-  std::array<int64_t, 5> key = {rows, in, out, bias, int64_t(operands)};
+                      uint32_t alignment, uint64_t workspaceBytes, Plan *&found) {
+  std::array<int64_t, 6> key = {rows, in, out, bias, int64_t(operands), alignment};
   std::unique_ptr<Plan> &slot = plans_[key];
   if (slot) {
     found = slot.get();
@@ -145,6 +145,15 @@ Status CublasLt::plan(int64_t rows, int64_t in, int64_t out, bool bias, Operands
                       d->preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspaceLimit,
                       sizeof(workspaceLimit)),
                   "the workspace limit");
+  // cuBLASLt otherwise assumes 256-byte aligned matrices; arena buffers
+  // are 64-byte aligned.
+  for (cublasLtMatmulPreferenceAttributes_t matrix :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+    if (s.ok())
+      s = api.check(api.cublasLtMatmulPreferenceSetAttribute(d->preference, matrix, &alignment,
+                                                             sizeof(alignment)),
+                    "the matrices' alignment");
   int count = 0;
   if (s.ok())
     s = api.check(api.cublasLtMatmulAlgoGetHeuristic(api.handle, d->desc, d->weight, d->input,
@@ -171,8 +180,12 @@ Status CublasLt::linear(uint64_t x, uint64_t w, uint64_t bias, uint64_t addend, 
                         int64_t rows, int64_t in, int64_t out, Operands operands,
                         uint64_t workspace, uint64_t workspaceBytes) {
   const Api &api = *api_;
+  // The largest power of two, up to 256, that every matrix's address is a
+  // multiple of.
+  uint64_t addresses = x | w | y | addend | 256;
+  auto alignment = static_cast<uint32_t>(addresses & (~addresses + 1));
   Plan *p = nullptr;
-  if (Status s = plan(rows, in, out, bias != 0, operands, workspaceBytes, p); !s.ok())
+  if (Status s = plan(rows, in, out, bias != 0, operands, alignment, workspaceBytes, p); !s.ok())
     return s;
   if (bias) {
     const void *biasPointer = reinterpret_cast<const void *>(bias);

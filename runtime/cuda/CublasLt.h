@@ -42,12 +42,12 @@ private:
   struct Api;
   struct Plan;
   CublasLt();
-  /// The plan of a rows x in x out linear, with or without a bias, made on
-  /// first use.
+  /// The plan of a rows x in x out linear, with or without a bias, for
+  /// matrices `alignment` bytes aligned (at most 256), made on first use.
   Status plan(int64_t rows, int64_t in, int64_t out, bool bias, Operands operands,
-              uint64_t workspaceBytes, Plan *&found);
+              uint32_t alignment, uint64_t workspaceBytes, Plan *&found);
   std::unique_ptr<Api> api_;
-  std::map<std::array<int64_t, 5>, std::unique_ptr<Plan>> plans_;
+  std::map<std::array<int64_t, 6>, std::unique_ptr<Plan>> plans_;
 };
 
 } // namespace megatron::runtime::cuda

@@ -778,6 +778,12 @@ class Errors(EndToEnd):
         gpt2 = self.artifact('megatron/gpt2_v3_tp1', 'causal-lm')
         self.assertIn('do not combine', self.forward_error(gpt2, '--input-ids', '1,2,3,4', '--last-logits',
                                                            '--decode-last', '1'))
+        # Checked before any step runs (a decode step's cache stays as it
+        # was) also where the embedding table is int8, read with its scales.
+        int8 = self.compile(self.entries['megatron/gpt2_v3_tp1'], 'causal-lm',
+                            extra=('--quantize', 'int8', '--quantize-embeddings'))
+        self.assertIn('input_ids 100000 at position 2 is outside',
+                      self.forward_error(int8, '--input-ids', '1,2,100000'))
 
     def test_decode_past_the_context(self):
         # Prefill fits; the decode steps then run past the position table.
