@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "compiler/MemoryPlanner.h"
 #include "compiler/Passes.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -23,8 +24,6 @@ using namespace megatron;
 namespace plan = mlir::plan;
 
 namespace {
-
-constexpr uint64_t kAlignment = 64;
 
 /// `shape` with Sequence taken out of every dimension: the shape of one
 /// position per sequence.
@@ -40,24 +39,29 @@ mlir::ArrayAttr withoutSequence(mlir::Builder &b, mlir::ArrayAttr shape) {
   return b.getStrArrayAttr(dims);
 }
 
-/// Bytes of `shape` of `type` at the module's maxima (Batch, Choices; Sequence,
-/// Past and Keys at the longest sequence).
-uint64_t bytesAtMaxima(mlir::ModuleOp module, mlir::ArrayAttr shape, mlir::Type type) {
-  auto maximum = [&](llvm::StringRef name) {
-    auto attr = module->getAttrOfType<mlir::IntegerAttr>(name);
-    return attr ? attr.getInt() : 1;
-  };
-  const int64_t maxima[] = {maximum("plan.max_batch"), maximum("plan.max_sequence"),
-                            maximum("plan.max_choices"), maximum("plan.max_sequence"),
-                            maximum("plan.max_sequence")};
+/// Bytes of `shape` of `type` at the maxima the module was planned for, as
+/// the memory planner sizes a slot (the shapes here name Batch, Sequence or
+/// Choices only).
+llvm::Expected<uint64_t> bytesAtMaxima(mlir::ModuleOp module, mlir::ArrayAttr shape,
+                                       mlir::Type type) {
+  PlanBounds bounds;
+  for (auto [symbol, name] : {std::pair{Symbol::Batch, "plan.max_batch"},
+                              std::pair{Symbol::Sequence, "plan.max_sequence"},
+                              std::pair{Symbol::Choices, "plan.max_choices"}})
+    if (auto attr = module->getAttrOfType<mlir::IntegerAttr>(name))
+      bounds.maxima[symbol] = attr.getInt();
   uint64_t bytes = type.getIntOrFloatBitWidth() / 8;
   for (llvm::StringRef text : shape.getAsValueRange<mlir::StringAttr>()) {
-    std::optional<plan::DimExpr> dim = plan::parseDim(text);
-    bytes *= dim->constant;
-    for (unsigned symbol : dim->symbols)
-      bytes *= maxima[symbol];
+    plan::DimExpr parsed = *plan::parseDim(text); // the verifier parsed it
+    SymbolicDim dim{parsed.constant, {}};
+    for (unsigned symbol : parsed.symbols)
+      dim.symbols.push_back(static_cast<Symbol>(symbol));
+    llvm::Expected<int64_t> extent = maxExtent(dim, bounds);
+    if (!extent)
+      return extent.takeError();
+    bytes *= *extent;
   }
-  return (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  return (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
 }
 
 struct AddPrefillLastPass : impl::AddPrefillLastBase<AddPrefillLastPass> {
@@ -110,33 +114,42 @@ struct AddPrefillLastPass : impl::AddPrefillLastBase<AddPrefillLastPass> {
     // A buffer like `of` for one position per sequence. The slice's result
     // goes after everything else in the arena; the tail's results keep
     // their originals' bytes, which nothing else uses while they live.
-    auto lastOf = [&](plan::BufferOp of, plan::BufferKind kind, bool atEnd) {
+    auto lastOf = [&](plan::BufferOp of, plan::BufferKind kind,
+                      bool atEnd) -> mlir::FailureOr<mlir::FlatSymbolRefAttr> {
       b.setInsertionPointAfter(of);
       mlir::ArrayAttr shape = withoutSequence(b, of.getShape());
+      llvm::Expected<uint64_t> size = bytesAtMaxima(module, shape, of.getElementType());
+      if (!size)
+        return of.emitError(llvm::toString(size.takeError()));
       uint64_t offset = atEnd ? rank.getArenaSize() : of.getOffset();
-      uint64_t size = bytesAtMaxima(module, shape, of.getElementType());
       if (atEnd)
-        rank.setArenaSize(offset + size);
+        rank.setArenaSize(offset + *size);
       auto last = plan::BufferOp::create(b, of.getLoc(), ("last_" + of.getSymName()).str(),
-                                         kind, of.getElementType(), shape, offset, size);
+                                         kind, of.getElementType(), shape, offset, *size);
       symbols.insert(last);
       return mlir::FlatSymbolRefAttr::get(last.getSymNameAttr());
     };
-    mlir::FlatSymbolRefAttr position = lastOf(hidden, plan::BufferKind::Activation, true);
+    mlir::FailureOr<mlir::FlatSymbolRefAttr> position =
+        lastOf(hidden, plan::BufferKind::Activation, true);
+    if (mlir::failed(position))
+      return mlir::failure();
     auto cloned = llvm::to_vector(entry.getBody().front().getOps<plan::StepOp>());
     plan::StepOp clonedHead = cloned[cloned.size() - tail.size()];
     b.setInsertionPoint(clonedHead);
     plan::StepOp::create(b, clonedHead.getLoc(), plan::StepKind::Slice,
-                         b.getArrayAttr({head.getInputs()[0]}), b.getArrayAttr({position}),
+                         b.getArrayAttr({head.getInputs()[0]}), b.getArrayAttr({*position}),
                          b.getDenseI64ArrayAttr({1, -1}), b.getDenseF64ArrayAttr({}));
     // Each tail step reads the previous one-position buffer and writes its own.
-    mlir::Attribute previous = position;
+    mlir::Attribute previous = *position;
     for (plan::StepOp step : llvm::ArrayRef(cloned).take_back(tail.size())) {
       llvm::SmallVector<mlir::Attribute> reads(step.getInputs().getValue());
       reads[0] = previous;
       step.setInputsAttr(b.getArrayAttr(reads));
       plan::BufferOp written = buffer(step.getOutputs()[0]);
-      previous = lastOf(written, written.getKind(), false);
+      mlir::FailureOr<mlir::FlatSymbolRefAttr> last = lastOf(written, written.getKind(), false);
+      if (mlir::failed(last))
+        return mlir::failure();
+      previous = *last;
       step.setOutputsAttr(b.getArrayAttr({previous}));
     }
     entry.setOutputsAttr(b.getArrayAttr({previous}));
